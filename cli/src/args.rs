@@ -1,0 +1,116 @@
+//! Argument types shared by several verbs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use lattice_host::ActorLimits;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Output {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON document per result, for machines.
+    Json,
+}
+
+/// Limits an actor runs under (defaults in brackets).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Memory cap per instance, e.g. 64MiB [64MiB]
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
+    pub memory: Option<usize>,
+    /// CPU time one invocation may use, e.g. 500ms [1s]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub cpu_time: Option<Duration>,
+    /// Wall-clock timeout of one invocation [10s]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Instances that may run at once [64]
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<u32>,
+    /// Largest reply accepted, e.g. 1MiB [1MiB]
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_reply: Option<usize>,
+}
+
+impl LimitArgs {
+    /// The defaults with every given flag applied.
+    pub fn to_limits(&self) -> ActorLimits {
+        let mut limits = ActorLimits::default();
+        if let Some(v) = self.memory {
+            limits.memory_bytes = v;
+        }
+        if let Some(v) = self.cpu_time {
+            limits.cpu_time = v;
+        }
+        if let Some(v) = self.timeout {
+            limits.timeout = v;
+        }
+        if let Some(v) = self.max_concurrency {
+            limits.max_concurrency = v;
+        }
+        if let Some(v) = self.max_reply {
+            limits.max_reply_bytes = v;
+        }
+        limits
+    }
+}
+
+/// Where compiled components are cached.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Directory of the compiled-component cache [the user cache dir, e.g. ~/.cache/lattice/compiled]
+    #[arg(long, env = "LATTICE_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every time; read and write no cache
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache directory to use, if any.
+    pub fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(|| {
+            directories::ProjectDirs::from("", "", "lattice").map(|d| d.cache_dir().join("compiled"))
+        })
+    }
+}
+
+/// Parses `65536`, `64KiB`, `64K`, `64MiB`, `64MB`, `1GiB`… (binary multiples throughout).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (try 64MiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(1usize << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2k"), Ok(2048));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! `lattice`: the command line of the lattice actor runtime.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod args;
+mod run;
+
+/// lattice: run signed WebAssembly actors on one machine or across a lattice of hosts.
+#[derive(Debug, Parser)]
+#[command(name = "lattice", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). LATTICE_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunArgs),
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    // What actors log is printed by the verbs themselves; keep it out of the diagnostics unless asked for.
+    let filter = EnvFilter::try_from_env("LATTICE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},{}=off", lattice_host::ACTOR_LOG_TARGET)));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line a person can act on: the error and its causes, joined.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! lattice's actor runtime.
+//!
+//! A [`Runtime`] owns one wasmtime engine (component model, async, pooling allocator, epoch interruption with
+//! its ticker on a dedicated OS thread), a linker with the host side of the actor world, an on-disk cache of
+//! compiled components, and the provider instances actors can be linked to. [`Runtime::load`] admits a
+//! component and returns an [`Actor`]; [`Actor::invoke`] delivers one message to a fresh instance under the
+//! actor's [`ActorLimits`].
+//!
+//! **Invariant:** this crate knows nothing about NATS: an actor here runs with in-process providers only.
+//!
+//! ```no_run
+//! # async fn demo(component: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+//! use lattice_host::{ActorConfig, IncomingMessage, RuntimeBuilder};
+//!
+//! let runtime = RuntimeBuilder::new().build()?;
+//! let config = ActorConfig {
+//!     links: vec!["keyvalue:default=inmemory".parse()?],
+//!     ..ActorConfig::default()
+//! };
+//! let actor = runtime.load("kv-counter", component, config).await?;
+//! let outcome = actor.invoke(IncomingMessage::new("visits")).await;
+//! let reply = outcome.result?.expect("kv-counter always replies");
+//! println!("{}", String::from_utf8_lossy(&reply.data));
+//! # Ok(())
+//! # }
+//! ```
+
+mod bindings;
+mod cache;
+mod engine;
+mod keyvalue;
+mod limits;
+mod links;
+mod logging;
+mod messaging;
+mod output;
+mod runtime;
+mod state;
+
+pub use cache::CacheError;
+pub use engine::{EngineConfig, EngineError};
+pub use limits::{ActorLimits, LimitsError};
+pub use logging::ACTOR_LOG_TARGET;
+pub use links::{LinkError, LinkSet, Providers};
+pub use runtime::{
+    Actor, ActorConfig, INMEMORY_PROVIDER, IncomingMessage, InvocationOutcome, InvokeError, LoadError,
+    LoadReport, LogLine, LogSource, Reply, Runtime, RuntimeBuilder, RuntimeError,
+};

@@ -1,0 +1,607 @@
+//! The actor runtime: loading (admission, compile, cache) and invocation (fresh instance, limits, outcome).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use lattice_core::link::LinkSpec;
+use lattice_keyvalue_inmemory::InMemoryKeyValue;
+use lattice_provider_sdk::KeyValue;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::bindings;
+use crate::cache::{CacheError, CompiledCache};
+use crate::engine::{EngineConfig, EngineError, EpochTicker};
+use crate::limits::{ActorLimits, Limiter, LimitsError};
+use crate::links::{LinkError, LinkSet, Providers};
+use crate::messaging::Message;
+use crate::output::CapturedOutput;
+use crate::state::InvocationState;
+
+/// Bytes of stdout (and, separately, stderr) kept per invocation.
+const STDIO_CAPTURE_BYTES: usize = 64 << 10;
+
+/// The name under which the built-in in-memory key-value provider is registered.
+pub const INMEMORY_PROVIDER: &str = "inmemory";
+
+/// Configures and builds a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    engine: EngineConfig,
+    cache_dir: Option<PathBuf>,
+    max_component_bytes: usize,
+    providers: Providers,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        let mut providers = Providers::default();
+        providers.insert_keyvalue(INMEMORY_PROVIDER, Arc::new(InMemoryKeyValue::new()));
+        Self {
+            engine: EngineConfig::default(),
+            cache_dir: None,
+            max_component_bytes: 64 << 20,
+            providers,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// A builder with default sizes, no disk cache, and the built-in `inmemory` key-value provider.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sizes the engine (pool slots, host memory cap, stack, epoch tick).
+    pub fn engine(&mut self, engine: EngineConfig) -> &mut Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Where compiled components are cached; `None` compiles every load.
+    pub fn cache_dir(&mut self, dir: Option<PathBuf>) -> &mut Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// The largest component file accepted.
+    pub fn max_component_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.max_component_bytes = bytes;
+        self
+    }
+
+    /// Registers a key-value provider instance actors can be linked to by `name`.
+    pub fn keyvalue_provider(&mut self, name: impl Into<String>, provider: Arc<dyn KeyValue>) -> &mut Self {
+        self.providers.insert_keyvalue(name, provider);
+        self
+    }
+
+    /// Creates the engine, starts its epoch ticker and prepares the linker.
+    pub fn build(&self) -> Result<Runtime, RuntimeError> {
+        let (engine, ticker) = self.engine.build()?;
+        let mut linker = Linker::<InvocationState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Linker)?;
+        bindings::Actor::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(RuntimeError::Linker)?;
+        let cache = match &self.cache_dir {
+            Some(dir) => CompiledCache::open(dir, &engine)?,
+            None => CompiledCache::disabled(),
+        };
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache,
+                providers: self.providers.clone(),
+                max_component_bytes: self.max_component_bytes,
+                host_memory_cap: self.engine.max_memory_bytes,
+                epoch_tick: self.engine.epoch_tick,
+                _ticker: ticker,
+            }),
+        })
+    }
+}
+
+/// Why a runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The engine could not be created.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The compiled-code cache could not be opened.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The host interfaces could not be added to the linker (a bug).
+    #[error("cannot link host interfaces: {0:#}")]
+    Linker(wasmtime::Error),
+}
+
+/// One wasmtime engine with its linker, compiled-code cache and providers. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("providers", &self.inner.providers)
+            .finish_non_exhaustive()
+    }
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<InvocationState>,
+    cache: CompiledCache,
+    providers: Providers,
+    max_component_bytes: usize,
+    host_memory_cap: usize,
+    epoch_tick: Duration,
+    _ticker: EpochTicker,
+}
+
+/// How an actor runs: its limits and links.
+#[derive(Debug, Clone, Default)]
+pub struct ActorConfig {
+    /// Limits every invocation runs under.
+    pub limits: ActorLimits,
+    /// What the actor's imports resolve to.
+    pub links: Vec<LinkSpec>,
+}
+
+/// Why an actor could not be loaded. Nothing runs when loading fails.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The component file is larger than the host accepts.
+    #[error("component is {size} bytes, larger than the host's limit of {limit} bytes")]
+    TooLarge {
+        /// The component's size.
+        size: usize,
+        /// The host's limit.
+        limit: usize,
+    },
+    /// The actor's limits are invalid or above the host's caps.
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
+    /// A link names a provider that does not exist here.
+    #[error(transparent)]
+    Links(#[from] LinkError),
+    /// The bytes are not a valid component, or compilation failed.
+    #[error("cannot compile component: {0}")]
+    Compile(String),
+    /// The component imports something the host does not provide, or does not export the handler.
+    #[error("component does not fit the lattice actor world: {0}")]
+    World(String),
+}
+
+/// What loading did, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// sha256 of the component bytes, hex.
+    pub digest: String,
+    /// Whether the compiled code came from the on-disk cache (no compilation).
+    pub from_cache: bool,
+    /// Time from bytes to a ready `InstancePre`.
+    pub elapsed: Duration,
+}
+
+impl Runtime {
+    /// The provider instances actors can link to.
+    pub fn providers(&self) -> &Providers {
+        &self.inner.providers
+    }
+
+    /// The wasmtime engine (one per runtime).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Admits a component as actor `name`: size cap, compile (or load from cache, off the async threads),
+    /// check it fits the actor world, validate limits and resolve links. Returns a ready actor.
+    pub async fn load(&self, name: &str, bytes: Vec<u8>, config: ActorConfig) -> Result<Actor, LoadError> {
+        let started = Instant::now();
+        let rt = &self.inner;
+        if bytes.len() > rt.max_component_bytes {
+            return Err(LoadError::TooLarge {
+                size: bytes.len(),
+                limit: rt.max_component_bytes,
+            });
+        }
+        config.limits.validate(rt.host_memory_cap)?;
+        let links = LinkSet::resolve(&config.links, &rt.providers)?;
+
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let (component, from_cache) = match rt.cache.load(&rt.engine, &digest) {
+            Some(component) => (component, true),
+            None => {
+                let engine = rt.engine.clone();
+                let cache = rt.cache.clone();
+                let component = tokio::task::spawn_blocking(move || {
+                    let component = Component::new(&engine, &bytes)?;
+                    cache.store(&digest, &component);
+                    Ok::<_, wasmtime::Error>(component)
+                })
+                .await
+                .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+                (component, false)
+            }
+        };
+        let pre = rt
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let pre = bindings::ActorPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
+
+        let report = LoadReport {
+            digest: hex::encode(digest),
+            from_cache,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!(
+            actor = name,
+            digest = %report.digest,
+            from_cache,
+            elapsed_us = report.elapsed.as_micros() as u64,
+            "actor loaded"
+        );
+        let ticks = config.limits.cpu_time.as_nanos() / rt.epoch_tick.as_nanos().max(1);
+        Ok(Actor {
+            inner: Arc::new(ActorInner {
+                name: name.into(),
+                runtime: self.clone(),
+                pre,
+                permits: Semaphore::new(config.limits.max_concurrency as usize),
+                cpu_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
+                limits: config.limits,
+                links: ArcSwap::from_pointee(links),
+                report,
+            }),
+        })
+    }
+}
+
+/// A message delivered to an actor's `incoming-handler`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// The topic it arrived on, if any.
+    pub topic: Option<String>,
+    /// The payload.
+    pub data: Vec<u8>,
+    /// Its content type, if known.
+    pub content_type: Option<String>,
+    /// Extra key-value pairs (headers).
+    pub metadata: Vec<(String, String)>,
+}
+
+impl IncomingMessage {
+    /// A message with just a payload.
+    pub fn new(data: impl Into<Vec<u8>>) -> Self {
+        Self {
+            data: data.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the topic.
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+}
+
+/// What an actor replied with through `request-reply.reply`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The payload.
+    pub data: Vec<u8>,
+    /// Its content type, if the actor set one.
+    pub content_type: Option<String>,
+    /// Metadata the actor attached.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSource {
+    /// `wasi:logging/logging.log`.
+    Logging,
+    /// The actor's stdout.
+    Stdout,
+    /// The actor's stderr.
+    Stderr,
+}
+
+/// One line an actor logged during an invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Where it came from.
+    pub source: LogSource,
+    /// Its level (stdout is `INFO`, stderr `WARN`).
+    pub level: tracing::Level,
+    /// The `context` argument of `wasi:logging` (empty for stdio).
+    pub context: String,
+    /// The text.
+    pub message: String,
+}
+
+/// Why an invocation failed. Guest failures and exceeded limits are distinguished so callers can act.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvokeError {
+    /// The whole invocation took longer than the actor's wall-clock timeout.
+    #[error("invocation timed out after {0:?}")]
+    Timeout(Duration),
+    /// Guest code ran longer than its CPU deadline.
+    #[error("cpu deadline exceeded: the actor ran longer than {0:?}")]
+    CpuDeadline(Duration),
+    /// The guest tried to grow its memory past its cap.
+    #[error("memory limit exceeded: the actor asked for {requested} bytes, its cap is {cap} bytes")]
+    MemoryLimit {
+        /// The size it asked for.
+        requested: usize,
+        /// Its cap.
+        cap: usize,
+    },
+    /// The guest overflowed its stack (for example, unbounded recursion).
+    #[error("stack overflow in the actor")]
+    StackOverflow,
+    /// The guest replied with more bytes than allowed.
+    #[error("reply of {size} bytes refused: the limit is {limit} bytes")]
+    ReplyTooLarge {
+        /// The reply's size.
+        size: usize,
+        /// The actor's limit.
+        limit: usize,
+    },
+    /// The handler returned an error value.
+    #[error("actor returned an error: {0}")]
+    Handler(String),
+    /// The guest trapped (a panic, `unreachable`, an invalid access).
+    #[error("actor trapped: {0}")]
+    Trap(String),
+    /// No instance could be created (for example, every pool slot is in use).
+    #[error("cannot instantiate actor: {0}")]
+    Instantiate(String),
+}
+
+/// The result of one invocation plus what the actor logged meanwhile.
+#[derive(Debug)]
+pub struct InvocationOutcome {
+    /// The reply (`None`: the actor did not reply) or why the invocation failed.
+    pub result: Result<Option<Reply>, InvokeError>,
+    /// What the actor logged (bounded; see [`InvocationOutcome::logs_dropped`]).
+    pub logs: Vec<LogLine>,
+    /// Log lines not kept because the bound was reached.
+    pub logs_dropped: usize,
+}
+
+/// A loaded actor. Each invocation runs in a fresh instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Actor {
+    inner: Arc<ActorInner>,
+}
+
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor")
+            .field("name", &self.inner.name)
+            .field("digest", &self.inner.report.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+struct ActorInner {
+    name: Arc<str>,
+    runtime: Runtime,
+    pre: bindings::ActorPre<InvocationState>,
+    limits: ActorLimits,
+    cpu_ticks: u64,
+    permits: Semaphore,
+    links: ArcSwap<LinkSet>,
+    report: LoadReport,
+}
+
+impl Actor {
+    /// The actor's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// What loading did (digest, cache hit, time).
+    pub fn load_report(&self) -> &LoadReport {
+        &self.inner.report
+    }
+
+    /// The limits every invocation runs under.
+    pub fn limits(&self) -> &ActorLimits {
+        &self.inner.limits
+    }
+
+    /// The current links.
+    pub fn links(&self) -> Arc<LinkSet> {
+        self.inner.links.load_full()
+    }
+
+    /// Replaces the actor's links. The next invocation uses the new set; invocations already running keep
+    /// the set they started with.
+    pub fn set_links(&self, specs: &[LinkSpec]) -> Result<(), LinkError> {
+        let set = LinkSet::resolve(specs, &self.inner.runtime.inner.providers)?;
+        self.inner.links.store(Arc::new(set));
+        Ok(())
+    }
+
+    /// Delivers `message` to the actor's `incoming-handler` in a fresh instance, under the actor's limits:
+    /// at most `max_concurrency` at once (later callers wait), a CPU deadline, a memory cap and a wall-clock
+    /// timeout that covers the wait too.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the instance mid-call; the actor's state lives only in its providers, so
+    /// nothing is left half-done except writes the actor already made.
+    pub async fn invoke(&self, message: IncomingMessage) -> InvocationOutcome {
+        let inner = &*self.inner;
+        let run = async {
+            // The semaphore is never closed, so acquire cannot fail.
+            let _permit = inner.permits.acquire().await;
+            inner.run(message).await
+        };
+        match tokio::time::timeout(inner.limits.timeout, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(actor = %inner.name, timeout = ?inner.limits.timeout, "invocation timed out");
+                InvocationOutcome {
+                    result: Err(InvokeError::Timeout(inner.limits.timeout)),
+                    logs: Vec::new(),
+                    logs_dropped: 0,
+                }
+            }
+        }
+    }
+}
+
+impl ActorInner {
+    async fn run(&self, message: IncomingMessage) -> InvocationOutcome {
+        let stdout = CapturedOutput::new(STDIO_CAPTURE_BYTES);
+        let stderr = CapturedOutput::new(STDIO_CAPTURE_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let state = InvocationState {
+            actor: self.name.clone(),
+            wasi,
+            table: wasmtime::component::ResourceTable::new(),
+            limiter: Limiter::new(&self.limits),
+            links: self.links.load_full(),
+            cpu_ticks_left: self.cpu_ticks,
+            cpu_exceeded: false,
+            max_reply_bytes: self.limits.max_reply_bytes,
+            reply: None,
+            reply_refused: None,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            stdout,
+            stderr,
+        };
+        let mut store = Store::new(&self.runtime.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if state.cpu_ticks_left == 0 {
+                state.cpu_exceeded = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.cpu_ticks_left -= 1;
+            // Yield every tick so a spinning guest never starves the async runtime.
+            Ok(UpdateDeadline::Yield(1))
+        });
+
+        let result = self.call(&mut store, message).await;
+        let state = store.data_mut();
+        let result = match (state.reply_refused, result) {
+            (Some(size), _) => Err(InvokeError::ReplyTooLarge {
+                size,
+                limit: self.limits.max_reply_bytes,
+            }),
+            (None, Ok(())) => Ok(state.reply.take()),
+            (None, Err(error)) => Err(error),
+        };
+        state.collect_stdio();
+        if let Err(error) = &result {
+            tracing::debug!(actor = %self.name, %error, "invocation failed");
+        }
+        InvocationOutcome {
+            result,
+            logs: std::mem::take(&mut state.logs),
+            logs_dropped: state.logs_dropped,
+        }
+    }
+
+    async fn call(&self, store: &mut Store<InvocationState>, message: IncomingMessage) -> Result<(), InvokeError> {
+        let actor = match self.pre.instantiate_async(&mut *store).await {
+            Ok(actor) => actor,
+            Err(error) => return Err(self.classify(store.data(), error, true)),
+        };
+        let message = Message {
+            data: message.data,
+            topic: message.topic,
+            content_type: message.content_type,
+            metadata: message.metadata,
+            answers_invocation: true,
+        };
+        let message = store
+            .data_mut()
+            .table
+            .push(message)
+            .map_err(|e| InvokeError::Instantiate(e.to_string()))?;
+        match actor
+            .wasi_messaging_incoming_handler()
+            .call_handle(&mut *store, message)
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(InvokeError::Handler(describe_messaging_error(&error))),
+            Err(trap) => Err(self.classify(store.data(), trap, false)),
+        }
+    }
+
+    fn classify(&self, state: &InvocationState, error: wasmtime::Error, instantiating: bool) -> InvokeError {
+        if state.cpu_exceeded {
+            return InvokeError::CpuDeadline(self.limits.cpu_time);
+        }
+        if let Some(requested) = state.limiter.memory_denied {
+            return InvokeError::MemoryLimit {
+                requested,
+                cap: self.limits.memory_bytes,
+            };
+        }
+        if let Some(wasmtime::Trap::StackOverflow) = error.downcast_ref::<wasmtime::Trap>() {
+            return InvokeError::StackOverflow;
+        }
+        if instantiating {
+            InvokeError::Instantiate(format!("{error:#}"))
+        } else {
+            InvokeError::Trap(format!("{error:#}"))
+        }
+    }
+}
+
+fn describe_messaging_error(error: &bindings::wasi::messaging::types::Error) -> String {
+    use bindings::wasi::messaging::types::Error;
+    match error {
+        Error::Timeout => "timeout".into(),
+        Error::Connection(m) => format!("connection: {m}"),
+        Error::PermissionDenied(m) => format!("permission denied: {m}"),
+        Error::Other(m) => m.clone(),
+    }
+}
+
+impl InvocationState {
+    /// Moves captured stdout/stderr into the log lines (one per line of text).
+    fn collect_stdio(&mut self) {
+        for (output, source, level) in [
+            (self.stdout.clone(), LogSource::Stdout, tracing::Level::INFO),
+            (self.stderr.clone(), LogSource::Stderr, tracing::Level::WARN),
+        ] {
+            let (bytes, dropped) = output.take();
+            if bytes.is_empty() {
+                continue;
+            }
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                self.push_log(source, level, String::new(), line.to_owned());
+            }
+            if dropped > 0 {
+                self.push_log(source, level, String::new(), format!("[{dropped} bytes of output dropped]"));
+            }
+        }
+    }
+}

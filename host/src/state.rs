@@ -1,0 +1,40 @@
+//! What one invocation's `Store` holds: WASI context, resource table, limits, links and the outcome so far.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::limits::Limiter;
+use crate::links::LinkSet;
+use crate::output::CapturedOutput;
+use crate::runtime::{LogLine, Reply};
+
+/// Store data of one invocation. Created fresh per invocation and dropped with the instance.
+pub(crate) struct InvocationState {
+    pub(crate) actor: Arc<str>,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) links: Arc<LinkSet>,
+    /// Epoch ticks of guest execution left before the CPU deadline.
+    pub(crate) cpu_ticks_left: u64,
+    pub(crate) cpu_exceeded: bool,
+    pub(crate) max_reply_bytes: usize,
+    pub(crate) reply: Option<Reply>,
+    /// Set when the guest tried to reply with more than `max_reply_bytes`.
+    pub(crate) reply_refused: Option<usize>,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) logs_dropped: usize,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+}
+
+impl WasiView for InvocationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Integration tests of the actor runtime with real components built from this workspace.
+
+mod cache;
+mod hostile;
+mod keyvalue;
+
+use std::time::Duration;
+
+use lattice_host::{Actor, ActorConfig, ActorLimits, IncomingMessage, Runtime, RuntimeBuilder};
+
+pub fn runtime() -> Runtime {
+    RuntimeBuilder::new().build().expect("runtime")
+}
+
+pub fn component(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+pub fn kv_default() -> ActorConfig {
+    ActorConfig {
+        links: vec!["keyvalue:default=inmemory".parse().expect("link")],
+        ..ActorConfig::default()
+    }
+}
+
+pub async fn load(runtime: &Runtime, path: &str, config: ActorConfig) -> Actor {
+    runtime
+        .load(path, component(path), config)
+        .await
+        .expect("load actor")
+}
+
+/// Invokes and returns the reply text, panicking on failure.
+pub async fn call(actor: &Actor, payload: &str) -> String {
+    let outcome = actor.invoke(IncomingMessage::new(payload)).await;
+    let reply = outcome
+        .result
+        .unwrap_or_else(|e| panic!("invoking with {payload:?}: {e}"))
+        .expect("a reply");
+    String::from_utf8(reply.data).expect("utf-8 reply")
+}
+
+pub fn tight_limits() -> ActorLimits {
+    ActorLimits {
+        cpu_time: Duration::from_millis(200),
+        timeout: Duration::from_secs(5),
+        ..ActorLimits::default()
+    }
+}
