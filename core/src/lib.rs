@@ -1,7 +1,13 @@
 //! lattice's protocol core.
 //!
+//! Plain functions over data, driven by unit tests without a server:
 //! - [`link`]: link specifications (`(interface, name) -> (provider, config)`) and their parsing.
+//! - [`keys`]: issuer and actor ed25519 keys with checksummed, nkeys-compatible text forms (`A…`, `M…`, `S…`).
+//! - [`claims`]: signed actor claims in a component custom section: sign, inspect, verify against a policy,
+//!   and check a component's imports against the capabilities its claims allow.
 //!
 //! **Invariant:** this crate does no IO and runs no async runtime.
 
+pub mod claims;
+pub mod keys;
 pub mod link;
