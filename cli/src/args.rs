@@ -76,9 +76,9 @@ impl CacheArgs {
         if self.no_cache {
             return None;
         }
-        self.cache_dir.clone().or_else(|| {
-            directories::ProjectDirs::from("", "", "lattice").map(|d| d.cache_dir().join("compiled"))
-        })
+        self.cache_dir
+            .clone()
+            .or_else(|| directories::ProjectDirs::from("", "", "lattice").map(|d| d.cache_dir().join("compiled")))
     }
 }
 
@@ -87,9 +87,7 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (try 64MiB)"))?;
+    let n: usize = digits.parse().map_err(|_| format!("`{s}` is not a size (try 64MiB)"))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -97,8 +95,7 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 30,
         other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
     };
-    n.checked_mul(1usize << shift)
-        .ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(1usize << shift).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[cfg(test)]

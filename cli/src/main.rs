@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod args;
+mod claims;
+mod connect;
+mod ctl;
+mod host;
+mod keys;
+mod policy;
 mod run;
 
 /// lattice: run signed WebAssembly actors on one machine or across a lattice of hosts.
@@ -22,6 +28,20 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Keys(keys::KeysArgs),
+    Claims(claims::ClaimsArgs),
+    Up(host::UpArgs),
+    /// Join a lattice and run actors (flags > LATTICE_* environment > --config file)
+    Host(host::HostArgs),
+    Hosts(ctl::HostsArgs),
+    Inventory(ctl::InventoryArgs),
+    Push(ctl::PushArgs),
+    Start(ctl::StartArgs),
+    Stop(ctl::StopArgs),
+    Scale(ctl::ScaleArgs),
+    Call(ctl::CallArgs),
+    Events(ctl::EventsArgs),
+    Label(ctl::LabelArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -35,10 +55,7 @@ fn init_tracing(verbose: u8) {
     // What actors log is printed by the verbs themselves; keep it out of the diagnostics unless asked for.
     let filter = EnvFilter::try_from_env("LATTICE_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{default},{}=off", lattice_host::ACTOR_LOG_TARGET)));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn main() -> ExitCode {
@@ -54,6 +71,19 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,
+            Command::Keys(args) => keys::run(args),
+            Command::Claims(args) => claims::run(args),
+            Command::Up(args) => host::up(args).await,
+            Command::Host(args) => host::run_host(args).await,
+            Command::Hosts(args) => ctl::hosts(args).await,
+            Command::Inventory(args) => ctl::inventory(args).await,
+            Command::Push(args) => ctl::push(args).await,
+            Command::Start(args) => ctl::start(args).await,
+            Command::Stop(args) => ctl::stop(args).await,
+            Command::Scale(args) => ctl::scale(args).await,
+            Command::Call(args) => ctl::call(args).await,
+            Command::Events(args) => ctl::events(args).await,
+            Command::Label(args) => ctl::label(args).await,
         }
     });
     match result {

@@ -8,13 +8,18 @@ use lattice_core::link::LinkSpec;
 use lattice_host::{ActorConfig, IncomingMessage, LogLine, LogSource, RuntimeBuilder};
 
 use crate::args::{CacheArgs, LimitArgs, Output};
+use crate::policy::PolicyArgs;
 
 /// Run an actor locally: deliver messages to its incoming handler and print its replies and logs.
 ///
 /// Replies go to stdout, one per line; what the actor logged goes to stderr. With `-o json`, each invocation
 /// prints one JSON object on stdout instead.
 ///
-/// Example: lattice run kv_counter.wasm --link keyvalue:default=inmemory --message visits --repeat 3
+/// Only actors signed by a --trusted-issuer run, unless --allow-unsigned (development only); see
+/// docs/signing.md.
+///
+/// Example: lattice run kv_counter.signed.wasm --trusted-issuer dev --link keyvalue:default=inmemory
+///   --message visits --repeat 3
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The actor component (.wasm, wasm32-wasip2 component)
@@ -39,32 +44,34 @@ pub struct RunArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Output format
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let bytes = tokio::fs::read(&args.component)
-        .await
-        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let bytes =
+        tokio::fs::read(&args.component).await.with_context(|| format!("cannot read {}", args.component.display()))?;
     let name = args.name.clone().unwrap_or_else(|| {
-        args.component
-            .file_stem()
-            .map_or_else(|| "actor".into(), |s| s.to_string_lossy().into_owned())
+        args.component.file_stem().map_or_else(|| "actor".into(), |s| s.to_string_lossy().into_owned())
     });
     let runtime = RuntimeBuilder::new()
         .cache_dir(args.cache.dir())
+        .policy(args.policy.to_policy()?)
         .build()
         .context("cannot start the runtime")?;
-    let config = ActorConfig {
-        limits: args.limits.to_limits(),
-        links: args.links.clone(),
-    };
+    let config = ActorConfig { limits: args.limits.to_limits(), links: args.links.clone() };
     let actor = runtime
         .load(&name, bytes, config)
         .await
         .with_context(|| format!("cannot load {}", args.component.display()))?;
+    // A signed actor is shown under the name its claims give, unless --name says otherwise.
+    let name = match (&args.name, actor.claims()) {
+        (None, Some(claims)) => claims.name.clone(),
+        _ => name,
+    };
 
     for _ in 0..args.repeat {
         let mut message = IncomingMessage::new(args.message.as_bytes());
@@ -105,9 +112,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 println!("{doc}");
             }
         }
-        outcome
-            .result
-            .with_context(|| format!("actor `{name}` failed"))?;
+        outcome.result.with_context(|| format!("actor `{name}` failed"))?;
     }
     Ok(())
 }

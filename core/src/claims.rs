@@ -96,13 +96,12 @@ pub const MAX_INTERFACE_LEN: usize = 128;
 pub const DEFAULT_CLOCK_SKEW: u64 = 60;
 
 /// Packages every actor may import without a capability in its claims.
-pub const BASELINE_PACKAGES: &[&str] = &[
-    "wasi:io",
-    "wasi:cli",
-    "wasi:clocks",
-    "wasi:random",
-    "wasi:logging",
-];
+pub const BASELINE_PACKAGES: &[&str] = &["wasi:io", "wasi:cli", "wasi:clocks", "wasi:random", "wasi:logging"];
+
+/// Interfaces every actor needs to receive a message and reply to it, so they need no capability. Reaching
+/// out (`producer.send`, `request-reply.request`) needs a messaging client, which only a messaging link gives,
+/// and a messaging link needs the `wasi:messaging` capability.
+pub const BASELINE_INTERFACES: &[&str] = &["wasi:messaging/types", "wasi:messaging/request-reply"];
 
 /// Prefix of the signed message, so a claims signature cannot be mistaken for a signature of anything else.
 const SIGNATURE_CONTEXT: &[u8] = b"lattice-claims\0";
@@ -154,9 +153,7 @@ pub struct SignedClaims {
 impl SignedClaims {
     /// Whether the signature is the stated issuer's signature of these claims.
     pub fn signature_is_valid(&self) -> bool {
-        self.claims
-            .issuer
-            .verify(&signed_message(&self.signed_bytes), &self.signature)
+        self.claims.issuer.verify(&signed_message(&self.signed_bytes), &self.signature)
     }
 
     /// Whether the component's hash is the one the claims state (false: the component changed after signing).
@@ -196,11 +193,7 @@ pub struct Policy {
 impl Default for Policy {
     /// No trusted issuers, unsigned refused, [`DEFAULT_CLOCK_SKEW`].
     fn default() -> Policy {
-        Policy {
-            trusted_issuers: Vec::new(),
-            allow_unsigned: false,
-            clock_skew: DEFAULT_CLOCK_SKEW,
-        }
+        Policy { trusted_issuers: Vec::new(), allow_unsigned: false, clock_skew: DEFAULT_CLOCK_SKEW }
     }
 }
 
@@ -227,9 +220,7 @@ pub enum ClaimsError {
     )]
     NotAComponent,
     /// More than one claims section.
-    #[error(
-        "component has {count} `lattice-claims` sections, expected at most one (sign it again)"
-    )]
+    #[error("component has {count} `lattice-claims` sections, expected at most one (sign it again)")]
     MultipleSections {
         /// How many there are.
         count: usize,
@@ -252,9 +243,7 @@ pub enum DecodeError {
         max: usize,
     },
     /// Written in a format version this build does not read.
-    #[error(
-        "unsupported claims format version {version} (this build reads version {FORMAT_VERSION})"
-    )]
+    #[error("unsupported claims format version {version} (this build reads version {FORMAT_VERSION})")]
     UnsupportedVersion {
         /// The version byte found.
         version: u8,
@@ -348,9 +337,7 @@ pub enum SignError {
         max: usize,
     },
     /// An interface is not a bare package name.
-    #[error(
-        "interface `{interface}` is not a package name like `wasi:keyvalue` (no interface, path or version)"
-    )]
+    #[error("interface `{interface}` is not a package name like `wasi:keyvalue` (no interface, path or version)")]
     InvalidInterface {
         /// The interface given.
         interface: String,
@@ -376,9 +363,7 @@ pub enum Rejection {
     #[error("{0}")]
     InvalidComponent(ClaimsError),
     /// More than one claims section.
-    #[error(
-        "component has {count} `lattice-claims` sections, expected exactly one (sign it again)"
-    )]
+    #[error("component has {count} `lattice-claims` sections, expected exactly one (sign it again)")]
     MultipleClaimsSections {
         /// How many there are.
         count: usize,
@@ -387,9 +372,7 @@ pub enum Rejection {
     #[error("malformed claims section: {0}")]
     Malformed(DecodeError),
     /// The signature is not the stated issuer's.
-    #[error(
-        "claims signature is not valid for issuer {issuer}: the claims were altered or not signed by it"
-    )]
+    #[error("claims signature is not valid for issuer {issuer}: the claims were altered or not signed by it")]
     BadSignature {
         /// The issuer the claims name.
         issuer: PublicKey,
@@ -410,17 +393,13 @@ pub enum Rejection {
         expires: u64,
     },
     /// The issuer is not in the policy's trusted issuers.
-    #[error(
-        "actor is signed by issuer {issuer}, which this host does not trust (add it to the trusted issuers)"
-    )]
+    #[error("actor is signed by issuer {issuer}, which this host does not trust (add it to the trusted issuers)")]
     UntrustedIssuer {
         /// The issuer the claims name.
         issuer: PublicKey,
     },
     /// An import needs a capability the claims do not list.
-    #[error(
-        "import `{import}` needs capability `{capability}`, which the actor's claims do not allow"
-    )]
+    #[error("import `{import}` needs capability `{capability}`, which the actor's claims do not allow")]
     CapabilityNotAllowed {
         /// The capability (package name) the import needs.
         capability: String,
@@ -437,27 +416,9 @@ pub fn sign(
     subject: &PublicKey,
     options: SignOptions,
 ) -> Result<Vec<u8>, SignError> {
-    issuer
-        .public_key()
-        .require_kind(KeyKind::Issuer)
-        .map_err(|error| SignError::Key {
-            role: "issuer",
-            error,
-        })?;
-    subject
-        .require_kind(KeyKind::Actor)
-        .map_err(|error| SignError::Key {
-            role: "subject",
-            error,
-        })?;
-    let SignOptions {
-        name,
-        version,
-        mut interfaces,
-        issued_at,
-        not_before,
-        expires,
-    } = options;
+    issuer.public_key().require_kind(KeyKind::Issuer).map_err(|error| SignError::Key { role: "issuer", error })?;
+    subject.require_kind(KeyKind::Actor).map_err(|error| SignError::Key { role: "subject", error })?;
+    let SignOptions { name, version, mut interfaces, issued_at, not_before, expires } = options;
     if name.is_empty() {
         return Err(SignError::EmptyName);
     }
@@ -466,26 +427,18 @@ pub fn sign(
     interfaces.sort();
     interfaces.dedup();
     if interfaces.len() > MAX_INTERFACES {
-        return Err(SignError::TooManyInterfaces {
-            count: interfaces.len(),
-            max: MAX_INTERFACES,
-        });
+        return Err(SignError::TooManyInterfaces { count: interfaces.len(), max: MAX_INTERFACES });
     }
     for interface in &interfaces {
         check_len("interface", interface, MAX_INTERFACE_LEN)?;
         if !is_package_name(interface) {
-            return Err(SignError::InvalidInterface {
-                interface: interface.clone(),
-            });
+            return Err(SignError::InvalidInterface { interface: interface.clone() });
         }
     }
     if let (Some(not_before), Some(expires)) = (not_before, expires)
         && not_before > expires
     {
-        return Err(SignError::EmptyValidity {
-            not_before,
-            expires,
-        });
+        return Err(SignError::EmptyValidity { not_before, expires });
     }
 
     let scan = scan(component).map_err(SignError::Component)?;
@@ -526,8 +479,7 @@ pub fn inspect(component: &[u8]) -> Result<Option<SignedClaims>, ClaimsError> {
         [section] => section,
         more => return Err(ClaimsError::MultipleSections { count: more.len() }),
     };
-    let (claims, signed_bytes, signature) =
-        decode_payload(section.data).map_err(ClaimsError::Malformed)?;
+    let (claims, signed_bytes, signature) = decode_payload(section.data).map_err(ClaimsError::Malformed)?;
     Ok(Some(SignedClaims {
         claims,
         signature,
@@ -548,15 +500,9 @@ pub fn verify(component: &[u8], policy: &Policy, now: u64) -> Result<Verified, R
         [section] => section,
         more => return Err(Rejection::MultipleClaimsSections { count: more.len() }),
     };
-    let (claims, signed_bytes, signature) =
-        decode_payload(section.data).map_err(Rejection::Malformed)?;
-    if !claims
-        .issuer
-        .verify(&signed_message(signed_bytes), &signature)
-    {
-        return Err(Rejection::BadSignature {
-            issuer: claims.issuer,
-        });
+    let (claims, signed_bytes, signature) = decode_payload(section.data).map_err(Rejection::Malformed)?;
+    if !claims.issuer.verify(&signed_message(signed_bytes), &signature) {
+        return Err(Rejection::BadSignature { issuer: claims.issuer });
     }
     if hash_without(component, std::slice::from_ref(&section.range)) != claims.component_hash {
         return Err(Rejection::HashMismatch);
@@ -572,17 +518,14 @@ pub fn verify(component: &[u8], policy: &Policy, now: u64) -> Result<Verified, R
         return Err(Rejection::Expired { expires });
     }
     if !policy.trusted_issuers.contains(&claims.issuer) {
-        return Err(Rejection::UntrustedIssuer {
-            issuer: claims.issuer,
-        });
+        return Err(Rejection::UntrustedIssuer { issuer: claims.issuer });
     }
-    Ok(Verified {
-        claims: Some(claims),
-    })
+    Ok(Verified { claims: Some(claims) })
 }
 
 /// The capability a component import needs: its package name (`wasi:keyvalue/store@0.2.0-draft2` needs
-/// `wasi:keyvalue`), or `None` for the baseline packages every actor may import ([`BASELINE_PACKAGES`]).
+/// `wasi:keyvalue`), or `None` for the baseline packages and interfaces every actor may import
+/// ([`BASELINE_PACKAGES`], [`BASELINE_INTERFACES`]).
 ///
 /// An import that is not an interface of a package (a plain function name, a dependency by URL) needs a
 /// capability named after the whole import; claims cannot list such a name, so these imports are refused.
@@ -591,11 +534,8 @@ pub fn capability_of(import_name: &str) -> Option<&str> {
         Some(end) => import_name.get(..end).unwrap_or(import_name),
         None => import_name,
     };
-    if BASELINE_PACKAGES.contains(&package) {
-        None
-    } else {
-        Some(package)
-    }
+    let interface = import_name.split('@').next().unwrap_or(import_name);
+    if BASELINE_PACKAGES.contains(&package) || BASELINE_INTERFACES.contains(&interface) { None } else { Some(package) }
 }
 
 /// Refuses the first import in `imports` whose capability `claims` do not allow.
@@ -604,10 +544,7 @@ pub fn check_imports(claims: &Claims, imports: &[String]) -> Result<(), Rejectio
         if let Some(capability) = capability_of(import)
             && !claims.allows(capability)
         {
-            return Err(Rejection::CapabilityNotAllowed {
-                capability: capability.to_owned(),
-                import: import.clone(),
-            });
+            return Err(Rejection::CapabilityNotAllowed { capability: capability.to_owned(), import: import.clone() });
         }
     }
     Ok(())
@@ -633,22 +570,13 @@ pub fn rfc3339(unix_seconds: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3_600, secs % 3_600 / 60, secs % 60)
 }
 
 impl fmt::Display for Claims {
     /// A short human summary: `counter 0.1.0 (MABC…) issued by AXYZ…`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} ({}) issued by {}",
-            self.name, self.version, self.subject, self.issuer
-        )
+        write!(f, "{} {} ({}) issued by {}", self.name, self.version, self.subject, self.issuer)
     }
 }
 
@@ -670,10 +598,7 @@ struct Scan<'a> {
 fn scan(component: &[u8]) -> Result<Scan<'_>, ClaimsError> {
     let mut parser = Parser::new(0);
     let mut pos = 0usize;
-    let mut found = Scan {
-        claims: Vec::new(),
-        imports: Vec::new(),
-    };
+    let mut found = Scan { claims: Vec::new(), imports: Vec::new() };
     loop {
         let rest = component.get(pos..).ok_or(ClaimsError::Truncated)?;
         let (payload, consumed) = match parser.parse(rest, true).map_err(ClaimsError::Parse)? {
@@ -687,10 +612,7 @@ fn scan(component: &[u8]) -> Result<Scan<'_>, ClaimsError> {
                 return Err(ClaimsError::NotAComponent);
             }
             Payload::CustomSection(reader) if reader.name() == CLAIMS_SECTION => {
-                found.claims.push(FoundSection {
-                    range: start..pos,
-                    data: reader.data(),
-                });
+                found.claims.push(FoundSection { range: start..pos, data: reader.data() });
             }
             Payload::ComponentImportSection(reader) => {
                 for import in reader {
@@ -699,12 +621,7 @@ fn scan(component: &[u8]) -> Result<Scan<'_>, ClaimsError> {
                     found.imports.push(name.to_owned());
                 }
             }
-            Payload::ModuleSection {
-                unchecked_range, ..
-            }
-            | Payload::ComponentSection {
-                unchecked_range, ..
-            } => {
+            Payload::ModuleSection { unchecked_range, .. } | Payload::ComponentSection { unchecked_range, .. } => {
                 if unchecked_range.end > component.len() || unchecked_range.start != pos {
                     return Err(ClaimsError::Truncated);
                 }
@@ -764,24 +681,14 @@ fn leb128(out: &mut Vec<u8>, mut value: u64) {
 }
 
 fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), SignError> {
-    if value.len() > max {
-        Err(SignError::TooLong {
-            field,
-            len: value.len(),
-            max,
-        })
-    } else {
-        Ok(())
-    }
+    if value.len() > max { Err(SignError::TooLong { field, len: value.len(), max }) } else { Ok(()) }
 }
 
 /// Whether `name` is a bare WIT package name, `namespace:package`, each part kebab-case words.
 fn is_package_name(name: &str) -> bool {
     fn is_kebab(part: &str) -> bool {
         !part.is_empty()
-            && part
-                .split('-')
-                .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric()))
+            && part.split('-').all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric()))
     }
     match name.split_once(':') {
         Some((namespace, package)) => is_kebab(namespace) && is_kebab(package),
@@ -825,19 +732,12 @@ fn encode_claims(claims: &Claims) -> Vec<u8> {
 /// Splits a claims section payload into claims, the bytes the signature covers, and the signature.
 fn decode_payload(payload: &[u8]) -> Result<(Claims, &[u8], [u8; SIGNATURE_LEN]), DecodeError> {
     if payload.len() > MAX_SECTION_LEN {
-        return Err(DecodeError::TooLarge {
-            len: payload.len(),
-            max: MAX_SECTION_LEN,
-        });
+        return Err(DecodeError::TooLarge { len: payload.len(), max: MAX_SECTION_LEN });
     }
-    let split = payload
-        .len()
-        .checked_sub(SIGNATURE_LEN)
-        .ok_or(DecodeError::Truncated { field: "signature" })?;
+    let split = payload.len().checked_sub(SIGNATURE_LEN).ok_or(DecodeError::Truncated { field: "signature" })?;
     let (encoded, signature) = payload.split_at(split);
-    let signature: [u8; SIGNATURE_LEN] = signature
-        .try_into()
-        .map_err(|_| DecodeError::Truncated { field: "signature" })?;
+    let signature: [u8; SIGNATURE_LEN] =
+        signature.try_into().map_err(|_| DecodeError::Truncated { field: "signature" })?;
     Ok((decode_claims(encoded)?, encoded, signature))
 }
 
@@ -858,31 +758,16 @@ fn decode_claims(encoded: &[u8]) -> Result<Claims, DecodeError> {
     let version = r.string("version", MAX_VERSION_LEN)?;
     let count = usize::from(r.u8("interfaces")?);
     if count > MAX_INTERFACES {
-        return Err(DecodeError::TooManyInterfaces {
-            count,
-            max: MAX_INTERFACES,
-        });
+        return Err(DecodeError::TooManyInterfaces { count, max: MAX_INTERFACES });
     }
     let mut interfaces = Vec::with_capacity(count);
     for _ in 0..count {
         interfaces.push(r.string("interfaces", MAX_INTERFACE_LEN)?);
     }
     if !r.rest.is_empty() {
-        return Err(DecodeError::TrailingBytes {
-            count: r.rest.len(),
-        });
+        return Err(DecodeError::TrailingBytes { count: r.rest.len() });
     }
-    Ok(Claims {
-        issuer,
-        subject,
-        name,
-        version,
-        component_hash,
-        interfaces,
-        issued_at,
-        not_before,
-        expires,
-    })
+    Ok(Claims { issuer, subject, name, version, component_hash, interfaces, issued_at, not_before, expires })
 }
 
 /// Reads fields off the front of a byte slice, never past its end.
@@ -901,9 +786,7 @@ impl<'a> Reader<'a> {
     }
 
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
-        self.take(N, field)?
-            .try_into()
-            .map_err(|_| DecodeError::Truncated { field })
+        self.take(N, field)?.try_into().map_err(|_| DecodeError::Truncated { field })
     }
 
     fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
@@ -932,9 +815,7 @@ impl<'a> Reader<'a> {
             return Err(DecodeError::TooLong { field, len, max });
         }
         let bytes = self.take(len, field)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::InvalidUtf8 { field })
+        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| DecodeError::InvalidUtf8 { field })
     }
 
     fn key(&mut self, field: &'static str, kind: KeyKind) -> Result<PublicKey, DecodeError> {
@@ -966,9 +847,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use wasm_encoder::{
-        CodeSection, Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection,
-        CustomSection, Function, FunctionSection, InstanceType, Module, ModuleSection,
-        NestedComponentSection, TypeSection, ValType,
+        CodeSection, Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, CustomSection,
+        Function, FunctionSection, InstanceType, Module, ModuleSection, NestedComponentSection, TypeSection, ValType,
     };
 
     /// 2027-01-15T08:00:00Z.
@@ -998,10 +878,7 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        Policy {
-            trusted_issuers: vec![issuer().public_key()],
-            ..Policy::default()
-        }
+        Policy { trusted_issuers: vec![issuer().public_key()], ..Policy::default() }
     }
 
     /// A small component: two imports, a core module whose one function returns `constant` (and which
@@ -1020,10 +897,7 @@ mod tests {
         function.instructions().i32_const(constant).end();
         code.function(&function);
         module.section(&code);
-        module.section(&CustomSection {
-            name: CLAIMS_SECTION.into(),
-            data: b"nested in a module".as_slice().into(),
-        });
+        module.section(&CustomSection { name: CLAIMS_SECTION.into(), data: b"nested in a module".as_slice().into() });
 
         let mut nested = Component::new();
         let mut nested_types = ComponentTypeSection::new();
@@ -1032,10 +906,8 @@ mod tests {
         let mut nested_imports = ComponentImportSection::new();
         nested_imports.import("wasi:http/types@0.2.0", ComponentTypeRef::Instance(0));
         nested.section(&nested_imports);
-        nested.section(&CustomSection {
-            name: CLAIMS_SECTION.into(),
-            data: b"nested in a component".as_slice().into(),
-        });
+        nested
+            .section(&CustomSection { name: CLAIMS_SECTION.into(), data: b"nested in a component".as_slice().into() });
 
         let mut component = Component::new();
         let mut types = ComponentTypeSection::new();
@@ -1043,10 +915,7 @@ mod tests {
         component.section(&types);
         let mut imports = ComponentImportSection::new();
         imports.import("wasi:io/streams@0.2.0", ComponentTypeRef::Instance(0));
-        imports.import(
-            "wasi:keyvalue/store@0.2.0-draft2",
-            ComponentTypeRef::Instance(0),
-        );
+        imports.import("wasi:keyvalue/store@0.2.0-draft2", ComponentTypeRef::Instance(0));
         component.section(&imports);
         component.section(&ModuleSection(&module));
         component.section(&NestedComponentSection(&nested));
@@ -1083,10 +952,7 @@ mod tests {
         assert_eq!(claims.name, "counter");
         assert_eq!(claims.version, "0.1.0");
         assert_eq!(claims.interfaces, ["wasi:keyvalue"]);
-        assert_eq!(
-            claims.component_hash,
-            <[u8; 32]>::from(Sha256::digest(&unsigned))
-        );
+        assert_eq!(claims.component_hash, <[u8; 32]>::from(Sha256::digest(&unsigned)));
         assert_eq!(claims.issued_at, NOW - 100);
         assert_eq!(claims.not_before, Some(NOW - 100));
         assert_eq!(claims.expires, Some(NOW + 3_600));
@@ -1104,14 +970,8 @@ mod tests {
         assert_valid_component(&resigned);
         let inspected = inspect(&resigned).unwrap().unwrap();
         assert_eq!(inspected.claims.issuer, other_issuer().public_key());
-        assert_eq!(
-            inspected.claims.component_hash,
-            inspect(&signed(42)).unwrap().unwrap().claims.component_hash
-        );
-        let policy = Policy {
-            trusted_issuers: vec![other_issuer().public_key()],
-            ..Policy::default()
-        };
+        assert_eq!(inspected.claims.component_hash, inspect(&signed(42)).unwrap().unwrap().claims.component_hash);
+        let policy = Policy { trusted_issuers: vec![other_issuer().public_key()], ..Policy::default() };
         assert!(verify(&resigned, &policy, NOW).is_ok());
     }
 
@@ -1119,19 +979,12 @@ mod tests {
     fn signing_is_deterministic() {
         assert_eq!(signed(42), signed(42));
         let mut shuffled = options();
-        shuffled.interfaces = vec![
-            "wasi:messaging".into(),
-            "wasi:keyvalue".into(),
-            "wasi:messaging".into(),
-        ];
+        shuffled.interfaces = vec!["wasi:messaging".into(), "wasi:keyvalue".into(), "wasi:messaging".into()];
         let a = sign(&component(42), &issuer(), &actor(), shuffled.clone()).unwrap();
         shuffled.interfaces.reverse();
         let b = sign(&component(42), &issuer(), &actor(), shuffled).unwrap();
         assert_eq!(a, b);
-        assert_eq!(
-            inspect(&a).unwrap().unwrap().claims.interfaces,
-            ["wasi:keyvalue", "wasi:messaging"]
-        );
+        assert_eq!(inspect(&a).unwrap().unwrap().claims.interfaces, ["wasi:keyvalue", "wasi:messaging"]);
     }
 
     #[test]
@@ -1152,24 +1005,11 @@ mod tests {
             err.to_string(),
             "actor is not signed (pass --allow-unsigned to run unsigned actors in development)"
         );
-        let dev = Policy {
-            allow_unsigned: true,
-            ..policy()
-        };
-        assert_eq!(
-            verify(&unsigned, &dev, NOW).unwrap(),
-            Verified { claims: None }
-        );
+        let dev = Policy { allow_unsigned: true, ..policy() };
+        assert_eq!(verify(&unsigned, &dev, NOW).unwrap(), Verified { claims: None });
         // Allowing unsigned actors does not weaken the checks on signed ones.
         assert!(matches!(
-            verify(
-                &signed(42),
-                &Policy {
-                    allow_unsigned: true,
-                    ..Policy::default()
-                },
-                NOW
-            ),
+            verify(&signed(42), &Policy { allow_unsigned: true, ..Policy::default() }, NOW),
             Err(Rejection::UntrustedIssuer { .. })
         ));
     }
@@ -1178,18 +1018,12 @@ mod tests {
     fn one_changed_code_byte_gives_hash_mismatch() {
         let mut signed = signed(42);
         // `i32.const 42` is 0x41 0x2a; make it `i32.const 43`.
-        let at = signed
-            .windows(3)
-            .position(|w| w == [0x41, 0x2a, 0x0b])
-            .unwrap();
+        let at = signed.windows(3).position(|w| w == [0x41, 0x2a, 0x0b]).unwrap();
         signed[at + 1] = 0x2b;
         assert_valid_component(&signed);
         let err = verify(&signed, &policy(), NOW).unwrap_err();
         assert!(matches!(err, Rejection::HashMismatch));
-        assert_eq!(
-            err.to_string(),
-            "claims hash mismatch: the component was modified after signing"
-        );
+        assert_eq!(err.to_string(), "claims hash mismatch: the component was modified after signing");
         assert!(!inspect(&signed).unwrap().unwrap().hash_matches());
     }
 
@@ -1201,10 +1035,7 @@ mod tests {
         moved.extend_from_slice(section);
         assert_valid_component(&moved);
         assert!(inspect(&moved).unwrap().unwrap().signature_is_valid());
-        assert!(matches!(
-            verify(&moved, &policy(), NOW),
-            Err(Rejection::HashMismatch)
-        ));
+        assert!(matches!(verify(&moved, &policy(), NOW), Err(Rejection::HashMismatch)));
     }
 
     #[test]
@@ -1213,9 +1044,7 @@ mod tests {
         let at = signed.windows(7).rposition(|w| w == b"counter").unwrap();
         signed[at] = b'k';
         let err = verify(&signed, &policy(), NOW).unwrap_err();
-        assert!(
-            matches!(err, Rejection::BadSignature { issuer } if issuer == self::issuer().public_key())
-        );
+        assert!(matches!(err, Rejection::BadSignature { issuer } if issuer == self::issuer().public_key()));
         assert!(!inspect(&signed).unwrap().unwrap().signature_is_valid());
     }
 
@@ -1226,10 +1055,7 @@ mod tests {
         assert!(verify(&signed, &policy(), expires + DEFAULT_CLOCK_SKEW).is_ok());
         let err = verify(&signed, &policy(), expires + DEFAULT_CLOCK_SKEW + 1).unwrap_err();
         assert!(matches!(err, Rejection::Expired { expires: e } if e == expires));
-        assert_eq!(
-            err.to_string(),
-            "claims expired at 2027-01-15T09:00:00Z (sign the actor again)"
-        );
+        assert_eq!(err.to_string(), "claims expired at 2027-01-15T09:00:00Z (sign the actor again)");
     }
 
     #[test]
@@ -1239,27 +1065,14 @@ mod tests {
         assert!(verify(&signed, &policy(), not_before - DEFAULT_CLOCK_SKEW).is_ok());
         let err = verify(&signed, &policy(), not_before - DEFAULT_CLOCK_SKEW - 1).unwrap_err();
         assert!(matches!(err, Rejection::NotYetValid { not_before: n } if n == not_before));
-        assert_eq!(
-            err.to_string(),
-            "claims not valid before 2027-01-15T07:58:20Z (check the host's clock)"
-        );
-        let strict = Policy {
-            clock_skew: 0,
-            ..policy()
-        };
-        assert!(matches!(
-            verify(&signed, &strict, not_before - 1),
-            Err(Rejection::NotYetValid { .. })
-        ));
+        assert_eq!(err.to_string(), "claims not valid before 2027-01-15T07:58:20Z (check the host's clock)");
+        let strict = Policy { clock_skew: 0, ..policy() };
+        assert!(matches!(verify(&signed, &strict, not_before - 1), Err(Rejection::NotYetValid { .. })));
     }
 
     #[test]
     fn claims_without_a_window_never_expire() {
-        let open = SignOptions {
-            not_before: None,
-            expires: None,
-            ..options()
-        };
+        let open = SignOptions { not_before: None, expires: None, ..options() };
         let signed = sign(&component(42), &issuer(), &actor(), open).unwrap();
         assert!(verify(&signed, &policy(), 0).is_ok());
         assert!(verify(&signed, &policy(), u64::MAX).is_ok());
@@ -1274,14 +1087,8 @@ mod tests {
         assert!(err.to_string().contains(&expected.to_string()));
         // An actor key with the issuer's bytes in the trusted list does not make it trusted.
         let actor_twin = PublicKey::from_bytes(KeyKind::Actor, expected.as_bytes()).unwrap();
-        let policy = Policy {
-            trusted_issuers: vec![actor_twin],
-            ..Policy::default()
-        };
-        assert!(matches!(
-            verify(&signed, &policy, NOW),
-            Err(Rejection::UntrustedIssuer { .. })
-        ));
+        let policy = Policy { trusted_issuers: vec![actor_twin], ..Policy::default() };
+        assert!(matches!(verify(&signed, &policy, NOW), Err(Rejection::UntrustedIssuer { .. })));
     }
 
     #[test]
@@ -1290,14 +1097,8 @@ mod tests {
         let section = signed.get(component(42).len()..).unwrap().to_vec();
         signed.extend_from_slice(&section);
         assert_valid_component(&signed);
-        assert!(matches!(
-            verify(&signed, &policy(), NOW),
-            Err(Rejection::MultipleClaimsSections { count: 2 })
-        ));
-        assert!(matches!(
-            inspect(&signed),
-            Err(ClaimsError::MultipleSections { count: 2 })
-        ));
+        assert!(matches!(verify(&signed, &policy(), NOW), Err(Rejection::MultipleClaimsSections { count: 2 })));
+        assert!(matches!(inspect(&signed), Err(ClaimsError::MultipleSections { count: 2 })));
         // Signing strips both.
         let resigned = sign(&signed, &issuer(), &actor(), options()).unwrap();
         assert_eq!(resigned, self::signed(42));
@@ -1311,28 +1112,17 @@ mod tests {
             bytes
         };
         let err = verify(&with(b"garbage"), &policy(), NOW).unwrap_err();
-        assert!(matches!(
-            err,
-            Rejection::Malformed(DecodeError::Truncated { field: "signature" })
-        ));
-        assert_eq!(
-            err.to_string(),
-            "malformed claims section: section ends inside field `signature`"
-        );
+        assert!(matches!(err, Rejection::Malformed(DecodeError::Truncated { field: "signature" })));
+        assert_eq!(err.to_string(), "malformed claims section: section ends inside field `signature`");
         assert!(matches!(
             verify(&with(&[0xff; 200]), &policy(), NOW),
-            Err(Rejection::Malformed(DecodeError::UnsupportedVersion {
-                version: 255
-            }))
+            Err(Rejection::Malformed(DecodeError::UnsupportedVersion { version: 255 }))
         ));
         assert!(matches!(
             verify(&with(&vec![1; MAX_SECTION_LEN + 1]), &policy(), NOW),
             Err(Rejection::Malformed(DecodeError::TooLarge { .. }))
         ));
-        assert!(matches!(
-            inspect(&with(b"garbage")),
-            Err(ClaimsError::Malformed(_))
-        ));
+        assert!(matches!(inspect(&with(b"garbage")), Err(ClaimsError::Malformed(_))));
     }
 
     #[test]
@@ -1348,25 +1138,17 @@ mod tests {
 
         let mut trailing = good.clone();
         trailing.push(0);
-        assert_eq!(
-            decode_payload(&payload(&trailing)).unwrap_err(),
-            DecodeError::TrailingBytes { count: 1 }
-        );
+        assert_eq!(decode_payload(&payload(&trailing)).unwrap_err(), DecodeError::TrailingBytes { count: 1 });
         // The not-before presence byte comes right after version, keys, hash and issued-at.
         let mut presence = good.clone();
         presence[1 + 32 + 32 + 32 + 8] = 2;
         assert_eq!(
             decode_payload(&payload(&presence)).unwrap_err(),
-            DecodeError::InvalidPresence {
-                field: "not before",
-                byte: 2
-            }
+            DecodeError::InvalidPresence { field: "not before", byte: 2 }
         );
         assert_eq!(
             decode_payload(&payload(&good[..good.len() - 3])).unwrap_err(),
-            DecodeError::Truncated {
-                field: "interfaces"
-            }
+            DecodeError::Truncated { field: "interfaces" }
         );
     }
 
@@ -1398,84 +1180,35 @@ mod tests {
         );
         assert!(matches!(
             sign(&component(42), &issuer(), &issuer().public_key(), options()),
-            Err(SignError::Key {
-                role: "subject",
-                ..
-            })
+            Err(SignError::Key { role: "subject", .. })
         ));
-        for bad in [
-            "wasi:keyvalue/store",
-            "wasi:keyvalue@0.2.0",
-            "keyvalue",
-            "wasi:",
-            ":x",
-            "wasi:key value",
-        ] {
-            let opts = SignOptions {
-                interfaces: vec![bad.into()],
-                ..options()
-            };
+        for bad in ["wasi:keyvalue/store", "wasi:keyvalue@0.2.0", "keyvalue", "wasi:", ":x", "wasi:key value"] {
+            let opts = SignOptions { interfaces: vec![bad.into()], ..options() };
             assert!(
-                matches!(
-                    sign(&component(42), &issuer(), &actor(), opts),
-                    Err(SignError::InvalidInterface { .. })
-                ),
+                matches!(sign(&component(42), &issuer(), &actor(), opts), Err(SignError::InvalidInterface { .. })),
                 "{bad}"
             );
         }
-        let opts = SignOptions {
-            not_before: Some(NOW + 1),
-            expires: Some(NOW),
-            ..options()
-        };
-        assert!(matches!(
-            sign(&component(42), &issuer(), &actor(), opts),
-            Err(SignError::EmptyValidity { .. })
-        ));
-        let opts = SignOptions {
-            name: String::new(),
-            ..options()
-        };
-        assert!(matches!(
-            sign(&component(42), &issuer(), &actor(), opts),
-            Err(SignError::EmptyName)
-        ));
-        let opts = SignOptions {
-            name: "x".repeat(MAX_NAME_LEN + 1),
-            ..options()
-        };
+        let opts = SignOptions { not_before: Some(NOW + 1), expires: Some(NOW), ..options() };
+        assert!(matches!(sign(&component(42), &issuer(), &actor(), opts), Err(SignError::EmptyValidity { .. })));
+        let opts = SignOptions { name: String::new(), ..options() };
+        assert!(matches!(sign(&component(42), &issuer(), &actor(), opts), Err(SignError::EmptyName)));
+        let opts = SignOptions { name: "x".repeat(MAX_NAME_LEN + 1), ..options() };
         assert!(matches!(
             sign(&component(42), &issuer(), &actor(), opts),
             Err(SignError::TooLong { field: "name", .. })
         ));
-        let opts = SignOptions {
-            interfaces: (0..=MAX_INTERFACES).map(|i| format!("acme:p{i}")).collect(),
-            ..options()
-        };
-        assert!(matches!(
-            sign(&component(42), &issuer(), &actor(), opts),
-            Err(SignError::TooManyInterfaces { .. })
-        ));
+        let opts =
+            SignOptions { interfaces: (0..=MAX_INTERFACES).map(|i| format!("acme:p{i}")).collect(), ..options() };
+        assert!(matches!(sign(&component(42), &issuer(), &actor(), opts), Err(SignError::TooManyInterfaces { .. })));
     }
 
     #[test]
     fn capabilities_of_imports() {
-        assert_eq!(
-            capability_of("wasi:keyvalue/store@0.2.0-draft2"),
-            Some("wasi:keyvalue")
-        );
-        assert_eq!(
-            capability_of("wasi:messaging/producer@0.2.0-draft"),
-            Some("wasi:messaging")
-        );
-        assert_eq!(
-            capability_of("wasi:http/outgoing-handler@0.2.0"),
-            Some("wasi:http")
-        );
-        assert_eq!(
-            capability_of("wasi:filesystem/types@0.2.0"),
-            Some("wasi:filesystem")
-        );
+        assert_eq!(capability_of("wasi:keyvalue/store@0.2.0-draft2"), Some("wasi:keyvalue"));
+        assert_eq!(capability_of("wasi:messaging/producer@0.2.0-draft"), Some("wasi:messaging"));
+        assert_eq!(capability_of("wasi:http/outgoing-handler@0.2.0"), Some("wasi:http"));
+        assert_eq!(capability_of("wasi:filesystem/types@0.2.0"), Some("wasi:filesystem"));
         assert_eq!(capability_of("wasi:sockets/tcp"), Some("wasi:sockets"));
         assert_eq!(capability_of("acme:thing/api"), Some("acme:thing"));
         assert_eq!(capability_of("acme:thing@1.0.0"), Some("acme:thing"));
@@ -1496,16 +1229,11 @@ mod tests {
         let claims = inspect(&signed(42)).unwrap().unwrap().claims;
         let imports = component_imports(&signed(42)).unwrap();
         // Top level only: the nested component's `wasi:http` import is not listed.
-        assert_eq!(
-            imports,
-            ["wasi:io/streams@0.2.0", "wasi:keyvalue/store@0.2.0-draft2"]
-        );
+        assert_eq!(imports, ["wasi:io/streams@0.2.0", "wasi:keyvalue/store@0.2.0-draft2"]);
         assert!(check_imports(&claims, &imports).is_ok());
 
-        let imports = vec![
-            "wasi:keyvalue/store@0.2.0-draft2".to_owned(),
-            "wasi:messaging/producer@0.2.0-draft".to_owned(),
-        ];
+        let imports =
+            vec!["wasi:keyvalue/store@0.2.0-draft2".to_owned(), "wasi:messaging/producer@0.2.0-draft".to_owned()];
         let err = check_imports(&claims, &imports).unwrap_err();
         assert!(matches!(
             &err,
@@ -1549,19 +1277,17 @@ mod tests {
             any::<Option<u64>>(),
             any::<Option<u64>>(),
         )
-            .prop_map(
-                |(i, s, hash, name, version, interfaces, issued_at, not_before, expires)| Claims {
-                    issuer: SeedKey::from_seed_bytes(KeyKind::Issuer, &i).public_key(),
-                    subject: SeedKey::from_seed_bytes(KeyKind::Actor, &s).public_key(),
-                    name,
-                    version,
-                    component_hash: hash,
-                    interfaces,
-                    issued_at,
-                    not_before,
-                    expires,
-                },
-            )
+            .prop_map(|(i, s, hash, name, version, interfaces, issued_at, not_before, expires)| Claims {
+                issuer: SeedKey::from_seed_bytes(KeyKind::Issuer, &i).public_key(),
+                subject: SeedKey::from_seed_bytes(KeyKind::Actor, &s).public_key(),
+                name,
+                version,
+                component_hash: hash,
+                interfaces,
+                issued_at,
+                not_before,
+                expires,
+            })
     }
 
     /// A signed component with some bytes replaced and maybe cut short.

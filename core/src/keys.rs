@@ -119,9 +119,7 @@ pub enum KeyError {
     #[error("key checksum mismatch (the key was mistyped or altered)")]
     Checksum,
     /// The prefix is not that of an issuer or actor key.
-    #[error(
-        "unknown key prefix `{prefix}` (expected `A` for an issuer key or `M` for an actor key)"
-    )]
+    #[error("unknown key prefix `{prefix}` (expected `A` for an issuer key or `M` for an actor key)")]
     UnknownPrefix {
         /// The first character of the key (or of the key after `S`, for a seed).
         prefix: char,
@@ -167,10 +165,7 @@ impl PublicKey {
     /// A public key of `kind` from its 32 raw bytes.
     pub fn from_bytes(kind: KeyKind, bytes: &[u8; 32]) -> Result<PublicKey, KeyError> {
         VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
-        Ok(PublicKey {
-            kind,
-            bytes: *bytes,
-        })
+        Ok(PublicKey { kind, bytes: *bytes })
     }
 
     /// Parses a key and checks it is of `kind`: use this wherever one kind is required, so that an actor key
@@ -183,14 +178,7 @@ impl PublicKey {
 
     /// `Ok` when this key is of `kind`, [`KeyError::WrongKind`] otherwise.
     pub fn require_kind(&self, kind: KeyKind) -> Result<(), KeyError> {
-        if self.kind == kind {
-            Ok(())
-        } else {
-            Err(KeyError::WrongKind {
-                expected: kind,
-                found: self.kind,
-            })
-        }
+        if self.kind == kind { Ok(()) } else { Err(KeyError::WrongKind { expected: kind, found: self.kind }) }
     }
 
     /// Issuer or actor.
@@ -207,8 +195,7 @@ impl PublicKey {
     /// or small-order forms).
     pub fn verify(&self, message: &[u8], signature: &[u8; SIGNATURE_LEN]) -> bool {
         let signature = Signature::from_bytes(signature);
-        VerifyingKey::from_bytes(&self.bytes)
-            .is_ok_and(|key| key.verify_strict(message, &signature).is_ok())
+        VerifyingKey::from_bytes(&self.bytes).is_ok_and(|key| key.verify_strict(message, &signature).is_ok())
     }
 }
 
@@ -240,9 +227,7 @@ impl FromStr for PublicKey {
             Some((prefix, rest)) => (*prefix, rest),
             None => return Err(KeyError::Encoding),
         };
-        let kind = KeyKind::from_prefix_byte(prefix).ok_or(KeyError::UnknownPrefix {
-            prefix: first_char(text),
-        })?;
+        let kind = KeyKind::from_prefix_byte(prefix).ok_or(KeyError::UnknownPrefix { prefix: first_char(text) })?;
         let bytes: &[u8; 32] = key.try_into().map_err(|_| KeyError::Encoding)?;
         PublicKey::from_bytes(kind, bytes)
     }
@@ -275,11 +260,7 @@ impl SeedKey {
     /// A new random key of `kind`, from the operating system's random number generator.
     pub fn generate(kind: KeyKind) -> Result<SeedKey, KeyError> {
         let mut seed = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut seed)
-            .map_err(|e| KeyError::Random {
-                reason: e.to_string(),
-            })?;
+        OsRng.try_fill_bytes(&mut seed).map_err(|e| KeyError::Random { reason: e.to_string() })?;
         let key = SeedKey::from_seed_bytes(kind, &seed);
         seed.fill(0);
         Ok(key)
@@ -287,10 +268,7 @@ impl SeedKey {
 
     /// The key of `kind` with the 32-byte ed25519 seed `seed` (deterministic; for tests and key import).
     pub fn from_seed_bytes(kind: KeyKind, seed: &[u8; 32]) -> SeedKey {
-        SeedKey {
-            kind,
-            key: SigningKey::from_bytes(seed),
-        }
+        SeedKey { kind, key: SigningKey::from_bytes(seed) }
     }
 
     /// Parses a seed written by [`SeedKey::to_seed_string`] (or by NATS tooling, for account and module seeds).
@@ -299,29 +277,20 @@ impl SeedKey {
             return Err(if text.parse::<PublicKey>().is_ok() {
                 KeyError::PublicKeyNotSeed
             } else {
-                KeyError::UnknownPrefix {
-                    prefix: first_char(text),
-                }
+                KeyError::UnknownPrefix { prefix: first_char(text) }
             });
         }
         let mut raw = decode_checked(text, SEED_RAW_LEN)?;
         let result = match raw.as_slice() {
             [b0, b1, seed @ ..] if b0 & 0b1111_1000 == PREFIX_SEED => {
                 let prefix = ((b0 & 0b0000_0111) << 5) | ((b1 & 0b1111_1000) >> 3);
-                match (
-                    KeyKind::from_prefix_byte(prefix),
-                    <&[u8; 32]>::try_from(seed),
-                ) {
+                match (KeyKind::from_prefix_byte(prefix), <&[u8; 32]>::try_from(seed)) {
                     (Some(kind), Ok(seed)) => Ok(SeedKey::from_seed_bytes(kind, seed)),
-                    (None, _) => Err(KeyError::UnknownPrefix {
-                        prefix: text.chars().nth(1).unwrap_or('?'),
-                    }),
+                    (None, _) => Err(KeyError::UnknownPrefix { prefix: text.chars().nth(1).unwrap_or('?') }),
                     (_, Err(_)) => Err(KeyError::Encoding),
                 }
             }
-            _ => Err(KeyError::UnknownPrefix {
-                prefix: first_char(text),
-            }),
+            _ => Err(KeyError::UnknownPrefix { prefix: first_char(text) }),
         };
         raw.fill(0);
         result
@@ -347,10 +316,7 @@ impl SeedKey {
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey {
-            kind: self.kind,
-            bytes: self.key.verifying_key().to_bytes(),
-        }
+        PublicKey { kind: self.kind, bytes: self.key.verifying_key().to_bytes() }
     }
 
     /// The ed25519 signature of `message`.
@@ -377,14 +343,9 @@ fn first_char(text: &str) -> char {
 fn decode_checked(text: &str, raw_len: usize) -> Result<Vec<u8>, KeyError> {
     let expected = BASE32_NOPAD.encode_len(raw_len);
     if text.len() != expected {
-        return Err(KeyError::Length {
-            found: text.chars().count(),
-            expected,
-        });
+        return Err(KeyError::Length { found: text.chars().count(), expected });
     }
-    let mut raw = BASE32_NOPAD
-        .decode(text.as_bytes())
-        .map_err(|_| KeyError::Encoding)?;
+    let mut raw = BASE32_NOPAD.decode(text.as_bytes()).map_err(|_| KeyError::Encoding)?;
     let body_len = raw.len().checked_sub(2).ok_or(KeyError::Encoding)?;
     let (body, checksum) = raw.split_at(body_len);
     let stated = match checksum {
@@ -411,11 +372,7 @@ fn crc16(data: &[u8]) -> u16 {
     for &byte in data {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
         }
     }
     crc
@@ -490,32 +447,20 @@ mod tests {
         let mut chars: Vec<char> = text.chars().collect();
         chars[20] = if chars[20] == 'B' { 'C' } else { 'B' };
         let flipped: String = chars.into_iter().collect();
-        assert!(matches!(
-            flipped.parse::<PublicKey>(),
-            Err(KeyError::Checksum)
-        ));
+        assert!(matches!(flipped.parse::<PublicKey>(), Err(KeyError::Checksum)));
 
         let seed = issuer().to_seed_string();
         let mut chars: Vec<char> = seed.chars().collect();
         chars[30] = if chars[30] == 'B' { 'C' } else { 'B' };
         let flipped: String = chars.into_iter().collect();
-        assert!(matches!(
-            SeedKey::from_seed_str(&flipped),
-            Err(KeyError::Checksum)
-        ));
+        assert!(matches!(SeedKey::from_seed_str(&flipped), Err(KeyError::Checksum)));
     }
 
     #[test]
     fn actor_key_refused_where_issuer_key_required() {
         let text = actor().public_key().to_string();
         let err = PublicKey::parse_as(&text, KeyKind::Issuer).unwrap_err();
-        assert!(matches!(
-            err,
-            KeyError::WrongKind {
-                expected: KeyKind::Issuer,
-                found: KeyKind::Actor
-            }
-        ));
+        assert!(matches!(err, KeyError::WrongKind { expected: KeyKind::Issuer, found: KeyKind::Actor }));
         assert_eq!(
             err.to_string(),
             "expected an issuer key (starting with `A`), found an actor key (starting with `M`)"
@@ -526,45 +471,24 @@ mod tests {
     #[test]
     fn seeds_and_public_keys_are_not_confused() {
         let seed = issuer().to_seed_string();
-        assert!(matches!(
-            seed.parse::<PublicKey>(),
-            Err(KeyError::SeedNotPublicKey)
-        ));
+        assert!(matches!(seed.parse::<PublicKey>(), Err(KeyError::SeedNotPublicKey)));
         let public = issuer().public_key().to_string();
-        assert!(matches!(
-            SeedKey::from_seed_str(&public),
-            Err(KeyError::PublicKeyNotSeed)
-        ));
+        assert!(matches!(SeedKey::from_seed_str(&public), Err(KeyError::PublicKeyNotSeed)));
     }
 
     #[test]
     fn bad_inputs_have_specific_errors() {
         let text = issuer().public_key().to_string();
-        assert!(matches!(
-            text[..40].parse::<PublicKey>(),
-            Err(KeyError::Length {
-                found: 40,
-                expected: 56
-            })
-        ));
-        assert!(matches!(
-            text.to_lowercase().parse::<PublicKey>(),
-            Err(KeyError::Encoding)
-        ));
+        assert!(matches!(text[..40].parse::<PublicKey>(), Err(KeyError::Length { found: 40, expected: 56 })));
+        assert!(matches!(text.to_lowercase().parse::<PublicKey>(), Err(KeyError::Encoding)));
         // A well-formed key with an nkeys prefix lattice does not use (`U`, a NATS user).
         let mut raw = vec![20 << 3];
         raw.extend_from_slice(issuer().public_key().as_bytes());
         push_crc(&mut raw);
         let user = BASE32_NOPAD.encode(&raw);
         assert!(user.starts_with('U'));
-        assert!(matches!(
-            user.parse::<PublicKey>(),
-            Err(KeyError::UnknownPrefix { prefix: 'U' })
-        ));
-        assert!(matches!(
-            "".parse::<PublicKey>(),
-            Err(KeyError::Length { .. })
-        ));
+        assert!(matches!(user.parse::<PublicKey>(), Err(KeyError::UnknownPrefix { prefix: 'U' })));
+        assert!(matches!("".parse::<PublicKey>(), Err(KeyError::Length { .. })));
         assert!(SeedKey::from_seed_str("").is_err());
     }
 

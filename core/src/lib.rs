@@ -5,9 +5,13 @@
 //! - [`keys`]: issuer and actor ed25519 keys with checksummed, nkeys-compatible text forms (`A…`, `M…`, `S…`).
 //! - [`claims`]: signed actor claims in a component custom section: sign, inspect, verify against a policy,
 //!   and check a component's imports against the capabilities its claims allow.
+//! - [`subject`]: every NATS subject, queue group and bucket name, and validated [`subject::Name`]s.
+//! - [`wire`]: versioned MessagePack control messages, events and invocation headers.
 //!
 //! **Invariant:** this crate does no IO and runs no async runtime.
 
 pub mod claims;
 pub mod keys;
 pub mod link;
+pub mod subject;
+pub mod wire;

@@ -120,10 +120,7 @@ pub enum LinkParseError {
 
 fn check_name(what: &'static str, value: &str) -> Result<(), LinkParseError> {
     if value.is_empty() || value.len() > MAX_NAME_LEN || value.chars().any(char::is_control) {
-        return Err(LinkParseError::InvalidName {
-            what,
-            value: value.to_owned(),
-        });
+        return Err(LinkParseError::InvalidName { what, value: value.to_owned() });
     }
     Ok(())
 }
@@ -147,18 +144,11 @@ impl FromStr for LinkSpec {
         check_name("provider", provider)?;
         let mut config = BTreeMap::new();
         for entry in parts {
-            let (k, v) = entry
-                .split_once('=')
-                .ok_or_else(|| LinkParseError::Config(entry.to_owned()))?;
+            let (k, v) = entry.split_once('=').ok_or_else(|| LinkParseError::Config(entry.to_owned()))?;
             check_name("config key", k)?;
             config.insert(k.to_owned(), v.to_owned());
         }
-        Ok(LinkSpec {
-            interface,
-            name: name.to_owned(),
-            provider: provider.to_owned(),
-            config,
-        })
+        Ok(LinkSpec { interface, name: name.to_owned(), provider: provider.to_owned(), config })
     }
 }
 
@@ -194,31 +184,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs_with_specific_errors() {
-        assert!(matches!(
-            "keyvalue".parse::<LinkSpec>(),
-            Err(LinkParseError::Shape(_))
-        ));
-        assert!(matches!(
-            "http:x=y".parse::<LinkSpec>(),
-            Err(LinkParseError::UnknownInterface(_))
-        ));
+        assert!(matches!("keyvalue".parse::<LinkSpec>(), Err(LinkParseError::Shape(_))));
+        assert!(matches!("http:x=y".parse::<LinkSpec>(), Err(LinkParseError::UnknownInterface(_))));
         assert!(matches!(
             "keyvalue:=inmemory".parse::<LinkSpec>(),
-            Err(LinkParseError::InvalidName {
-                what: "link name",
-                ..
-            })
+            Err(LinkParseError::InvalidName { what: "link name", .. })
         ));
-        assert!(matches!(
-            "keyvalue:a=".parse::<LinkSpec>(),
-            Err(LinkParseError::InvalidName {
-                what: "provider",
-                ..
-            })
-        ));
-        assert!(matches!(
-            "keyvalue:a=inmemory,oops".parse::<LinkSpec>(),
-            Err(LinkParseError::Config(_))
-        ));
+        assert!(matches!("keyvalue:a=".parse::<LinkSpec>(), Err(LinkParseError::InvalidName { what: "provider", .. })));
+        assert!(matches!("keyvalue:a=inmemory,oops".parse::<LinkSpec>(), Err(LinkParseError::Config(_))));
     }
 }

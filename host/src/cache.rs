@@ -68,22 +68,13 @@ impl CompiledCache {
             }
             Ok(())
         };
-        prepare(&dir).map_err(|source| CacheError::Dir {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(Self {
-            dir: Some(dir),
-            fingerprint: engine_fingerprint(engine),
-        })
+        prepare(&dir).map_err(|source| CacheError::Dir { path: dir.clone(), source })?;
+        Ok(Self { dir: Some(dir), fingerprint: engine_fingerprint(engine) })
     }
 
     /// A cache that stores nothing: every load compiles.
     pub fn disabled() -> Self {
-        Self {
-            dir: None,
-            fingerprint: String::new(),
-        }
+        Self { dir: None, fingerprint: String::new() }
     }
 
     fn entry(&self, digest: &[u8; 32]) -> Option<PathBuf> {

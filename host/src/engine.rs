@@ -45,6 +45,11 @@ pub enum EngineError {
     Ticker(#[source] std::io::Error),
 }
 
+/// Dirty bytes per memory reset in place when an instance is freed; beyond this, pages are decommitted.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// Decommits (memory beyond the resident part, stacks) are batched, so one flush serves several instances.
+const DECOMMIT_BATCH: usize = 16;
+
 /// wasip2 Rust components hold several core instances and tables (main module plus shims).
 const CORE_INSTANCES_PER_COMPONENT: u32 = 4;
 
@@ -70,7 +75,14 @@ impl EngineConfig {
             .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT * 2)
             .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT * 4)
             .max_memory_size(self.max_memory_bytes)
-            .table_elements(20_000);
+            .table_elements(20_000)
+            // Reset a finished instance's dirty pages in place (found with the PAGEMAP_SCAN ioctl where the
+            // kernel has it) instead of madvise: no page faults on the next use and, above all, no TLB
+            // shootdowns across the host's threads for every instance.
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES / 16)
+            .decommit_batch_size(DECOMMIT_BATCH);
 
         let mut config = Config::new();
         config
@@ -107,10 +119,7 @@ impl EpochTicker {
                 }
             })
             .map_err(EngineError::Ticker)?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        Ok(Self { stop: Some(stop), thread: Some(thread) })
     }
 }
 

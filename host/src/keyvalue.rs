@@ -83,10 +83,7 @@ impl store::HostBucket for InvocationState {
         Ok(provider
             .list_keys(&name, cursor)
             .await
-            .map(|page| store::KeyResponse {
-                keys: page.keys,
-                cursor: page.cursor,
-            })
+            .map(|page| store::KeyResponse { keys: page.keys, cursor: page.cursor })
             .map_err(to_wit))
     }
 
@@ -108,11 +105,7 @@ impl atomics::Host for InvocationState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let cas = self.table.delete(cas)?;
-        let outcome = cas
-            .link
-            .provider
-            .compare_and_swap(&cas.link.bucket, &cas.key, cas.current.clone(), value)
-            .await;
+        let outcome = cas.link.provider.compare_and_swap(&cas.link.bucket, &cas.key, cas.current.clone(), value).await;
         Ok(match outcome {
             Ok(CasOutcome::Swapped) => Ok(()),
             // Hand back a handle holding the value that won, so a retry starts from the current state.
@@ -159,11 +152,7 @@ impl batch::Host for InvocationState {
             .map_err(to_wit))
     }
 
-    async fn set_many(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key_values: Vec<(String, Vec<u8>)>,
-    ) -> Fallible<()> {
+    async fn set_many(&mut self, bucket: Resource<BucketHandle>, key_values: Vec<(String, Vec<u8>)>) -> Fallible<()> {
         let (provider, name) = self.bucket(&bucket)?;
         Ok(provider.set_many(&name, key_values).await.map_err(to_wit))
     }

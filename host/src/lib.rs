@@ -10,9 +10,15 @@
 //!
 //! ```no_run
 //! # async fn demo(component: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+//! use lattice_core::claims::Policy;
+//! use lattice_core::keys::{KeyKind, PublicKey};
 //! use lattice_host::{ActorConfig, IncomingMessage, RuntimeBuilder};
 //!
-//! let runtime = RuntimeBuilder::new().build()?;
+//! // Only actors signed by a trusted issuer load (`lattice claims sign` signs a component).
+//! let issuer = PublicKey::parse_as(&std::env::var("TRUSTED_ISSUER")?, KeyKind::Issuer)?;
+//! let runtime = RuntimeBuilder::new()
+//!     .policy(Policy { trusted_issuers: vec![issuer], ..Policy::default() })
+//!     .build()?;
 //! let config = ActorConfig {
 //!     links: vec!["keyvalue:default=inmemory".parse()?],
 //!     ..ActorConfig::default()
@@ -25,10 +31,12 @@
 //! # }
 //! ```
 
+mod admission;
 mod bindings;
 mod cache;
 mod engine;
 mod keyvalue;
+pub mod lattice;
 mod limits;
 mod links;
 mod logging;
@@ -40,9 +48,9 @@ mod state;
 pub use cache::CacheError;
 pub use engine::{EngineConfig, EngineError};
 pub use limits::{ActorLimits, LimitsError};
-pub use logging::ACTOR_LOG_TARGET;
 pub use links::{LinkError, LinkSet, Providers};
+pub use logging::ACTOR_LOG_TARGET;
 pub use runtime::{
-    Actor, ActorConfig, INMEMORY_PROVIDER, IncomingMessage, InvocationOutcome, InvokeError, LoadError,
-    LoadReport, LogLine, LogSource, Reply, Runtime, RuntimeBuilder, RuntimeError,
+    Actor, ActorConfig, INMEMORY_PROVIDER, IncomingMessage, InvocationOutcome, InvokeError, LoadError, LoadReport,
+    LogLine, LogSource, Reply, Runtime, RuntimeBuilder, RuntimeError,
 };

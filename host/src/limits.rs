@@ -53,10 +53,7 @@ impl ActorLimits {
     /// Checks the limits against the host's caps.
     pub fn validate(&self, host_memory_cap: usize) -> Result<(), LimitsError> {
         if self.memory_bytes > host_memory_cap {
-            return Err(LimitsError::MemoryAboveHostCap {
-                requested: self.memory_bytes,
-                cap: host_memory_cap,
-            });
+            return Err(LimitsError::MemoryAboveHostCap { requested: self.memory_bytes, cap: host_memory_cap });
         }
         for (zero, what) in [
             (self.memory_bytes == 0, "memory limit"),
@@ -84,11 +81,7 @@ pub(crate) struct Limiter {
 
 impl Limiter {
     pub(crate) fn new(limits: &ActorLimits) -> Self {
-        Self {
-            memory_bytes: limits.memory_bytes,
-            table_elements: limits.table_elements,
-            memory_denied: None,
-        }
+        Self { memory_bytes: limits.memory_bytes, table_elements: limits.table_elements, memory_denied: None }
     }
 }
 
@@ -103,29 +96,15 @@ pub struct MemoryLimitExceeded {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.memory_denied = Some(desired);
-            return Err(MemoryLimitExceeded {
-                desired,
-                cap: self.memory_bytes,
-            }
-            .into());
+            return Err(MemoryLimitExceeded { desired, cap: self.memory_bytes }.into());
         }
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= self.table_elements)
     }
 

@@ -58,6 +58,14 @@ pub enum LinkError {
         /// The name linked twice.
         name: String,
     },
+    /// The actor's claims do not list the capability the link's interface needs.
+    #[error("actor `{actor}` may not use {}: its claims do not list it", interface.capability())]
+    NotAllowed {
+        /// The interface linked.
+        interface: Interface,
+        /// The actor.
+        actor: String,
+    },
 }
 
 /// A key-value link resolved to its provider instance.
@@ -83,10 +91,7 @@ impl std::fmt::Debug for LinkSet {
 impl LinkSet {
     /// Resolves `specs` against `providers`.
     pub fn resolve(specs: &[LinkSpec], providers: &Providers) -> Result<Self, LinkError> {
-        let mut set = LinkSet {
-            specs: specs.to_vec(),
-            ..LinkSet::default()
-        };
+        let mut set = LinkSet { specs: specs.to_vec(), ..LinkSet::default() };
         for spec in specs {
             match spec.interface {
                 Interface::KeyValue => {
@@ -99,15 +104,9 @@ impl LinkSet {
                             available: names.join(", "),
                         }
                     })?;
-                    let link = KeyValueLink {
-                        provider: provider.clone(),
-                        bucket: spec.bucket().into(),
-                    };
+                    let link = KeyValueLink { provider: provider.clone(), bucket: spec.bucket().into() };
                     if set.keyvalue.insert(spec.name.clone(), link).is_some() {
-                        return Err(LinkError::Duplicate {
-                            interface: spec.interface,
-                            name: spec.name.clone(),
-                        });
+                        return Err(LinkError::Duplicate { interface: spec.interface, name: spec.name.clone() });
                     }
                 }
                 // No messaging provider runs in-process yet, so a messaging link has nothing to resolve to.

@@ -23,19 +23,22 @@ impl InvocationState {
             message.push('…');
         }
         match level {
-            tracing::Level::ERROR => tracing::error!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}"),
-            tracing::Level::WARN => tracing::warn!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}"),
-            tracing::Level::INFO => tracing::info!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}"),
+            tracing::Level::ERROR => {
+                tracing::error!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}")
+            }
+            tracing::Level::WARN => {
+                tracing::warn!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}")
+            }
+            tracing::Level::INFO => {
+                tracing::info!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}")
+            }
+            tracing::Level::DEBUG => {
+                tracing::debug!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}")
+            }
             _ => tracing::trace!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}"),
         }
         if self.logs.len() < MAX_LOG_LINES {
-            self.logs.push(LogLine {
-                source,
-                level,
-                context,
-                message,
-            });
+            self.logs.push(LogLine { source, level, context, message });
         } else {
             self.logs_dropped += 1;
         }

@@ -46,9 +46,7 @@ impl types::Host for InvocationState {}
 impl types::HostClient for InvocationState {
     async fn connect(&mut self, name: String) -> Fallible<Resource<ClientHandle>> {
         tracing::debug!(actor = %self.actor, %name, "client.connect without a link: permission denied");
-        Ok(Err(types::Error::PermissionDenied(format!(
-            "no messaging link named `{name}`"
-        ))))
+        Ok(Err(types::Error::PermissionDenied(format!("no messaging link named `{name}`"))))
     }
 
     async fn disconnect(&mut self, client: Resource<ClientHandle>) -> Fallible<()> {
@@ -63,10 +61,7 @@ impl types::HostClient for InvocationState {
 
 impl types::HostMessage for InvocationState {
     async fn new(&mut self, data: Vec<u8>) -> wasmtime::Result<Resource<Message>> {
-        Ok(self.table.push(Message {
-            data,
-            ..Message::default()
-        })?)
+        Ok(self.table.push(Message { data, ..Message::default() })?)
     }
 
     async fn topic(&mut self, msg: Resource<Message>) -> wasmtime::Result<Option<String>> {
@@ -143,9 +138,7 @@ impl request_reply::Host for InvocationState {
         let answers_invocation = self.table.get(&reply_to)?.answers_invocation;
         let message = self.table.delete(message)?;
         if !answers_invocation {
-            return Ok(Err(types::Error::Other(
-                "the message replied to has no reply address".into(),
-            )));
+            return Ok(Err(types::Error::Other("the message replied to has no reply address".into())));
         }
         if self.reply.is_some() {
             return Ok(Err(types::Error::Other("this message was already replied to".into())));
@@ -158,11 +151,7 @@ impl request_reply::Host for InvocationState {
                 self.max_reply_bytes
             ))));
         }
-        self.reply = Some(Reply {
-            data: message.data,
-            content_type: message.content_type,
-            metadata: message.metadata,
-        });
+        self.reply = Some(Reply { data: message.data, content_type: message.content_type, metadata: message.metadata });
         Ok(Ok(()))
     }
 }

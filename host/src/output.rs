@@ -25,10 +25,7 @@ pub(crate) struct CapturedOutput {
 
 impl CapturedOutput {
     pub(crate) fn new(cap: usize) -> Self {
-        Self {
-            buffer: Arc::default(),
-            cap,
-        }
+        Self { buffer: Arc::default(), cap }
     }
 
     fn append(&self, data: &[u8]) {

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use lattice_core::claims::{Claims, Policy, Rejection};
 use lattice_core::link::LinkSpec;
 use lattice_keyvalue_inmemory::InMemoryKeyValue;
 use lattice_provider_sdk::KeyValue;
@@ -14,6 +16,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
+use crate::admission;
 use crate::bindings;
 use crate::cache::{CacheError, CompiledCache};
 use crate::engine::{EngineConfig, EngineError, EpochTicker};
@@ -36,6 +39,7 @@ pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
     max_component_bytes: usize,
     providers: Providers,
+    policy: Policy,
 }
 
 impl Default for RuntimeBuilder {
@@ -47,12 +51,15 @@ impl Default for RuntimeBuilder {
             cache_dir: None,
             max_component_bytes: 64 << 20,
             providers,
+            policy: Policy::default(),
         }
     }
 }
 
 impl RuntimeBuilder {
-    /// A builder with default sizes, no disk cache, and the built-in `inmemory` key-value provider.
+    /// A builder with default sizes, no disk cache, the built-in `inmemory` key-value provider, and the default
+    /// [`Policy`]: signed actors required and no issuer trusted, so nothing loads until [`RuntimeBuilder::policy`]
+    /// trusts an issuer or allows unsigned actors.
     pub fn new() -> Self {
         Self::default()
     }
@@ -72,6 +79,12 @@ impl RuntimeBuilder {
     /// The largest component file accepted.
     pub fn max_component_bytes(&mut self, bytes: usize) -> &mut Self {
         self.max_component_bytes = bytes;
+        self
+    }
+
+    /// Which actors may load: trusted issuers, whether unsigned actors are allowed (development only), clock skew.
+    pub fn policy(&mut self, policy: Policy) -> &mut Self {
+        self.policy = policy;
         self
     }
 
@@ -98,6 +111,7 @@ impl RuntimeBuilder {
                 linker,
                 cache,
                 providers: self.providers.clone(),
+                policy: self.policy.clone(),
                 max_component_bytes: self.max_component_bytes,
                 host_memory_cap: self.engine.max_memory_bytes,
                 epoch_tick: self.engine.epoch_tick,
@@ -130,9 +144,7 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("providers", &self.inner.providers)
-            .finish_non_exhaustive()
+        f.debug_struct("Runtime").field("providers", &self.inner.providers).finish_non_exhaustive()
     }
 }
 
@@ -141,6 +153,7 @@ struct RuntimeInner {
     linker: Linker<InvocationState>,
     cache: CompiledCache,
     providers: Providers,
+    policy: Policy,
     max_component_bytes: usize,
     host_memory_cap: usize,
     epoch_tick: Duration,
@@ -168,10 +181,14 @@ pub enum LoadError {
         /// The host's limit.
         limit: usize,
     },
+    /// The host's policy refused the actor's claims (or their absence), or the component imports a capability
+    /// its claims do not allow. The message is the reason.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
     /// The actor's limits are invalid or above the host's caps.
     #[error(transparent)]
     Limits(#[from] LimitsError),
-    /// A link names a provider that does not exist here.
+    /// A link names a provider that does not exist here, or an interface the actor's claims do not allow.
     #[error(transparent)]
     Links(#[from] LinkError),
     /// The bytes are not a valid component, or compilation failed.
@@ -204,17 +221,18 @@ impl Runtime {
         &self.inner.engine
     }
 
-    /// Admits a component as actor `name`: size cap, compile (or load from cache, off the async threads),
-    /// check it fits the actor world, validate limits and resolve links. Returns a ready actor.
+    /// Admits a component as actor `name`: size cap, claims verified against the host's policy, the imports and
+    /// links checked against the capabilities the claims allow, limits validated, links resolved, then compile
+    /// (or load from cache, off the async threads) and check it fits the actor world. Returns a ready actor.
+    /// Nothing is compiled or instantiated for a refused actor.
     pub async fn load(&self, name: &str, bytes: Vec<u8>, config: ActorConfig) -> Result<Actor, LoadError> {
         let started = Instant::now();
         let rt = &self.inner;
         if bytes.len() > rt.max_component_bytes {
-            return Err(LoadError::TooLarge {
-                size: bytes.len(),
-                limit: rt.max_component_bytes,
-            });
+            return Err(LoadError::TooLarge { size: bytes.len(), limit: rt.max_component_bytes });
         }
+        let claims = admission::admit(name, &bytes, &rt.policy)?;
+        admission::check_links(name, claims.as_ref(), &config.links)?;
         config.limits.validate(rt.host_memory_cap)?;
         let links = LinkSet::resolve(&config.links, &rt.providers)?;
 
@@ -235,17 +253,10 @@ impl Runtime {
                 (component, false)
             }
         };
-        let pre = rt
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let pre = rt.linker.instantiate_pre(&component).map_err(|e| LoadError::World(format!("{e:#}")))?;
         let pre = bindings::ActorPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
 
-        let report = LoadReport {
-            digest: hex::encode(digest),
-            from_cache,
-            elapsed: started.elapsed(),
-        };
+        let report = LoadReport { digest: hex::encode(digest), from_cache, elapsed: started.elapsed() };
         tracing::info!(
             actor = name,
             digest = %report.digest,
@@ -260,10 +271,12 @@ impl Runtime {
                 runtime: self.clone(),
                 pre,
                 permits: Semaphore::new(config.limits.max_concurrency as usize),
+                max_concurrency: AtomicU32::new(config.limits.max_concurrency),
                 cpu_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
                 limits: config.limits,
                 links: ArcSwap::from_pointee(links),
                 report,
+                claims,
             }),
         })
     }
@@ -285,10 +298,7 @@ pub struct IncomingMessage {
 impl IncomingMessage {
     /// A message with just a payload.
     pub fn new(data: impl Into<Vec<u8>>) -> Self {
-        Self {
-            data: data.into(),
-            ..Self::default()
-        }
+        Self { data: data.into(), ..Self::default() }
     }
 
     /// Sets the topic.
@@ -406,8 +416,11 @@ struct ActorInner {
     limits: ActorLimits,
     cpu_ticks: u64,
     permits: Semaphore,
+    /// The current permit count of `permits` (scale changes it).
+    max_concurrency: AtomicU32,
     links: ArcSwap<LinkSet>,
     report: LoadReport,
+    claims: Option<Claims>,
 }
 
 impl Actor {
@@ -421,6 +434,11 @@ impl Actor {
         &self.inner.report
     }
 
+    /// The verified claims the actor was loaded with; `None` for an unsigned actor the policy allowed.
+    pub fn claims(&self) -> Option<&Claims> {
+        self.inner.claims.as_ref()
+    }
+
     /// The limits every invocation runs under.
     pub fn limits(&self) -> &ActorLimits {
         &self.inner.limits
@@ -431,9 +449,34 @@ impl Actor {
         self.inner.links.load_full()
     }
 
+    /// How many invocations may run at once on this host now.
+    pub fn max_concurrency(&self) -> u32 {
+        self.inner.max_concurrency.load(Ordering::Acquire)
+    }
+
+    /// Changes how many invocations may run at once (at least 1). Raising takes effect at once; lowering
+    /// takes effect as running invocations finish (must be called within a tokio runtime).
+    pub fn set_max_concurrency(&self, max_concurrency: u32) {
+        let new = max_concurrency.max(1);
+        let old = self.inner.max_concurrency.swap(new, Ordering::AcqRel);
+        if new > old {
+            self.inner.permits.add_permits((new - old) as usize);
+        } else if new < old {
+            // Take the surplus permits out of circulation as soon as they are free.
+            let actor = self.clone();
+            tokio::spawn(async move {
+                if let Ok(permits) = actor.inner.permits.acquire_many(old - new).await {
+                    permits.forget();
+                }
+            });
+        }
+    }
+
     /// Replaces the actor's links. The next invocation uses the new set; invocations already running keep
-    /// the set they started with.
+    /// the set they started with. A link to an interface the actor's claims do not allow is refused, and then
+    /// the current links stay.
     pub fn set_links(&self, specs: &[LinkSpec]) -> Result<(), LinkError> {
+        admission::check_links(&self.inner.name, self.claims(), specs)?;
         let set = LinkSet::resolve(specs, &self.inner.runtime.inner.providers)?;
         self.inner.links.store(Arc::new(set));
         Ok(())
@@ -471,10 +514,7 @@ impl ActorInner {
     async fn run(&self, message: IncomingMessage) -> InvocationOutcome {
         let stdout = CapturedOutput::new(STDIO_CAPTURE_BYTES);
         let stderr = CapturedOutput::new(STDIO_CAPTURE_BYTES);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
         let state = InvocationState {
             actor: self.name.clone(),
             wasi,
@@ -508,10 +548,7 @@ impl ActorInner {
         let result = self.call(&mut store, message).await;
         let state = store.data_mut();
         let result = match (state.reply_refused, result) {
-            (Some(size), _) => Err(InvokeError::ReplyTooLarge {
-                size,
-                limit: self.limits.max_reply_bytes,
-            }),
+            (Some(size), _) => Err(InvokeError::ReplyTooLarge { size, limit: self.limits.max_reply_bytes }),
             (None, Ok(())) => Ok(state.reply.take()),
             (None, Err(error)) => Err(error),
         };
@@ -519,11 +556,7 @@ impl ActorInner {
         if let Err(error) = &result {
             tracing::debug!(actor = %self.name, %error, "invocation failed");
         }
-        InvocationOutcome {
-            result,
-            logs: std::mem::take(&mut state.logs),
-            logs_dropped: state.logs_dropped,
-        }
+        InvocationOutcome { result, logs: std::mem::take(&mut state.logs), logs_dropped: state.logs_dropped }
     }
 
     async fn call(&self, store: &mut Store<InvocationState>, message: IncomingMessage) -> Result<(), InvokeError> {
@@ -538,16 +571,8 @@ impl ActorInner {
             metadata: message.metadata,
             answers_invocation: true,
         };
-        let message = store
-            .data_mut()
-            .table
-            .push(message)
-            .map_err(|e| InvokeError::Instantiate(e.to_string()))?;
-        match actor
-            .wasi_messaging_incoming_handler()
-            .call_handle(&mut *store, message)
-            .await
-        {
+        let message = store.data_mut().table.push(message).map_err(|e| InvokeError::Instantiate(e.to_string()))?;
+        match actor.wasi_messaging_incoming_handler().call_handle(&mut *store, message).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(InvokeError::Handler(describe_messaging_error(&error))),
             Err(trap) => Err(self.classify(store.data(), trap, false)),
@@ -559,10 +584,7 @@ impl ActorInner {
             return InvokeError::CpuDeadline(self.limits.cpu_time);
         }
         if let Some(requested) = state.limiter.memory_denied {
-            return InvokeError::MemoryLimit {
-                requested,
-                cap: self.limits.memory_bytes,
-            };
+            return InvokeError::MemoryLimit { requested, cap: self.limits.memory_bytes };
         }
         if let Some(wasmtime::Trap::StackOverflow) = error.downcast_ref::<wasmtime::Trap>() {
             return InvokeError::StackOverflow;

@@ -132,11 +132,7 @@ pub trait KeyValue: Send + Sync + 'static {
     ) -> Result<CasOutcome, KvError>;
 
     /// The values of `keys`, in order; missing keys give `None`.
-    async fn get_many(
-        &self,
-        bucket: &str,
-        keys: Vec<String>,
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    async fn get_many(&self, bucket: &str, keys: Vec<String>) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let value = self.get(bucket, &key).await?;
@@ -181,9 +177,6 @@ mod tests {
         assert_eq!(parse_counter("k", None), Ok(0));
         assert_eq!(parse_counter("k", Some(b"41")), Ok(41));
         assert_eq!(parse_counter("k", Some(b"-7")), Ok(-7));
-        assert_eq!(
-            parse_counter("k", Some(b"\x00\x01")),
-            Err(KvError::NotAnInteger { key: "k".into() })
-        );
+        assert_eq!(parse_counter("k", Some(b"\x00\x01")), Err(KvError::NotAnInteger { key: "k".into() }));
     }
 }

@@ -25,14 +25,10 @@ struct KvCounter;
 impl Guest for KvCounter {
     fn handle(message: Message) -> Result<(), Error> {
         let payload = message.data();
-        let key = std::str::from_utf8(&payload)
-            .map(str::trim)
-            .ok()
-            .filter(|k| !k.is_empty())
-            .unwrap_or("counter");
+        let key = std::str::from_utf8(&payload).map(str::trim).ok().filter(|k| !k.is_empty()).unwrap_or("counter");
         let bucket = store::open(STORE).map_err(|e| Error::Other(format!("open `{STORE}`: {e:?}")))?;
-        let value = atomics::increment(&bucket, key, 1)
-            .map_err(|e| Error::Other(format!("increment `{key}`: {e:?}")))?;
+        let value =
+            atomics::increment(&bucket, key, 1).map_err(|e| Error::Other(format!("increment `{key}`: {e:?}")))?;
         log(Level::Info, "kv-counter", &format!("{key} = {value}"));
         request_reply::reply(&message, Message::new(value.to_string().as_bytes()))
     }

@@ -11,15 +11,7 @@ use crate::{call, kv_default, load, runtime, tight_limits};
 async fn spinning_actor_stops_at_its_deadline_while_others_are_served() {
     let rt = runtime();
     let limits = tight_limits();
-    let spin = load(
-        &rt,
-        SPIN,
-        ActorConfig {
-            limits: limits.clone(),
-            ..ActorConfig::default()
-        },
-    )
-    .await;
+    let spin = load(&rt, SPIN, ActorConfig { limits: limits.clone(), ..ActorConfig::default() }).await;
     let counter = load(&rt, KV_COUNTER, kv_default()).await;
 
     let started = Instant::now();
@@ -30,10 +22,7 @@ async fn spinning_actor_stops_at_its_deadline_while_others_are_served() {
     // While it spins, another actor is served.
     assert_eq!(call(&counter, "meanwhile").await, "1");
     let (result, elapsed) = spinning.await.expect("task");
-    assert!(
-        matches!(result, Err(InvokeError::CpuDeadline(d)) if d == limits.cpu_time),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(InvokeError::CpuDeadline(d)) if d == limits.cpu_time), "{result:?}");
     assert!(
         elapsed <= limits.cpu_time + Duration::from_millis(50),
         "stopped after {elapsed:?}, deadline {:?}",
@@ -44,19 +33,8 @@ async fn spinning_actor_stops_at_its_deadline_while_others_are_served() {
 #[tokio::test]
 async fn memory_bomb_traps_at_its_cap() {
     let rt = runtime();
-    let limits = ActorLimits {
-        memory_bytes: 16 << 20,
-        ..tight_limits()
-    };
-    let bomb = load(
-        &rt,
-        MEM_BOMB,
-        ActorConfig {
-            limits,
-            ..ActorConfig::default()
-        },
-    )
-    .await;
+    let limits = ActorLimits { memory_bytes: 16 << 20, ..tight_limits() };
+    let bomb = load(&rt, MEM_BOMB, ActorConfig { limits, ..ActorConfig::default() }).await;
     let result = bomb.invoke(IncomingMessage::new("")).await.result;
     match result {
         Err(InvokeError::MemoryLimit { requested, cap }) => {
@@ -99,15 +77,7 @@ async fn wall_clock_timeout_bounds_the_whole_invocation() {
         timeout: Duration::from_millis(300),
         ..ActorLimits::default()
     };
-    let spin = load(
-        &rt,
-        SPIN,
-        ActorConfig {
-            limits,
-            ..ActorConfig::default()
-        },
-    )
-    .await;
+    let spin = load(&rt, SPIN, ActorConfig { limits, ..ActorConfig::default() }).await;
     let result = spin.invoke(IncomingMessage::new("")).await.result;
     assert!(matches!(result, Err(InvokeError::Timeout(_))), "{result:?}");
 }
@@ -125,15 +95,8 @@ fn rss_bytes() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_survives_1000_hostile_invocations_without_rss_growth() {
     let rt = runtime();
-    let config = |limits: ActorLimits| ActorConfig {
-        limits,
-        ..ActorConfig::default()
-    };
-    let fast = ActorLimits {
-        cpu_time: Duration::from_millis(20),
-        memory_bytes: 8 << 20,
-        ..ActorLimits::default()
-    };
+    let config = |limits: ActorLimits| ActorConfig { limits, ..ActorConfig::default() };
+    let fast = ActorLimits { cpu_time: Duration::from_millis(20), memory_bytes: 8 << 20, ..ActorLimits::default() };
     let actors = [
         load(&rt, SPIN, config(fast.clone())).await,
         load(&rt, MEM_BOMB, config(fast.clone())).await,
@@ -144,9 +107,7 @@ async fn host_survives_1000_hostile_invocations_without_rss_growth() {
         let actors = actors.clone();
         async move {
             for i in 0..n {
-                let outcome = actors[i % actors.len()]
-                    .invoke(IncomingMessage::new("2000000"))
-                    .await;
+                let outcome = actors[i % actors.len()].invoke(IncomingMessage::new("2000000")).await;
                 assert!(outcome.result.is_err(), "hostile invocation {i} succeeded");
             }
         }
@@ -157,9 +118,5 @@ async fn host_survives_1000_hostile_invocations_without_rss_growth() {
     round(1000).await;
     let after = rss_bytes();
     let growth = after.saturating_sub(before);
-    assert!(
-        growth < 32 << 20,
-        "RSS grew by {} KiB over 1000 hostile invocations ({before} -> {after})",
-        growth >> 10
-    );
+    assert!(growth < 32 << 20, "RSS grew by {} KiB over 1000 hostile invocations ({before} -> {after})", growth >> 10);
 }

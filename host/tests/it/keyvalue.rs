@@ -31,20 +31,14 @@ async fn kv_counter_1000_concurrent_invocations_count_exactly() {
 async fn batch_get_set_delete_follow_the_wit() {
     let rt = runtime();
     let probe = load(&rt, KV_PROBE, kv_default()).await;
-    assert_eq!(
-        call(&probe, "batch").await,
-        "a=1,b=2,none,c=3;none,none,none,c=3;c-exists=true"
-    );
+    assert_eq!(call(&probe, "batch").await, "a=1,b=2,none,c=3;none,none,none,c=3;c-exists=true");
 }
 
 #[tokio::test]
 async fn cas_fails_on_a_changed_value_and_the_returned_handle_retries() {
     let rt = runtime();
     let probe = load(&rt, KV_PROBE, kv_default()).await;
-    assert_eq!(
-        call(&probe, "cas").await,
-        "seen=v1;conflict-current=v2;final=v3"
-    );
+    assert_eq!(call(&probe, "cas").await, "seen=v1;conflict-current=v2;final=v3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,10 +80,7 @@ async fn actor_without_links_gets_access_denied_for_its_default_store() {
 #[tokio::test]
 async fn links_with_different_buckets_never_collide_and_same_bucket_shares() {
     let rt = runtime();
-    let config = |spec: &str| ActorConfig {
-        links: vec![spec.parse().expect("link")],
-        ..ActorConfig::default()
-    };
+    let config = |spec: &str| ActorConfig { links: vec![spec.parse().expect("link")], ..ActorConfig::default() };
     let a = load(&rt, KV_COUNTER, config("keyvalue:default=inmemory,bucket=a")).await;
     let b = load(&rt, KV_COUNTER, config("keyvalue:default=inmemory,bucket=b")).await;
     let a2 = load(&rt, KV_COUNTER, config("keyvalue:default=inmemory,bucket=a")).await;
@@ -103,9 +94,7 @@ async fn relinking_applies_to_the_next_invocation() {
     let rt = runtime();
     let actor = load(&rt, KV_COUNTER, kv_default()).await;
     assert_eq!(call(&actor, "k").await, "1");
-    actor
-        .set_links(&["keyvalue:default=inmemory,bucket=fresh".parse().expect("link")])
-        .expect("relink");
+    actor.set_links(&["keyvalue:default=inmemory,bucket=fresh".parse().expect("link")]).expect("relink");
     assert_eq!(call(&actor, "k").await, "1");
 }
 
@@ -116,17 +105,11 @@ async fn link_to_an_unknown_provider_is_refused_at_load() {
         .load(
             "c",
             crate::component(KV_COUNTER),
-            ActorConfig {
-                links: vec!["keyvalue:default=redis".parse().expect("link")],
-                ..ActorConfig::default()
-            },
+            ActorConfig { links: vec!["keyvalue:default=redis".parse().expect("link")], ..ActorConfig::default() },
         )
         .await
         .expect_err("no redis provider registered");
-    assert_eq!(
-        error.to_string(),
-        "no keyvalue provider named `redis` on this host (available: inmemory)"
-    );
+    assert_eq!(error.to_string(), "no keyvalue provider named `redis` on this host (available: inmemory)");
 }
 
 #[tokio::test]
@@ -136,8 +119,5 @@ async fn logs_from_wasi_logging_stdout_and_stderr_are_captured() {
     let outcome = probe.invoke(IncomingMessage::new("log")).await;
     assert!(outcome.result.is_ok());
     let messages: Vec<_> = outcome.logs.iter().map(|l| l.message.as_str()).collect();
-    assert_eq!(
-        messages,
-        ["through wasi:logging", "through stdout", "through stderr"]
-    );
+    assert_eq!(messages, ["through wasi:logging", "through stdout", "through stderr"]);
 }

@@ -22,9 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use lattice_provider_sdk::{
-    CasOutcome, KeyPage, KeyValue, KvError, LIST_PAGE_SIZE, async_trait, parse_counter,
-};
+use lattice_provider_sdk::{CasOutcome, KeyPage, KeyValue, KvError, LIST_PAGE_SIZE, async_trait, parse_counter};
 
 type Bucket = Mutex<BTreeMap<String, Vec<u8>>>;
 
@@ -49,20 +47,10 @@ impl InMemoryKeyValue {
     fn bucket(&self, name: &str) -> Arc<Bucket> {
         // A poisoned lock only means another thread panicked mid-operation; every operation below leaves the
         // map consistent at each step, so the data is still good.
-        if let Some(bucket) = self
-            .buckets
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
+        if let Some(bucket) = self.buckets.read().unwrap_or_else(PoisonError::into_inner).get(name) {
             return bucket.clone();
         }
-        self.buckets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(name.to_owned())
-            .or_default()
-            .clone()
+        self.buckets.write().unwrap_or_else(PoisonError::into_inner).entry(name.to_owned()).or_default().clone()
     }
 
     fn with_bucket<T>(&self, name: &str, f: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) -> T) -> T {
@@ -116,9 +104,7 @@ impl KeyValue for InMemoryKeyValue {
     async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         self.with_bucket(bucket, |b| {
             let current = parse_counter(key, b.get(key).map(Vec::as_slice))?;
-            let next = current.checked_add(delta).ok_or_else(|| KvError::Overflow {
-                key: key.to_owned(),
-            })?;
+            let next = current.checked_add(delta).ok_or_else(|| KvError::Overflow { key: key.to_owned() })?;
             b.insert(key.to_owned(), next.to_string().into_bytes());
             Ok(next)
         })
@@ -137,18 +123,12 @@ impl KeyValue for InMemoryKeyValue {
                 b.insert(key.to_owned(), new);
                 CasOutcome::Swapped
             } else {
-                CasOutcome::Conflict {
-                    current: current.cloned(),
-                }
+                CasOutcome::Conflict { current: current.cloned() }
             }
         }))
     }
 
-    async fn get_many(
-        &self,
-        bucket: &str,
-        keys: Vec<String>,
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    async fn get_many(&self, bucket: &str, keys: Vec<String>) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
         Ok(self.with_bucket(bucket, |b| {
             keys.into_iter()
                 .map(|k| {
@@ -179,10 +159,7 @@ mod tests {
     use super::*;
 
     fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .expect("tokio runtime")
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("tokio runtime")
     }
 
     #[test]
@@ -213,10 +190,7 @@ mod tests {
                         let mut seen = kv.get("b", "n").await?;
                         loop {
                             let next = parse_counter("n", seen.as_deref())? + 1;
-                            match kv
-                                .compare_and_swap("b", "n", seen, next.to_string().into_bytes())
-                                .await?
-                            {
+                            match kv.compare_and_swap("b", "n", seen, next.to_string().into_bytes()).await? {
                                 CasOutcome::Swapped => return Ok::<_, KvError>(()),
                                 CasOutcome::Conflict { current } => seen = current,
                             }
@@ -237,9 +211,7 @@ mod tests {
             let kv = InMemoryKeyValue::new();
             kv.set("a", "k", b"1".to_vec()).await.expect("set");
             assert_eq!(kv.get("b", "k").await, Ok(None));
-            let pairs = (0..LIST_PAGE_SIZE + 5)
-                .map(|i| (format!("k{i:05}"), vec![]))
-                .collect();
+            let pairs = (0..LIST_PAGE_SIZE + 5).map(|i| (format!("k{i:05}"), vec![])).collect();
             kv.set_many("big", pairs).await.expect("set_many");
             let first = kv.list_keys("big", None).await.expect("page 1");
             assert_eq!(first.keys.len(), LIST_PAGE_SIZE);
@@ -254,17 +226,9 @@ mod tests {
         rt().block_on(async {
             let kv = InMemoryKeyValue::new();
             kv.set("b", "s", b"text".to_vec()).await.expect("set");
-            assert!(matches!(
-                kv.increment("b", "s", 1).await,
-                Err(KvError::NotAnInteger { .. })
-            ));
-            kv.set("b", "m", i64::MAX.to_string().into_bytes())
-                .await
-                .expect("set");
-            assert!(matches!(
-                kv.increment("b", "m", 1).await,
-                Err(KvError::Overflow { .. })
-            ));
+            assert!(matches!(kv.increment("b", "s", 1).await, Err(KvError::NotAnInteger { .. })));
+            kv.set("b", "m", i64::MAX.to_string().into_bytes()).await.expect("set");
+            assert!(matches!(kv.increment("b", "m", 1).await, Err(KvError::Overflow { .. })));
         });
     }
 }

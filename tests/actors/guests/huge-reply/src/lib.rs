@@ -14,10 +14,8 @@ struct HugeReply;
 
 impl Guest for HugeReply {
     fn handle(message: Message) -> Result<(), Error> {
-        let size = std::str::from_utf8(&message.data())
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .unwrap_or(8 << 20);
+        let size =
+            std::str::from_utf8(&message.data()).ok().and_then(|s| s.trim().parse::<usize>().ok()).unwrap_or(8 << 20);
         request_reply::reply(&message, Message::new(&vec![b'x'; size]))
     }
 }

@@ -38,11 +38,8 @@ fn show(pairs: Vec<Option<(String, Vec<u8>)>>) -> String {
 }
 
 fn batch(bucket: &store::Bucket) -> Result<String, Error> {
-    let pairs = vec![
-        ("a".to_string(), b"1".to_vec()),
-        ("b".to_string(), b"2".to_vec()),
-        ("c".to_string(), b"3".to_vec()),
-    ];
+    let pairs =
+        vec![("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec()), ("c".to_string(), b"3".to_vec())];
     batch::set_many(bucket, &pairs).map_err(fail("set-many"))?;
     let keys = ["a", "b", "missing", "c"].map(String::from).to_vec();
     let first = batch::get_many(bucket, &keys).map_err(fail("get-many"))?;

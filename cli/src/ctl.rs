@@ -1,0 +1,506 @@
+//! Control verbs: hosts, inventory, push, start, stop, scale, call, events, label.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use futures::StreamExt;
+use lattice_core::subject::Name;
+use lattice_core::wire::{ActorInfo, ArtifactRef, Event, EventData, HostInfo, LimitsSpec, StartActor};
+use lattice_host::lattice::LatticeClient;
+
+use crate::args::{LimitArgs, Output};
+use crate::connect::LatticeArgs;
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.iter().copied());
+    t
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not key=value"))
+}
+
+/// List the lattice's hosts, with those that missed 3 heartbeats shown as lost.
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+pub async fn hosts(args: HostsArgs) -> anyhow::Result<()> {
+    let lattice = &args.lattice;
+    let client = lattice.client().await?;
+    let hosts = client.hosts().await?;
+    if args.output == Output::Json {
+        let docs: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "id": h.info.id, "status": if h.lost { "lost" } else { "up" },
+                    "since_heartbeat_ms": h.since_heartbeat_ms, "labels": h.info.labels,
+                    "actors": h.info.actors.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+                    "version": h.info.version,
+                })
+            })
+            .collect();
+        return print_json(&docs);
+    }
+    let mut t = table(&["HOST", "STATUS", "LAST SEEN", "ACTORS", "LABELS"]);
+    for h in &hosts {
+        t.add_row([
+            h.info.id.to_string(),
+            if h.lost { "lost".into() } else { "up".into() },
+            format!("{:.1}s ago", h.since_heartbeat_ms as f64 / 1000.0),
+            h.info.actors.len().to_string(),
+            labels_text(&h.info.labels),
+        ]);
+    }
+    println!("{t}");
+    if hosts.is_empty() {
+        eprintln!(
+            "no hosts in lattice `{}` (start one with `lattice up` or `lattice host`)",
+            client.subjects().lattice()
+        );
+    }
+    Ok(())
+}
+
+/// Show what one host runs.
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// The host's id (see `lattice hosts`)
+    pub host: Name,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+fn actors_table(host: &HostInfo) -> Table {
+    let mut t = table(&["ACTOR", "MAX CONCURRENCY", "DIGEST", "SUBJECT", "LINKS"]);
+    for a in &host.actors {
+        t.add_row([
+            a.name.to_string(),
+            a.max_concurrency.to_string(),
+            a.digest.chars().take(12).collect(),
+            a.subject.clone().unwrap_or_else(|| "unsigned".into()),
+            a.links.join(" "),
+        ]);
+    }
+    t
+}
+
+pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
+    let lattice = &args.lattice;
+    let client = lattice.client().await?;
+    let info = client.inventory(&args.host).await?;
+    if args.output == Output::Json {
+        return print_json(&info);
+    }
+    println!("host {}  lattice {}  version {}", info.id, info.lattice, info.version);
+    println!("labels: {}", labels_text(&info.labels));
+    println!("{}", actors_table(&info));
+    Ok(())
+}
+
+/// Store a component in the lattice's artifact store, so any host can start it by name.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// The component file
+    pub file: PathBuf,
+    /// Name to store it under [the file's stem, with `_` as `-`]
+    #[arg(long)]
+    pub name: Option<Name>,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+pub async fn push(args: PushArgs) -> anyhow::Result<()> {
+    let lattice = &args.lattice;
+    let bytes = tokio::fs::read(&args.file).await.with_context(|| format!("cannot read {}", args.file.display()))?;
+    let name = match args.name {
+        Some(name) => name,
+        None => {
+            let stem = args.file.file_stem().map(|s| s.to_string_lossy().replace('_', "-")).unwrap_or_default();
+            let stem = stem.strip_suffix(".signed").unwrap_or(&stem).to_owned();
+            Name::new(stem).context("cannot name the artifact after the file; pass --name")?
+        }
+    };
+    let client = lattice.client().await?;
+    let bar = indicatif::ProgressBar::new(bytes.len() as u64);
+    if args.output == Output::Text {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("pushing {name}"));
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let progress = bar.clone();
+    let pushed = client.push(name.as_str(), bytes.into(), move |sent| progress.set_position(sent)).await?;
+    bar.finish_and_clear();
+    if args.output == Output::Json {
+        return print_json(&serde_json::json!({"name": pushed.name, "sha256": pushed.digest, "size": pushed.size}));
+    }
+    println!("pushed {} ({} bytes, sha256 {})", pushed.name, pushed.size, pushed.digest);
+    Ok(())
+}
+
+/// Start an actor on one or more hosts; prints the outcome once it is ready to serve.
+///
+/// Without --path the component comes from the lattice's artifact store (`lattice push`). Without --host the
+/// hosts are chosen by a placement auction among those matching every --constraint, fewest actors first.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// The actor's name in the lattice (also the artifact's name unless --artifact or --path is given)
+    pub actor: Name,
+    /// Artifact name in the lattice's store [the actor's name]
+    #[arg(long, conflicts_with = "path")]
+    pub artifact: Option<String>,
+    /// Path of the component on the host's own disk, instead of the artifact store
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Start on this host (repeatable)
+    #[arg(long = "host", value_name = "ID")]
+    pub hosts: Vec<Name>,
+    /// Only hosts with this label, key=value (repeatable)
+    #[arg(long = "constraint", value_parser = parse_label, value_name = "KEY=VALUE", conflicts_with = "hosts")]
+    pub constraints: Vec<(String, String)>,
+    /// How many hosts to start it on when placing by auction
+    #[arg(long, default_value_t = 1, conflicts_with = "hosts")]
+    pub replicas: usize,
+    /// Bind an import: <interface>:<name>=<provider>[,key=value...] (repeatable)
+    #[arg(long = "link", value_name = "LINK")]
+    pub links: Vec<lattice_core::link::LinkSpec>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+fn limits_spec(limits: &LimitArgs) -> LimitsSpec {
+    let ms = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    LimitsSpec {
+        memory_bytes: limits.memory.map(|m| m as u64),
+        cpu_time_ms: ms(limits.cpu_time),
+        timeout_ms: ms(limits.timeout),
+        max_concurrency: limits.max_concurrency,
+        max_reply_bytes: limits.max_reply.map(|m| m as u64),
+    }
+}
+
+/// Hosts to place on: the named ones, or the best bidders of an auction.
+async fn placement(
+    client: &LatticeClient,
+    hosts: &[Name],
+    constraints: &[(String, String)],
+    replicas: usize,
+) -> anyhow::Result<Vec<Name>> {
+    if !hosts.is_empty() {
+        return Ok(hosts.to_vec());
+    }
+    let constraints: BTreeMap<_, _> = constraints.iter().cloned().collect();
+    let bids = client.auction(constraints.clone(), Duration::from_millis(500)).await?;
+    if bids.is_empty() {
+        bail!(
+            "no host in lattice `{}` matches {}",
+            client.subjects().lattice(),
+            if constraints.is_empty() { "(no hosts answered)".into() } else { labels_text(&constraints) }
+        );
+    }
+    if bids.len() < replicas {
+        bail!("only {} host(s) match, {replicas} replicas asked for", bids.len());
+    }
+    Ok(bids.into_iter().take(replicas).map(|b| b.host).collect())
+}
+
+pub async fn start(args: StartArgs) -> anyhow::Result<()> {
+    let lattice = &args.lattice;
+    let client = lattice.client().await?;
+    let artifact = match &args.path {
+        Some(path) => ArtifactRef::Path(path.display().to_string()),
+        None => ArtifactRef::Lattice(args.artifact.clone().unwrap_or_else(|| args.actor.to_string())),
+    };
+    let request = StartActor {
+        name: args.actor.clone(),
+        artifact,
+        limits: limits_spec(&args.limits),
+        links: args.links.iter().map(ToString::to_string).collect(),
+    };
+    let targets = placement(&client, &args.hosts, &args.constraints, args.replicas).await?;
+    let mut started = Vec::new();
+    for host in &targets {
+        let outcome = client
+            .start_actor(host, &request)
+            .await
+            .with_context(|| format!("cannot start `{}` on host {host}", args.actor))?;
+        if args.output == Output::Text {
+            println!(
+                "started {} on host {}: {} instances ready{} ({} ms)",
+                outcome.actor.name,
+                outcome.host,
+                outcome.actor.max_concurrency,
+                if outcome.actor.from_cache { ", compiled code from cache" } else { "" },
+                outcome.actor.load_ms
+            );
+        }
+        started.push(outcome);
+    }
+    if args.output == Output::Json {
+        return print_json(&started);
+    }
+    Ok(())
+}
+
+/// Hosts running `actor`, from a ping.
+async fn hosts_running(client: &LatticeClient, actor: &Name) -> anyhow::Result<Vec<Name>> {
+    let hosts: Vec<Name> = client
+        .ping(Duration::from_millis(500))
+        .await?
+        .into_iter()
+        .filter(|h| h.actors.iter().any(|a| &a.name == actor))
+        .map(|h| h.id)
+        .collect();
+    if hosts.is_empty() {
+        bail!("no host in lattice `{}` runs actor `{actor}`", client.subjects().lattice());
+    }
+    Ok(hosts)
+}
+
+/// Stop an actor (on the given hosts, or everywhere it runs).
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// The actor
+    pub actor: Name,
+    /// Only on this host (repeatable)
+    #[arg(long = "host", value_name = "ID")]
+    pub hosts: Vec<Name>,
+}
+
+pub async fn stop(args: StopArgs) -> anyhow::Result<()> {
+    let lattice = &args.lattice;
+    let client = lattice.client().await?;
+    let hosts = if args.hosts.is_empty() { hosts_running(&client, &args.actor).await? } else { args.hosts };
+    for host in hosts {
+        let stopped = client.stop_actor(&host, &args.actor).await?;
+        println!("stopped {} on host {}", stopped.name, stopped.host);
+    }
+    Ok(())
+}
+
+/// Change how many instances of an actor may run at once (on the given hosts, or everywhere it runs).
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// The actor
+    pub actor: Name,
+    /// New max concurrency per host
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: u32,
+    /// Only on this host (repeatable)
+    #[arg(long = "host", value_name = "ID")]
+    pub hosts: Vec<Name>,
+}
+
+pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let lattice = &args.lattice;
+    let client = lattice.client().await?;
+    let hosts = if args.hosts.is_empty() { hosts_running(&client, &args.actor).await? } else { args.hosts };
+    for host in hosts {
+        let info: ActorInfo = client.scale_actor(&host, &args.actor, args.max_concurrency).await?;
+        println!("scaled {} on host {host}: max concurrency {}", info.name, info.max_concurrency);
+    }
+    Ok(())
+}
+
+/// Send a message to an actor wherever it runs and print its reply.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// The actor
+    pub actor: Name,
+    /// The payload (or use --file)
+    #[arg(conflicts_with = "file")]
+    pub payload: Option<String>,
+    /// Read the payload from a file (- for stdin)
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Topic to deliver the message as
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// How long to wait for the reply
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+pub async fn call(args: CallArgs) -> anyhow::Result<()> {
+    let lattice = &args.lattice;
+    let payload = match (&args.payload, &args.file) {
+        (Some(p), _) => p.clone().into_bytes(),
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+            buf
+        }
+        (None, Some(f)) => tokio::fs::read(f).await.with_context(|| format!("cannot read {}", f.display()))?,
+        (None, None) => Vec::new(),
+    };
+    let client = lattice.client().await?;
+    let reply = client.call(&args.actor, args.topic.as_deref(), payload.into(), args.timeout, None).await?;
+    match args.output {
+        Output::Json => print_json(&serde_json::json!({
+            "reply": reply.data.as_ref().map(|d| String::from_utf8_lossy(d).into_owned()),
+            "host": reply.host,
+        })),
+        Output::Text => {
+            if let Some(data) = reply.data {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&data)?;
+                if !data.ends_with(b"\n") {
+                    out.write_all(b"\n")?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Print the lattice's recent events (heartbeats excluded), and with --follow keep printing new ones.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    /// Keep printing events as they happen (including heartbeats with --heartbeats)
+    #[arg(long, short)]
+    pub follow: bool,
+    /// With --follow, also print heartbeats
+    #[arg(long, requires = "follow")]
+    pub heartbeats: bool,
+    /// How many recent events to print first
+    #[arg(long, default_value_t = 50)]
+    pub last: usize,
+    /// Output format (json: one event per line)
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+fn describe(data: &EventData) -> String {
+    match data {
+        EventData::HostStarted(h) | EventData::HostHeartbeat(h) => {
+            format!("{} actors, labels {}", h.actors.len(), labels_text(&h.labels))
+        }
+        EventData::HostStopped { reason } => reason.clone(),
+        EventData::ActorStarted(a) => format!("{} (digest {})", a.name, a.digest.chars().take(12).collect::<String>()),
+        EventData::ActorStopped { name } => name.to_string(),
+        EventData::ActorFailed { name, error } => format!("{name}: {error}"),
+        EventData::ActorRejected { name, reason, issuer } => {
+            format!("{name}: {reason}{}", issuer.as_ref().map(|i| format!(" (issuer {i})")).unwrap_or_default())
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn print_event(event: &Event, output: Output) {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(event).unwrap_or_default()),
+        Output::Text => {
+            let time = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(event.time_ms));
+            println!("{time} {:<15} {:<16} {}", event.data.kind(), event.host, describe(&event.data));
+        }
+    }
+}
+
+pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
+    let lattice = &args.lattice;
+    let client = lattice.client().await?;
+    // Subscribe before reading history so nothing falls between the two.
+    let mut live = if args.follow { Some(client.events().await?) } else { None };
+    for event in client.recent_events(args.last).await? {
+        print_event(&event, args.output);
+    }
+    let Some(live) = live.as_mut() else { return Ok(()) };
+    while let Some(event) = live.next().await {
+        match event {
+            Ok(event) if !args.heartbeats && matches!(event.data, EventData::HostHeartbeat(_)) => {}
+            Ok(event) => print_event(&event, args.output),
+            Err(error) => eprintln!("undecodable event: {error}"),
+        }
+    }
+    Ok(())
+}
+
+/// Set or remove a host's labels.
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    #[command(subcommand)]
+    pub command: LabelCommand,
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+}
+
+/// What to do with a label.
+#[derive(Debug, Subcommand)]
+pub enum LabelCommand {
+    /// Set a label: lattice label put <host> key=value
+    Put {
+        /// The host
+        host: Name,
+        /// key=value
+        #[arg(value_parser = parse_label)]
+        label: (String, String),
+    },
+    /// Remove a label: lattice label del <host> key
+    Del {
+        /// The host
+        host: Name,
+        /// The key
+        key: String,
+    },
+}
+
+pub async fn label(args: LabelArgs) -> anyhow::Result<()> {
+    let client = args.lattice.client().await?;
+    let labels = match args.command {
+        LabelCommand::Put { host, label: (k, v) } => client.put_label(&host, &k, &v).await?,
+        LabelCommand::Del { host, key } => client.delete_label(&host, &key).await?,
+    };
+    println!("host {} labels: {}", labels.host, labels_text(&labels.labels));
+    Ok(())
+}

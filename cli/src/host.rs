@@ -1,0 +1,306 @@
+//! `lattice host` (join a lattice) and `lattice up` (a local development stack).
+
+use std::collections::BTreeMap;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lattice_core::subject::Name;
+use lattice_host::lattice::{self, HostConfig, NatsConfig};
+use lattice_host::{EngineConfig, RuntimeBuilder};
+use serde::Deserialize;
+
+use crate::args::{CacheArgs, LimitArgs, parse_bytes};
+use crate::connect::{DEFAULT_NATS, LatticeArgs};
+use crate::policy::PolicyArgs;
+
+/// Settings of `lattice host`. Precedence: flags, then LATTICE_* environment variables, then --config.
+#[derive(Debug, Clone, Args)]
+pub struct HostArgs {
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// TOML host config file (see docs/host.md); flags and environment override it
+    #[arg(long, env = "LATTICE_HOST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This host's id [random, h-…]
+    #[arg(long, env = "LATTICE_HOST_ID", value_name = "ID")]
+    pub host_id: Option<String>,
+    /// A label key=value (repeatable); os, arch and hostname are added automatically
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Heartbeat interval [1s]
+    #[arg(long, env = "LATTICE_HEARTBEAT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub heartbeat: Option<Duration>,
+    /// How long in-flight invocations may finish on SIGINT/SIGTERM [10s]
+    #[arg(long, env = "LATTICE_GRACE", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub grace: Option<Duration>,
+    /// Largest actor memory any actor may be given [256MiB]
+    #[arg(long, env = "LATTICE_MAX_MEMORY", value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_memory: Option<usize>,
+    /// Instances that may be alive at once across the host [1000]
+    #[arg(long, env = "LATTICE_MAX_INSTANCES", value_name = "N")]
+    pub max_instances: Option<u32>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not key=value"))
+}
+
+/// The TOML host config file. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    /// NATS server URLs.
+    pub nats: Option<Vec<String>>,
+    /// Lattice name.
+    pub lattice: Option<String>,
+    /// Host id.
+    pub host_id: Option<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Heartbeat, e.g. "1s".
+    pub heartbeat: Option<String>,
+    /// Grace period, e.g. "10s".
+    pub grace: Option<String>,
+    /// NATS user.
+    pub nats_user: Option<String>,
+    /// NATS password.
+    pub nats_password: Option<String>,
+    /// NATS token.
+    pub nats_token: Option<String>,
+    /// NATS nkey seed.
+    pub nats_nkey: Option<String>,
+    /// NATS creds file.
+    pub nats_creds: Option<PathBuf>,
+    /// TLS CA.
+    pub tls_ca: Option<PathBuf>,
+    /// TLS client certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS client key.
+    pub tls_key: Option<PathBuf>,
+    /// Require TLS.
+    #[serde(default)]
+    pub require_tls: bool,
+}
+
+impl HostFile {
+    fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid host config {}", path.display()))
+    }
+
+    fn nats(&self) -> NatsConfig {
+        NatsConfig {
+            servers: self.nats.clone().unwrap_or_default(),
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            token: self.nats_token.clone(),
+            nkey_seed: self.nats_nkey.clone(),
+            creds_file: self.nats_creds.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            require_tls: self.require_tls,
+        }
+    }
+}
+
+fn duration(flag: Option<Duration>, file: Option<&str>, what: &str, default: Duration) -> anyhow::Result<Duration> {
+    match (flag, file) {
+        (Some(d), _) => Ok(d),
+        (None, Some(text)) => {
+            humantime::parse_duration(text).with_context(|| format!("invalid {what} `{text}` in host config"))
+        }
+        (None, None) => Ok(default),
+    }
+}
+
+/// Runs a host until SIGINT/SIGTERM or a `stop` request, then drains it.
+pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
+    let lattice = &args.lattice;
+    let file = match &args.config {
+        Some(path) => HostFile::load(path)?,
+        None => HostFile::default(),
+    };
+    let nats = lattice.nats(Some(&file.nats()));
+    let lattice_name = lattice.lattice_name(file.lattice.as_deref())?;
+    let mut config = HostConfig::new(nats, lattice_name);
+    if let Some(id) = args.host_id.as_deref().or(file.host_id.as_deref()) {
+        config.id = Name::new(id).context("invalid host id")?;
+    }
+    config.labels = file.labels.clone();
+    config.labels.extend(args.labels.iter().cloned());
+    config.heartbeat = duration(args.heartbeat, file.heartbeat.as_deref(), "heartbeat", config.heartbeat)?;
+    config.grace = duration(args.grace, file.grace.as_deref(), "grace", config.grace)?;
+    config.default_limits = args.limits.to_limits();
+
+    let mut engine = EngineConfig::default();
+    if let Some(m) = args.max_memory {
+        engine.max_memory_bytes = m;
+    }
+    if let Some(n) = args.max_instances {
+        engine.max_instances = n;
+    }
+    let runtime = RuntimeBuilder::new()
+        .policy(args.policy.to_policy()?)
+        .engine(engine)
+        .cache_dir(args.cache.dir())
+        .build()
+        .context("cannot start the runtime")?;
+    let host = lattice::start(config, runtime).await.context("cannot join the lattice")?;
+    eprintln!("host {} joined lattice; Ctrl-C to stop", host.id());
+    let stop = host.stop_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("stopping: finishing in-flight invocations");
+        stop.cancel();
+    });
+    host.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Start a local development stack in the foreground: nats-server (unless one is reachable) and one host.
+///
+/// Ctrl-C stops both cleanly.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Port for the nats-server `up` starts when none is reachable [4222, or a free one if taken]
+    #[arg(long)]
+    pub nats_port: Option<u16>,
+    /// The nats-server binary [LATTICE_NATS_SERVER, ./.venv/bin/nats-server, or PATH]
+    #[arg(long, env = "LATTICE_NATS_SERVER")]
+    pub nats_server: Option<PathBuf>,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+fn reachable(url: &str) -> bool {
+    let addr = url.trim_start_matches("nats://").trim_start_matches("tls://");
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+}
+
+fn find_nats_server(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let local = PathBuf::from(".venv/bin/nats-server");
+    if local.is_file() {
+        return Ok(local);
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!("nats-server not found: run scripts/setup.sh, or pass --nats-server")
+}
+
+/// A nats-server this process started; terminated (SIGTERM, then SIGKILL) on drop.
+struct LocalNats {
+    child: Child,
+}
+
+impl Drop for LocalNats {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let mut host = args.host;
+    let lattice = &mut host.lattice;
+    let url = lattice.servers.first().cloned().unwrap_or_else(|| DEFAULT_NATS.to_owned());
+    let _nats = if reachable(&url) && args.nats_port.is_none() {
+        eprintln!("using the NATS server at {url}");
+        None
+    } else {
+        let binary = find_nats_server(args.nats_server.clone())?;
+        let port = match args.nats_port {
+            Some(port) => port,
+            None if reachable(DEFAULT_NATS) => free_port()?,
+            None => 4222,
+        };
+        let store = directories::ProjectDirs::from("", "", "lattice")
+            .map(|d| d.data_dir().join("nats"))
+            .unwrap_or_else(|| std::env::temp_dir().join("lattice-nats"));
+        std::fs::create_dir_all(&store).with_context(|| format!("cannot create {}", store.display()))?;
+        let child = Command::new(&binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let nats = LocalNats { child };
+        let url = format!("nats://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reachable(&url) {
+            if Instant::now() > deadline {
+                bail!("nats-server did not come up on port {port}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("started nats-server (JetStream) at {url}, data in {}", store.display());
+        lattice.servers = vec![url];
+        Some(nats)
+    };
+    let url = lattice.servers.first().map_or(DEFAULT_NATS, String::as_str);
+    let name = lattice.lattice.as_deref().unwrap_or("default");
+    eprintln!("lattice `{name}` on {url}: from another terminal, `lattice hosts --nats {url} --lattice {name}`");
+    run_host(host).await
+}

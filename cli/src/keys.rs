@@ -1,0 +1,272 @@
+//! `lattice keys`: generate issuer and actor keys; the development issuer; seed files.
+//!
+//! Seeds (private keys) are only ever written to files created with mode 0600 and are printed only on request.
+//! The public key is always the last line on stdout, so scripts can take it with `tail -n1`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use lattice_core::keys::{KeyKind, SeedKey};
+
+/// File name of the development issuer's seed in the config directory.
+const DEV_ISSUER_FILE: &str = "dev-issuer.seed";
+
+/// Generate and show keys (issuers sign actors, actors are identified by theirs).
+///
+/// An issuer key (public key `A…`, seed `SA…`) signs actor claims; hosts trust a list of issuer public keys.
+/// An actor key (`M…`, seed `SM…`) is an actor's identity, the subject of its claims.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    Gen(GenArgs),
+    Dev(DevArgs),
+}
+
+/// Generate a new key pair. Writes the seed (the private key) to --out with mode 0600 and prints the public
+/// key on the last line.
+///
+/// Example: lattice keys gen --kind issuer --out ci-issuer.seed
+#[derive(Debug, Args)]
+struct GenArgs {
+    /// What the key is for: `issuer` (signs actor claims) or `actor` (an actor's identity)
+    #[arg(long, value_enum, default_value_t = Kind::Issuer)]
+    kind: Kind,
+    /// Write the seed to this file, created with mode 0600 (refused if it exists, unless --force)
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Replace the --out file if it exists (its old key is lost)
+    #[arg(long, requires = "out")]
+    force: bool,
+    /// Also print the seed on stdout (it is secret: keep it out of logs and shell history)
+    #[arg(long)]
+    print_seed: bool,
+}
+
+/// Print the development issuer's public key, creating its seed on first use.
+///
+/// The development issuer is a per-user issuer for local work: `lattice claims sign --issuer dev` signs with
+/// it and `lattice run --trusted-issuer dev` trusts it. Its seed is `dev-issuer.seed` in the config directory
+/// (LATTICE_CONFIG_DIR, or the user config dir, e.g. ~/.config/lattice). Do not trust it in production.
+#[derive(Debug, Args)]
+struct DevArgs {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    /// Signs actor claims (public key `A…`, seed `SA…`)
+    Issuer,
+    /// Identifies an actor (public key `M…`, seed `SM…`)
+    Actor,
+}
+
+impl From<Kind> for KeyKind {
+    fn from(kind: Kind) -> KeyKind {
+        match kind {
+            Kind::Issuer => KeyKind::Issuer,
+            Kind::Actor => KeyKind::Actor,
+        }
+    }
+}
+
+pub fn run(args: KeysArgs) -> anyhow::Result<()> {
+    match args.command {
+        KeysCommand::Gen(args) => generate(args),
+        KeysCommand::Dev(DevArgs {}) => {
+            let issuer = dev_issuer()?;
+            println!("{}", issuer.public_key());
+            Ok(())
+        }
+    }
+}
+
+fn generate(args: GenArgs) -> anyhow::Result<()> {
+    let kind = KeyKind::from(args.kind);
+    let key = SeedKey::generate(kind)?;
+    match &args.out {
+        Some(path) => {
+            write_seed(path, &key, args.force)?;
+            println!("wrote the {kind} seed to {} (mode 0600; keep it secret)", path.display());
+        }
+        None if !args.print_seed => {
+            eprintln!("note: the seed was not saved; pass --out FILE to keep it (or --print-seed to print it)");
+        }
+        None => {}
+    }
+    if args.print_seed {
+        println!("{}", key.to_seed_string());
+    }
+    println!("{}", key.public_key());
+    Ok(())
+}
+
+/// The directory of lattice's configuration and keys: `LATTICE_CONFIG_DIR`, or the user's config directory.
+pub fn config_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("LATTICE_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    directories::ProjectDirs::from("", "", "lattice")
+        .map(|d| d.config_dir().to_path_buf())
+        .context("cannot find the user's config directory; set LATTICE_CONFIG_DIR")
+}
+
+/// The development issuer, created (with its seed file) on first use.
+pub fn dev_issuer() -> anyhow::Result<SeedKey> {
+    let path = config_dir()?.join(DEV_ISSUER_FILE);
+    load_or_create(&path, KeyKind::Issuer, "development issuer")
+}
+
+/// The seed in `path`, or a new key of `kind` written there (mode 0600) when the file does not exist.
+pub fn load_or_create(path: &Path, kind: KeyKind, what: &str) -> anyhow::Result<SeedKey> {
+    match read_seed(path, kind) {
+        Ok(key) => return Ok(key),
+        Err(e) if !is_not_found(&e) => return Err(e),
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let key = SeedKey::generate(kind)?;
+    match create_seed_file(path, &key) {
+        Ok(()) => {
+            eprintln!("created the {what} key {} (seed in {})", key.public_key(), path.display());
+            Ok(key)
+        }
+        // Created meanwhile by another process: use that one.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => read_seed(path, kind),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+fn is_not_found(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == ErrorKind::NotFound)
+}
+
+/// Reads the seed in `path` and checks it is of `kind`. The file's text is never part of an error.
+pub fn read_seed(path: &Path, kind: KeyKind) -> anyhow::Result<SeedKey> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read seed file {}", path.display()))?;
+    warn_if_readable_by_others(path);
+    let key =
+        SeedKey::from_seed_str(text.trim()).with_context(|| format!("{} does not hold a seed", path.display()))?;
+    key.public_key().require_kind(kind).with_context(|| format!("seed file {}", path.display()))?;
+    Ok(key)
+}
+
+/// Writes `key`'s seed to a new file at `path` with mode 0600; with `force`, replaces an existing file.
+pub fn write_seed(path: &Path, key: &SeedKey, force: bool) -> anyhow::Result<()> {
+    if force {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot replace {}", path.display())),
+        }
+    }
+    match create_seed_file(path, key) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            bail!("{} already exists; refusing to overwrite a key (pass --force to replace it)", path.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
+    }
+}
+
+/// Creates `path` (mode 0600; it must not exist) holding `key`'s seed and a newline.
+fn create_seed_file(path: &Path, key: &SeedKey) -> std::io::Result<()> {
+    let mut file = create_private_file(path)?;
+    let mut seed = key.to_seed_string();
+    seed.push('\n');
+    file.write_all(seed.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(unix)]
+fn create_private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+}
+
+#[cfg(not(unix))]
+fn create_private_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// Creates `dir` (and parents) if missing; a new directory is private to the user (0700) on unix.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).with_context(|| format!("cannot create directory {}", dir.display()))
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "seed file is readable by other users; restrict it with `chmod 600`"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn seeds_round_trip_and_refuse_the_wrong_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.seed");
+        let key = SeedKey::generate(KeyKind::Actor).unwrap();
+        write_seed(&path, &key, false).unwrap();
+        assert_eq!(read_seed(&path, KeyKind::Actor).unwrap().public_key(), key.public_key());
+        let error = read_seed(&path, KeyKind::Issuer).unwrap_err();
+        assert!(format!("{error:#}").contains("expected an issuer key"), "{error:#}");
+        // No overwrite without force; force replaces.
+        let error = write_seed(&path, &key, false).unwrap_err();
+        assert!(format!("{error:#}").contains("already exists"), "{error:#}");
+        let other = SeedKey::generate(KeyKind::Actor).unwrap();
+        write_seed(&path, &other, true).unwrap();
+        assert_eq!(read_seed(&path, KeyKind::Actor).unwrap().public_key(), other.public_key());
+    }
+
+    #[test]
+    fn load_or_create_keeps_the_first_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/actors/a.seed");
+        let first = load_or_create(&path, KeyKind::Actor, "actor").unwrap();
+        let second = load_or_create(&path, KeyKind::Actor, "actor").unwrap();
+        assert_eq!(first.public_key(), second.public_key());
+    }
+
+    #[test]
+    fn garbage_seed_file_is_an_error_without_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.seed");
+        fs::write(&path, "SAnotaseedatall").unwrap();
+        let error = format!("{:#}", read_seed(&path, KeyKind::Issuer).unwrap_err());
+        assert!(error.contains("does not hold a seed"), "{error}");
+        assert!(!error.contains("SAnotaseed"), "{error}");
+    }
+}

@@ -1,0 +1,342 @@
+//! The `lattice` binary end to end: keys, signing, inspecting and running signed actors.
+//!
+//! Every command runs with its own config and cache directories (`LATTICE_CONFIG_DIR`, `LATTICE_CACHE_DIR`) so
+//! tests neither read nor write the user's keys.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// A scratch directory with its own lattice config and cache, and a copy of kv-counter.
+struct Env {
+    dir: TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("config")).unwrap();
+        std::fs::copy(lattice_test_actors::KV_COUNTER, dir.path().join("kv_counter.wasm")).unwrap();
+        Env { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lattice"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("LATTICE_CONFIG_DIR", self.path("config"))
+            .env("LATTICE_CACHE_DIR", self.path("cache"))
+            .env_remove("LATTICE_TRUSTED_ISSUERS")
+            .env_remove("LATTICE_LOG")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "lattice {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects exit code 1 with a one-line `error:` on stderr; returns that line.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "lattice {args:?}: stdout {}\nstderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+        errors[0].to_owned()
+    }
+
+    /// Signs kv-counter with the development issuer for what it imports; returns the actor key.
+    fn sign_dev(&self, extra: &[&str]) -> String {
+        let mut args = vec![
+            "claims",
+            "sign",
+            "kv_counter.wasm",
+            "--issuer",
+            "dev",
+            "--name",
+            "kv-counter",
+            "--version",
+            "0.1.0",
+            "--cap",
+            "wasi:keyvalue",
+            "--cap",
+            "wasi:messaging",
+        ];
+        args.extend_from_slice(extra);
+        last_line(&self.ok(&args))
+    }
+}
+
+fn last_line(stdout: &str) -> String {
+    stdout.lines().last().unwrap_or_default().to_owned()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(not(unix))]
+fn mode(_path: &Path) -> u32 {
+    0o600
+}
+
+const RUN_KV: &[&str] = &["--link", "keyvalue:default=inmemory", "--repeat", "3"];
+
+#[test]
+fn keys_gen_writes_a_private_seed_and_prints_the_public_key_last() {
+    let env = Env::new();
+    let stdout = env.ok(&["keys", "gen", "--out", "issuer.seed"]);
+    let public = last_line(&stdout);
+    assert!(public.starts_with('A') && public.len() == 56, "{stdout}");
+    let seed = std::fs::read_to_string(env.path("issuer.seed")).unwrap();
+    assert!(seed.trim().starts_with("SA"), "{seed}");
+    assert!(!stdout.contains(seed.trim()), "the seed must not be printed: {stdout}");
+    assert_eq!(mode(&env.path("issuer.seed")), 0o600);
+
+    // No overwrite without --force.
+    let error = env.fails(&["keys", "gen", "--out", "issuer.seed"]);
+    assert!(error.contains("already exists"), "{error}");
+    assert_eq!(std::fs::read_to_string(env.path("issuer.seed")).unwrap(), seed);
+    let replaced = last_line(&env.ok(&["keys", "gen", "--out", "issuer.seed", "--force"]));
+    assert_ne!(replaced, public);
+    assert_eq!(mode(&env.path("issuer.seed")), 0o600);
+
+    // Actor keys; without --out nothing secret is printed unless asked.
+    let stdout = env.ok(&["keys", "gen", "--kind", "actor"]);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(last_line(&stdout).starts_with('M'), "{stdout}");
+    let stdout = env.ok(&["keys", "gen", "--kind", "actor", "--print-seed"]);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.starts_with("SM"), "{stdout}");
+    assert!(last_line(&stdout).starts_with('M'), "{stdout}");
+}
+
+#[test]
+fn keys_dev_creates_the_development_issuer_once() {
+    let env = Env::new();
+    let first = last_line(&env.ok(&["keys", "dev"]));
+    assert!(first.starts_with('A'), "{first}");
+    assert_eq!(mode(&env.path("config/dev-issuer.seed")), 0o600);
+    assert_eq!(last_line(&env.ok(&["keys", "dev"])), first);
+}
+
+#[test]
+fn sign_then_inspect_shows_the_claims() {
+    let env = Env::new();
+    let actor = env.sign_dev(&["--expires", "30d"]);
+    assert!(actor.starts_with('M'), "{actor}");
+    let issuer = last_line(&env.ok(&["keys", "dev"]));
+    // Re-signing under the same name keeps the actor key.
+    assert_eq!(env.sign_dev(&["--expires", "30d"]), actor);
+
+    let table = env.ok(&["claims", "inspect", "kv_counter.signed.wasm"]);
+    for expected in ["kv-counter", "0.1.0", actor.as_str(), issuer.as_str(), "wasi:keyvalue, wasi:messaging"] {
+        assert!(table.contains(expected), "{expected} missing from:\n{table}");
+    }
+    assert!(table.lines().any(|l| l.contains("hash matches") && l.contains("yes")), "{table}");
+    assert!(table.lines().any(|l| l.contains("signature valid") && l.contains("yes")), "{table}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["claims", "inspect", "kv_counter.signed.wasm", "-o", "json"])).unwrap();
+    assert_eq!(json["name"], "kv-counter");
+    assert_eq!(json["subject"], actor.as_str());
+    assert_eq!(json["issuer"], issuer.as_str());
+    assert_eq!(json["interfaces"], serde_json::json!(["wasi:keyvalue", "wasi:messaging"]));
+    assert_eq!(json["hash_matches"], true);
+    assert_eq!(json["signature_valid"], true);
+    assert!(json["expires"].as_str().unwrap().ends_with('Z'), "{json}");
+    assert!(json["not_before"].is_null(), "{json}");
+}
+
+#[test]
+fn inspect_of_an_unsigned_component_fails_clearly() {
+    let env = Env::new();
+    let error = env.fails(&["claims", "inspect", "kv_counter.wasm"]);
+    assert!(error.contains("kv_counter.wasm is not signed"), "{error}");
+}
+
+#[test]
+fn signed_with_the_dev_issuer_runs_when_dev_is_trusted() {
+    let env = Env::new();
+    env.sign_dev(&[]);
+    let mut args = vec!["run", "kv_counter.signed.wasm", "--trusted-issuer", "dev"];
+    args.extend_from_slice(RUN_KV);
+    assert_eq!(env.ok(&args), "1\n2\n3\n");
+}
+
+#[test]
+fn signed_with_an_issuer_file_runs_when_its_key_is_trusted_through_the_environment() {
+    let env = Env::new();
+    let issuer = last_line(&env.ok(&["keys", "gen", "--out", "ci.seed"]));
+    let actor = last_line(&env.ok(&["keys", "gen", "--kind", "actor", "--out", "actor.seed"]));
+    let signed = env.ok(&[
+        "claims",
+        "sign",
+        "kv_counter.wasm",
+        "--issuer",
+        "ci.seed",
+        "--subject",
+        "actor.seed",
+        "--name",
+        "kv-counter",
+        "--version",
+        "1.0.0",
+        "--cap",
+        "wasi:keyvalue,wasi:messaging",
+        "-o",
+        "out.wasm",
+    ]);
+    assert_eq!(last_line(&signed), actor);
+
+    let mut args = vec!["run", "out.wasm"];
+    args.extend_from_slice(RUN_KV);
+    let out = Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .args(&args)
+        .current_dir(env.dir.path())
+        .env("LATTICE_CONFIG_DIR", env.path("config"))
+        .env("LATTICE_CACHE_DIR", env.path("cache"))
+        .env("LATTICE_TRUSTED_ISSUERS", format!("dev, {issuer}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "1\n2\n3\n");
+
+    // Trusting only the development issuer refuses it, naming the issuer.
+    args.extend_from_slice(&["--trusted-issuer", "dev"]);
+    let error = env.fails(&args);
+    assert!(error.contains(&format!("actor is signed by issuer {issuer}, which this host does not trust")), "{error}");
+}
+
+#[test]
+fn unsigned_actor_is_refused_without_allow_unsigned() {
+    let env = Env::new();
+    let mut args = vec!["run", "kv_counter.wasm", "--trusted-issuer", "dev"];
+    args.extend_from_slice(RUN_KV);
+    let error = env.fails(&args);
+    assert_eq!(
+        error,
+        "error: cannot load kv_counter.wasm: actor is not signed (pass --allow-unsigned to run unsigned actors in development)"
+    );
+
+    // The development flag runs it, with a warning.
+    let mut args = vec!["run", "kv_counter.wasm", "--allow-unsigned"];
+    args.extend_from_slice(RUN_KV);
+    let out = env.run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "1\n2\n3\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("running unsigned actors: development only"));
+}
+
+#[test]
+fn tampered_component_is_refused_with_the_hash_mismatch() {
+    let env = Env::new();
+    env.sign_dev(&[]);
+    let mut bytes = std::fs::read(env.path("kv_counter.signed.wasm")).unwrap();
+    // The middle of the file is the actor's code; the claims section is at the end.
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(env.path("tampered.wasm"), &bytes).unwrap();
+
+    let mut args = vec!["run", "tampered.wasm", "--trusted-issuer", "dev"];
+    args.extend_from_slice(RUN_KV);
+    let error = env.fails(&args);
+    assert_eq!(
+        error,
+        "error: cannot load tampered.wasm: claims hash mismatch: the component was modified after signing"
+    );
+    let table = env.ok(&["claims", "inspect", "tampered.wasm"]);
+    assert!(table.contains("NO: the component was modified after signing"), "{table}");
+}
+
+#[test]
+fn missing_capability_is_refused_at_run_and_warned_at_sign() {
+    let env = Env::new();
+    let out = env.run(&[
+        "claims",
+        "sign",
+        "kv_counter.wasm",
+        "--issuer",
+        "dev",
+        "--name",
+        "kv-counter",
+        "--version",
+        "0.1.0",
+        "--cap",
+        "wasi:messaging",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("which needs --cap wasi:keyvalue"), "{stderr}");
+
+    let mut args = vec!["run", "kv_counter.signed.wasm", "--trusted-issuer", "dev"];
+    args.extend_from_slice(RUN_KV);
+    let error = env.fails(&args);
+    assert!(error.contains("needs capability `wasi:keyvalue`, which the actor's claims do not allow"), "{error}");
+}
+
+#[test]
+fn claims_not_yet_valid_are_refused() {
+    let env = Env::new();
+    // Valid from an hour from now: not yet valid.
+    env.sign_dev(&["--not-before", "1h", "--expires", "2h"]);
+    let mut args = vec!["run", "kv_counter.signed.wasm", "--trusted-issuer", "dev"];
+    args.extend_from_slice(RUN_KV);
+    let error = env.fails(&args);
+    assert!(error.contains("claims not valid before "), "{error}");
+}
+
+#[test]
+fn bad_keys_are_one_line_errors_without_the_seed() {
+    let env = Env::new();
+    env.ok(&["keys", "gen", "--kind", "actor", "--out", "actor.seed"]);
+    let seed = std::fs::read_to_string(env.path("actor.seed")).unwrap();
+    let seed = seed.trim();
+
+    // An actor seed is not an issuer.
+    let error =
+        env.fails(&["claims", "sign", "kv_counter.wasm", "--issuer", "actor.seed", "--name", "x", "--version", "1"]);
+    assert!(error.contains("expected an issuer key"), "{error}");
+    // A seed given as a trusted issuer is refused without echoing it.
+    let error = env.fails(&["run", "kv_counter.wasm", "--trusted-issuer", seed]);
+    assert!(error.contains("this is a seed"), "{error}");
+    assert!(!error.contains(seed), "{error}");
+    // A bad capability name.
+    let error = env.fails(&[
+        "claims",
+        "sign",
+        "kv_counter.wasm",
+        "--issuer",
+        "dev",
+        "--name",
+        "x",
+        "--version",
+        "1",
+        "--cap",
+        "wasi:keyvalue/store",
+    ]);
+    assert!(error.contains("is not a package name"), "{error}");
+}

@@ -1,0 +1,273 @@
+//! Every NATS subject, bucket and queue-group name lattice uses, built in one place.
+//!
+//! Layout (`<l>` is the lattice name):
+//! - `lattice.<l>.ctl.ping`: every host answers (scatter/gather).
+//! - `lattice.<l>.ctl.auction`: hosts whose labels match the constraints answer.
+//! - `lattice.<l>.ctl.host.<host>.<verb>`: one host's verbs (`inventory`, `actor.start`, `actor.stop`,
+//!   `actor.scale`, `label.put`, `label.del`, `stop`).
+//! - `lattice.<l>.evt.<kind>`: events (`host.started`, `host.heartbeat`, `actor.rejected`, …).
+//! - `lattice.<l>.actor.<actor>.invoke`: invocations, served by every host running the actor in the queue
+//!   group `lattice.<actor>`.
+//! - JetStream key-value buckets `lattice_<l>` (links and config) and `lattice_<l>_hosts` (one record per
+//!   host, rewritten every heartbeat), and object store `lattice_<l>_artifacts` (pushed components).
+//!
+//! Lattice names, host ids and actor names are single subject tokens: 1-64 characters of `A-Z a-z 0-9 _ -`,
+//! so no name can inject a wildcard or an extra token, and every bucket name derived from them is valid.
+//!
+//! ```
+//! use lattice_core::subject::{Name, Subjects};
+//!
+//! let s = Subjects::new(Name::new("default").unwrap());
+//! let actor = Name::new("kv-counter").unwrap();
+//! assert_eq!(s.invoke(&actor), "lattice.default.actor.kv-counter.invoke");
+//! assert_eq!(s.event("host.started"), "lattice.default.evt.host.started");
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A validated subject token: a lattice name, host id or actor name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+/// Longest accepted name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid name `{0}`: use 1-64 characters of A-Z, a-z, 0-9, `_` and `-`")]
+pub struct InvalidName(pub String);
+
+impl Name {
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidName> {
+        let name = name.into();
+        let ok = !name.is_empty()
+            && name.len() <= MAX_NAME_LEN
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok { Ok(Name(name)) } else { Err(InvalidName(name)) }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Name {
+    type Err = InvalidName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Name::new(s)
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = InvalidName;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Name::new(s)
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A host verb addressed to one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HostVerb {
+    /// What the host runs.
+    Inventory,
+    /// Start (or update) an actor.
+    StartActor,
+    /// Stop an actor.
+    StopActor,
+    /// Change an actor's max concurrency.
+    ScaleActor,
+    /// Set a label.
+    PutLabel,
+    /// Remove a label.
+    DeleteLabel,
+    /// Stop the host gracefully.
+    Stop,
+}
+
+impl HostVerb {
+    /// Every verb, for subscribing and for tests.
+    pub const ALL: [HostVerb; 7] = [
+        HostVerb::Inventory,
+        HostVerb::StartActor,
+        HostVerb::StopActor,
+        HostVerb::ScaleActor,
+        HostVerb::PutLabel,
+        HostVerb::DeleteLabel,
+        HostVerb::Stop,
+    ];
+
+    /// The verb's subject suffix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostVerb::Inventory => "inventory",
+            HostVerb::StartActor => "actor.start",
+            HostVerb::StopActor => "actor.stop",
+            HostVerb::ScaleActor => "actor.scale",
+            HostVerb::PutLabel => "label.put",
+            HostVerb::DeleteLabel => "label.del",
+            HostVerb::Stop => "stop",
+        }
+    }
+
+    /// The verb named by a subject suffix.
+    pub fn from_suffix(suffix: &str) -> Option<HostVerb> {
+        HostVerb::ALL.into_iter().find(|v| v.as_str() == suffix)
+    }
+}
+
+/// Builds the subjects and bucket names of one lattice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    lattice: Name,
+    prefix: String,
+}
+
+impl Subjects {
+    /// Subjects of lattice `lattice`.
+    pub fn new(lattice: Name) -> Self {
+        let prefix = format!("lattice.{lattice}");
+        Self { lattice, prefix }
+    }
+
+    /// The lattice's name.
+    pub fn lattice(&self) -> &Name {
+        &self.lattice
+    }
+
+    /// Broadcast ping every host answers.
+    pub fn ping(&self) -> String {
+        format!("{}.ctl.ping", self.prefix)
+    }
+
+    /// Placement auction.
+    pub fn auction(&self) -> String {
+        format!("{}.ctl.auction", self.prefix)
+    }
+
+    /// A verb addressed to one host.
+    pub fn host_verb(&self, host: &Name, verb: HostVerb) -> String {
+        format!("{}.ctl.host.{host}.{}", self.prefix, verb.as_str())
+    }
+
+    /// Wildcard a host subscribes to for all its verbs.
+    pub fn host_verbs_wildcard(&self, host: &Name) -> String {
+        format!("{}.ctl.host.{host}.>", self.prefix)
+    }
+
+    /// The verb of a subject received on [`Subjects::host_verbs_wildcard`], if it names one.
+    pub fn parse_host_verb(&self, host: &Name, subject: &str) -> Option<HostVerb> {
+        let suffix = subject
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(".ctl.host.")?
+            .strip_prefix(host.as_str())?
+            .strip_prefix('.')?;
+        HostVerb::from_suffix(suffix)
+    }
+
+    /// An event subject, e.g. `event("host.started")`.
+    pub fn event(&self, kind: &str) -> String {
+        format!("{}.evt.{kind}", self.prefix)
+    }
+
+    /// Wildcard for every event of the lattice.
+    pub fn events_wildcard(&self) -> String {
+        format!("{}.evt.>", self.prefix)
+    }
+
+    /// The subject an actor is invoked on.
+    pub fn invoke(&self, actor: &Name) -> String {
+        format!("{}.actor.{actor}.invoke", self.prefix)
+    }
+
+    /// The queue group hosts running `actor` share, so each invocation reaches one of them.
+    pub fn invoke_queue(&self, actor: &Name) -> String {
+        format!("lattice.{actor}")
+    }
+
+    /// The JetStream key-value bucket of the lattice's state.
+    pub fn state_bucket(&self) -> String {
+        format!("lattice_{}", self.lattice)
+    }
+
+    /// The JetStream object store of pushed artifacts.
+    pub fn artifact_bucket(&self) -> String {
+        format!("lattice_{}_artifacts", self.lattice)
+    }
+
+    /// The JetStream stream that keeps recent events (everything but heartbeats) for `lattice events`.
+    pub fn events_stream(&self) -> String {
+        format!("lattice_{}_events", self.lattice)
+    }
+
+    /// The event subjects the events stream keeps: every kind except the heartbeat.
+    pub fn stored_event_subjects(&self) -> Vec<String> {
+        ["host.started", "host.stopped", "actor.>"].iter().map(|kind| self.event(kind)).collect()
+    }
+
+    /// The JetStream key-value bucket of host records (one key per host id, rewritten every heartbeat).
+    pub fn hosts_bucket(&self) -> String {
+        format!("lattice_{}_hosts", self.lattice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::new(s).expect("valid")
+    }
+
+    #[test]
+    fn names_refuse_wildcards_dots_and_spaces() {
+        for bad in ["", "a.b", "*", ">", "a b", "ä", &"x".repeat(65)] {
+            assert!(Name::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(Name::new("kv-counter_2").is_ok());
+    }
+
+    #[test]
+    fn host_verbs_round_trip_through_subjects() {
+        let s = Subjects::new(name("prod"));
+        let host = name("h1");
+        for verb in HostVerb::ALL {
+            let subject = s.host_verb(&host, verb);
+            assert_eq!(s.parse_host_verb(&host, &subject), Some(verb), "{subject}");
+        }
+        assert_eq!(s.parse_host_verb(&host, "lattice.prod.ctl.host.h1.bogus"), None);
+        assert_eq!(s.parse_host_verb(&name("h2"), &s.host_verb(&host, HostVerb::Stop)), None);
+    }
+
+    #[test]
+    fn lattices_never_share_subjects_or_buckets() {
+        let a = Subjects::new(name("a"));
+        let b = Subjects::new(name("b"));
+        let actor = name("x");
+        assert_ne!(a.invoke(&actor), b.invoke(&actor));
+        assert_ne!(a.state_bucket(), b.state_bucket());
+        assert_ne!(a.ping(), b.ping());
+    }
+}

@@ -1,0 +1,461 @@
+//! Wire types of the lattice protocol: control requests and replies, events, invocation headers.
+//!
+//! Every control message is MessagePack (rmp-serde, maps with field names, so fields can be added) wrapped
+//! in an [`Envelope`] carrying [`PROTOCOL_VERSION`]. [`decode`] reads the version first, so a message from a
+//! newer or older peer gets [`ErrorCode::UnsupportedVersion`] rather than a confusing parse error, and garbage
+//! gets [`ErrorCode::BadRequest`]. Replies are `Envelope<Result<T, WireError>>`: a reply reports the outcome
+//! (started, with its capacity; or the exact error), not mere receipt.
+//!
+//! Invocations are not MessagePack: the NATS payload is the message data itself, with metadata in headers
+//! ([`headers`]), so the hot path encodes nothing.
+//!
+//! **Invariant:** only types in this module derive `Serialize` for the wire.
+//!
+//! ```
+//! use lattice_core::wire::{self, Envelope, StopActor, ErrorCode};
+//! use lattice_core::subject::Name;
+//!
+//! let bytes = wire::encode(&StopActor { name: Name::new("kv-counter").unwrap() });
+//! let back: StopActor = wire::decode(&bytes).unwrap();
+//! assert_eq!(back.name.as_str(), "kv-counter");
+//! assert_eq!(wire::decode::<StopActor>(b"garbage").unwrap_err().code, ErrorCode::BadRequest);
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::subject::Name;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// A versioned message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Protocol version of the sender.
+    pub v: u16,
+    /// The message.
+    pub body: T,
+}
+
+/// What went wrong, as carried in error replies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct WireError {
+    /// A machine-readable class.
+    pub code: ErrorCode,
+    /// One line a person can act on.
+    pub message: String,
+}
+
+impl WireError {
+    /// An error of class `code`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Classes of errors a host reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request could not be decoded or is invalid.
+    BadRequest,
+    /// The request's protocol version is not spoken here.
+    UnsupportedVersion,
+    /// An actor, artifact or host that was named does not exist.
+    NotFound,
+    /// The actor's claims were refused by the host's policy.
+    Rejected,
+    /// The component did not compile or does not fit the actor world.
+    CompileFailed,
+    /// Limits or links are invalid.
+    InvalidConfig,
+    /// An artifact's bytes do not match its recorded digest.
+    DigestMismatch,
+    /// The host is stopping or a backend is unreachable.
+    Unavailable,
+    /// The invocation failed (trap, limit, handler error).
+    InvocationFailed,
+    /// The invocation timed out.
+    Timeout,
+    /// A bug or an unexpected failure on the host.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Stable text form, used in invocation headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::UnsupportedVersion => "unsupported-version",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::Rejected => "rejected",
+            ErrorCode::CompileFailed => "compile-failed",
+            ErrorCode::InvalidConfig => "invalid-config",
+            ErrorCode::DigestMismatch => "digest-mismatch",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvocationFailed => "invocation-failed",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The code named by [`ErrorCode::as_str`]; unknown text maps to `Internal`.
+    pub fn parse(text: &str) -> ErrorCode {
+        [
+            ErrorCode::BadRequest,
+            ErrorCode::UnsupportedVersion,
+            ErrorCode::NotFound,
+            ErrorCode::Rejected,
+            ErrorCode::CompileFailed,
+            ErrorCode::InvalidConfig,
+            ErrorCode::DigestMismatch,
+            ErrorCode::Unavailable,
+            ErrorCode::InvocationFailed,
+            ErrorCode::Timeout,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == text)
+        .unwrap_or(ErrorCode::Internal)
+    }
+}
+
+/// A reply to a control request.
+pub type Reply<T> = Result<T, WireError>;
+
+/// Encodes `body` in an envelope of the current version.
+pub fn encode<T: Serialize>(body: &T) -> Vec<u8> {
+    // Serializing our own plain structs to a Vec cannot fail: there are no maps with non-string keys and no
+    // IO. Fall back to an empty body rather than panicking if that ever changes.
+    rmp_serde::to_vec_named(&Envelope { v: PROTOCOL_VERSION, body }).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u16,
+}
+
+/// Decodes an envelope of the current version.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    let version: VersionOnly = rmp_serde::from_slice(bytes).map_err(|e| {
+        WireError::new(ErrorCode::BadRequest, format!("malformed message: not a lattice envelope ({e})"))
+    })?;
+    if version.v != PROTOCOL_VERSION {
+        return Err(WireError::new(
+            ErrorCode::UnsupportedVersion,
+            format!("unsupported protocol version {} (this peer speaks {PROTOCOL_VERSION})", version.v),
+        ));
+    }
+    let envelope: Envelope<T> = rmp_serde::from_slice(bytes)
+        .map_err(|e| WireError::new(ErrorCode::BadRequest, format!("malformed message body: {e}")))?;
+    Ok(envelope.body)
+}
+
+/// Decodes a reply: transport-level decoding failures become `BadRequest` errors too.
+pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8]) -> Reply<T> {
+    decode::<Reply<T>>(bytes)?
+}
+
+/// Header names of invocation messages.
+pub mod headers {
+    /// `ok` or `error` on every invocation reply.
+    pub const STATUS: &str = "Lattice-Status";
+    /// On error replies: the [`ErrorCode`](super::ErrorCode) text; the payload is the message.
+    pub const ERROR_CODE: &str = "Lattice-Error-Code";
+    /// On ok replies where the actor sent no reply: `none`.
+    pub const REPLY: &str = "Lattice-Reply";
+    /// On requests: the topic the message is delivered as.
+    pub const TOPIC: &str = "Lattice-Topic";
+    /// On requests and replies: the payload's content type.
+    pub const CONTENT_TYPE: &str = "Content-Type";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// On replies: which host served the invocation.
+    pub const HOST: &str = "Lattice-Host";
+}
+
+/// Where a host gets an actor's component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ArtifactRef {
+    /// A file on the host's own disk.
+    Path(String),
+    /// An object pushed to the lattice's artifact store (`lattice push`).
+    Lattice(String),
+}
+
+/// Optional overrides of an actor's limits; unset fields keep the host's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsSpec {
+    /// Memory cap per instance, bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU time per invocation, milliseconds.
+    pub cpu_time_ms: Option<u64>,
+    /// Wall-clock timeout per invocation, milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Instances at once on this host.
+    pub max_concurrency: Option<u32>,
+    /// Largest reply, bytes.
+    pub max_reply_bytes: Option<u64>,
+}
+
+/// `actor.start`: start an actor (or replace the running one of that name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartActor {
+    /// The actor's name in the lattice (its invoke subject).
+    pub name: Name,
+    /// Where its component comes from.
+    pub artifact: ArtifactRef,
+    /// Limit overrides.
+    pub limits: LimitsSpec,
+    /// Link specs (`keyvalue:default=inmemory`…).
+    pub links: Vec<String>,
+}
+
+/// What a host runs of one actor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorInfo {
+    /// The actor's name.
+    pub name: Name,
+    /// sha256 of its component, hex.
+    pub digest: String,
+    /// Instances that may run at once on this host.
+    pub max_concurrency: u32,
+    /// Whether its compiled code came from the cache.
+    pub from_cache: bool,
+    /// Milliseconds from request to ready.
+    pub load_ms: u64,
+    /// Its claims' subject (actor public key), when signed.
+    pub subject: Option<String>,
+    /// Its links.
+    pub links: Vec<String>,
+}
+
+/// Reply to `actor.start`: the actor is ready to serve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorStarted {
+    /// The host that started it.
+    pub host: Name,
+    /// What now runs.
+    pub actor: ActorInfo,
+}
+
+/// `actor.stop`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopActor {
+    /// The actor to stop.
+    pub name: Name,
+}
+
+/// Reply to `actor.stop`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorStopped {
+    /// The host.
+    pub host: Name,
+    /// The actor stopped.
+    pub name: Name,
+}
+
+/// `actor.scale`: change how many instances may run at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleActor {
+    /// The actor.
+    pub name: Name,
+    /// New max concurrency (at least 1).
+    pub max_concurrency: u32,
+}
+
+/// `label.put`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutLabel {
+    /// Label key.
+    pub key: String,
+    /// Label value.
+    pub value: String,
+}
+
+/// `label.del`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteLabel {
+    /// Label key.
+    pub key: String,
+}
+
+/// Reply to label changes: the host's labels now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Labels {
+    /// The host.
+    pub host: Name,
+    /// All its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `stop`: stop the host gracefully.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopHost {
+    /// How long in-flight invocations may take to finish; the host's default when unset.
+    pub grace_ms: Option<u64>,
+}
+
+/// Reply to `stop`: the host has stopped taking work and is draining.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStopping {
+    /// The host.
+    pub host: Name,
+    /// Invocations still in flight when it stopped taking work.
+    pub in_flight: u64,
+}
+
+/// `ping` and `inventory` requests carry no fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// A host as it describes itself (ping, inventory, heartbeat).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Its id.
+    pub id: Name,
+    /// The lattice it serves.
+    pub lattice: Name,
+    /// Its labels (automatic `os`, `arch`, `hostname` plus user labels).
+    pub labels: BTreeMap<String, String>,
+    /// lattice version of the host binary.
+    pub version: String,
+    /// Unix milliseconds when it started.
+    pub started_at_ms: u64,
+    /// Heartbeat interval, milliseconds (a host silent for 3 intervals is lost).
+    pub heartbeat_ms: u64,
+    /// Actors it runs.
+    pub actors: Vec<ActorInfo>,
+}
+
+/// `auction`: which hosts could run an actor with these label constraints?
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auction {
+    /// Every `key=value` must match the host's labels.
+    pub constraints: BTreeMap<String, String>,
+}
+
+/// A host's answer to an auction it matches (hosts that do not match stay silent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bid {
+    /// The host.
+    pub host: Name,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// How many actors it already runs (bidders with fewer go first).
+    pub actors: u32,
+}
+
+/// An event published on `lattice.<l>.evt.<kind>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The host that published it.
+    pub host: Name,
+    /// Unix milliseconds.
+    pub time_ms: u64,
+    /// What happened.
+    pub data: EventData,
+}
+
+/// What an event reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EventData {
+    /// A host joined.
+    HostStarted(HostInfo),
+    /// A host is alive (every heartbeat interval).
+    HostHeartbeat(HostInfo),
+    /// A host left gracefully.
+    HostStopped {
+        /// Why.
+        reason: String,
+    },
+    /// An actor started on the host.
+    ActorStarted(ActorInfo),
+    /// An actor stopped on the host.
+    ActorStopped {
+        /// The actor.
+        name: Name,
+    },
+    /// An actor could not be started.
+    ActorFailed {
+        /// The actor.
+        name: Name,
+        /// Why.
+        error: WireError,
+    },
+    /// An actor was refused by the claims policy.
+    ActorRejected {
+        /// The actor.
+        name: Name,
+        /// Why, e.g. `claims hash mismatch: the component was modified after signing`.
+        reason: String,
+        /// The issuer its claims named, if any could be read.
+        issuer: Option<String>,
+    },
+}
+
+impl EventData {
+    /// The event kind: the subject suffix it is published under.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventData::HostStarted(_) => "host.started",
+            EventData::HostHeartbeat(_) => "host.heartbeat",
+            EventData::HostStopped { .. } => "host.stopped",
+            EventData::ActorStarted(_) => "actor.started",
+            EventData::ActorStopped { .. } => "actor.stopped",
+            EventData::ActorFailed { .. } => "actor.failed",
+            EventData::ActorRejected { .. } => "actor.rejected",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip() {
+        let start = StartActor {
+            name: Name::new("a").expect("name"),
+            artifact: ArtifactRef::Lattice("a".into()),
+            limits: LimitsSpec { max_concurrency: Some(4), ..LimitsSpec::default() },
+            links: vec!["keyvalue:default=inmemory".into()],
+        };
+        assert_eq!(decode::<StartActor>(&encode(&start)), Ok(start));
+        let reply: Reply<Empty> = Err(WireError::new(ErrorCode::NotFound, "no actor `x`"));
+        assert_eq!(decode_reply::<Empty>(&encode(&reply)), reply);
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_get_specific_errors() {
+        let future = rmp_serde::to_vec_named(&Envelope { v: 99, body: Empty {} }).expect("encode");
+        let err = decode::<Empty>(&future).expect_err("version 99");
+        assert_eq!(err.code, ErrorCode::UnsupportedVersion);
+        assert_eq!(err.message, "unsupported protocol version 99 (this peer speaks 1)");
+        for garbage in [&b""[..], b"\xff\xff", b"hello", b"\x81\xa1v\x01"] {
+            let err = decode::<StopActor>(garbage).expect_err("garbage");
+            assert_eq!(err.code, ErrorCode::BadRequest, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_names_inside_messages_are_bad_requests() {
+        let sneaky =
+            rmp_serde::to_vec_named(&Envelope { v: PROTOCOL_VERSION, body: BTreeMap::from([("name", "a.>")]) })
+                .expect("encode");
+        assert_eq!(decode::<StopActor>(&sneaky).expect_err("wildcard").code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn error_codes_have_stable_text() {
+        for code in [ErrorCode::NotFound, ErrorCode::Timeout, ErrorCode::InvocationFailed] {
+            assert_eq!(ErrorCode::parse(code.as_str()), code);
+        }
+        assert_eq!(ErrorCode::parse("whatever"), ErrorCode::Internal);
+    }
+}

@@ -1,0 +1,422 @@
+//! The control client: what the CLI and tests use to drive a lattice.
+//!
+//! Every call reports the host's outcome: a typed result or the exact [`WireError`] the host replied with.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, object_store};
+use async_nats::{Client, HeaderMap, RequestErrorKind};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use lattice_core::subject::{HostVerb, Name, Subjects};
+use lattice_core::wire::{
+    self, ActorInfo, ActorStarted, ActorStopped, Auction, Bid, DeleteLabel, Empty, ErrorCode, Event, HostInfo,
+    HostStopping, Labels, PutLabel, Reply, ScaleActor, StartActor, StopActor, StopHost, WireError, headers,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::artifacts::{self, DIGEST_KEY};
+use super::{ConnectError, NatsConfig};
+
+/// Why a control call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// NATS could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Nobody answers on the subject (no such host, or no host runs the actor).
+    #[error("{0}")]
+    NoResponders(String),
+    /// The request timed out.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// What was asked.
+        what: String,
+        /// How long we waited.
+        after: Duration,
+    },
+    /// The host answered with an error.
+    #[error("{0}")]
+    Remote(WireError),
+    /// NATS failed otherwise.
+    #[error("{what}: {message}")]
+    Nats {
+        /// What was being done.
+        what: String,
+        /// The failure.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// The remote error code, when a host replied with an error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Remote(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+/// The reply to [`LatticeClient::call`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallReply {
+    /// What the actor replied (`None`: it handled the message without replying).
+    pub data: Option<Bytes>,
+    /// The host that served the call.
+    pub host: Option<String>,
+}
+
+/// A host as last recorded in the lattice (see [`LatticeClient::hosts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStatus {
+    /// What the host said about itself at its last heartbeat.
+    pub info: HostInfo,
+    /// Milliseconds since that heartbeat reached NATS.
+    pub since_heartbeat_ms: u64,
+    /// Whether it missed 3 heartbeats.
+    pub lost: bool,
+}
+
+/// A pushed artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// Its name in the artifact store.
+    pub name: String,
+    /// sha256 of its bytes, hex.
+    pub digest: String,
+    /// Its size.
+    pub size: u64,
+}
+
+/// A connection to one lattice for control and invocation.
+#[derive(Debug, Clone)]
+pub struct LatticeClient {
+    client: Client,
+    subjects: Subjects,
+    timeout: Duration,
+}
+
+impl LatticeClient {
+    /// Connects to NATS and addresses lattice `lattice`.
+    pub async fn connect(nats: &NatsConfig, lattice: Name) -> Result<Self, ClientError> {
+        let client = nats.connect("lattice-cli").await?;
+        Ok(Self::new(client, lattice))
+    }
+
+    /// Uses an existing NATS connection.
+    pub fn new(client: Client, lattice: Name) -> Self {
+        Self { client, subjects: Subjects::new(lattice), timeout: Duration::from_secs(30) }
+    }
+
+    /// Sets how long control requests wait for their outcome (default 30 s: starts may compile).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The lattice's subjects.
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// The underlying NATS client.
+    pub fn nats(&self) -> &Client {
+        &self.client
+    }
+
+    fn request_error(what: &str, timeout: Duration, error: async_nats::RequestError) -> ClientError {
+        match error.kind() {
+            RequestErrorKind::NoResponders => ClientError::NoResponders(format!("{what}: no host answered")),
+            RequestErrorKind::TimedOut => ClientError::Timeout { what: what.to_owned(), after: timeout },
+            _ => ClientError::Nats { what: what.to_owned(), message: error.to_string() },
+        }
+    }
+
+    /// Sends raw bytes to a control subject and returns the raw reply (for tools and tests).
+    pub async fn request_raw(&self, subject: String, payload: Bytes) -> Result<Bytes, ClientError> {
+        let request = async_nats::Request::new().payload(payload).timeout(Some(self.timeout));
+        self.client
+            .send_request(subject.clone(), request)
+            .await
+            .map(|m| m.payload)
+            .map_err(|e| Self::request_error(&subject, self.timeout, e))
+    }
+
+    async fn host_request<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        host: &Name,
+        verb: HostVerb,
+        request: &Req,
+    ) -> Result<Resp, ClientError> {
+        let subject = self.subjects.host_verb(host, verb);
+        let what = format!("{} on host {host}", verb.as_str());
+        let request = async_nats::Request::new().payload(wire::encode(request).into()).timeout(Some(self.timeout));
+        let reply = self.client.send_request(subject, request).await.map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => {
+                ClientError::NoResponders(format!("no host `{host}` in lattice `{}`", self.subjects.lattice()))
+            }
+            _ => Self::request_error(&what, self.timeout, e),
+        })?;
+        wire::decode_reply(&reply.payload).map_err(ClientError::Remote)
+    }
+
+    /// Publishes `request` on `subject` and gathers every reply until `wait` passes.
+    async fn gather<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        subject: String,
+        request: &Req,
+        wait: Duration,
+    ) -> Result<Vec<Reply<Resp>>, ClientError> {
+        let nats =
+            |what: &str, e: &dyn std::fmt::Display| ClientError::Nats { what: what.to_owned(), message: e.to_string() };
+        let inbox = self.client.new_inbox();
+        let mut replies = self.client.subscribe(inbox.clone()).await.map_err(|e| nats("subscribing to replies", &e))?;
+        self.client
+            .publish_with_reply(subject.clone(), inbox, wire::encode(request).into())
+            .await
+            .map_err(|e| nats(&subject, &e))?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
+            out.push(wire::decode_reply(&message.payload));
+        }
+        Ok(out)
+    }
+
+    /// Every live host, answering a ping within `wait`.
+    pub async fn ping(&self, wait: Duration) -> Result<Vec<HostInfo>, ClientError> {
+        let mut hosts: Vec<HostInfo> =
+            self.gather(self.subjects.ping(), &Empty {}, wait).await?.into_iter().filter_map(Result::ok).collect();
+        hosts.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(hosts)
+    }
+
+    /// Every host recorded in the lattice, with those that missed 3 heartbeats marked lost.
+    pub async fn hosts(&self) -> Result<Vec<HostStatus>, ClientError> {
+        let js = jetstream::new(self.client.clone());
+        let storage = |e: &dyn std::fmt::Display| ClientError::Nats {
+            what: "reading host records".into(),
+            message: e.to_string(),
+        };
+        let Ok(bucket) = js.get_key_value(self.subjects.hosts_bucket()).await else {
+            return Ok(Vec::new());
+        };
+        let mut keys = bucket.keys().await.map_err(|e| storage(&e))?;
+        let mut out = Vec::new();
+        let now = time::OffsetDateTime::now_utc();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| storage(&e))?;
+            let Some(entry) = bucket.entry(key).await.map_err(|e| storage(&e))? else {
+                continue;
+            };
+            let Ok(info) = wire::decode::<HostInfo>(&entry.value) else {
+                continue;
+            };
+            let since = u64::try_from((now - entry.created).whole_milliseconds().max(0)).unwrap_or(u64::MAX);
+            out.push(HostStatus { lost: since > 3 * info.heartbeat_ms, since_heartbeat_ms: since, info });
+        }
+        out.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+        Ok(out)
+    }
+
+    /// What `host` runs.
+    pub async fn inventory(&self, host: &Name) -> Result<HostInfo, ClientError> {
+        self.host_request(host, HostVerb::Inventory, &Empty {}).await
+    }
+
+    /// Hosts matching `constraints`, fewest actors first.
+    pub async fn auction(
+        &self,
+        constraints: BTreeMap<String, String>,
+        wait: Duration,
+    ) -> Result<Vec<Bid>, ClientError> {
+        let mut bids: Vec<Bid> = self
+            .gather(self.subjects.auction(), &Auction { constraints }, wait)
+            .await?
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        bids.sort_by(|a, b| a.actors.cmp(&b.actors).then_with(|| a.host.cmp(&b.host)));
+        Ok(bids)
+    }
+
+    /// Starts an actor on `host`; returns once it is ready to serve (or with the exact error).
+    pub async fn start_actor(&self, host: &Name, request: &StartActor) -> Result<ActorStarted, ClientError> {
+        self.host_request(host, HostVerb::StartActor, request).await
+    }
+
+    /// Stops an actor on `host`.
+    pub async fn stop_actor(&self, host: &Name, name: &Name) -> Result<ActorStopped, ClientError> {
+        self.host_request(host, HostVerb::StopActor, &StopActor { name: name.clone() }).await
+    }
+
+    /// Changes an actor's max concurrency on `host`.
+    pub async fn scale_actor(&self, host: &Name, name: &Name, max_concurrency: u32) -> Result<ActorInfo, ClientError> {
+        let request = ScaleActor { name: name.clone(), max_concurrency };
+        self.host_request(host, HostVerb::ScaleActor, &request).await
+    }
+
+    /// Sets a label on `host`.
+    pub async fn put_label(&self, host: &Name, key: &str, value: &str) -> Result<Labels, ClientError> {
+        let request = PutLabel { key: key.to_owned(), value: value.to_owned() };
+        self.host_request(host, HostVerb::PutLabel, &request).await
+    }
+
+    /// Removes a label from `host`.
+    pub async fn delete_label(&self, host: &Name, key: &str) -> Result<Labels, ClientError> {
+        let request = DeleteLabel { key: key.to_owned() };
+        self.host_request(host, HostVerb::DeleteLabel, &request).await
+    }
+
+    /// Asks `host` to stop gracefully.
+    pub async fn stop_host(&self, host: &Name, grace: Option<Duration>) -> Result<HostStopping, ClientError> {
+        let request = StopHost { grace_ms: grace.map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX)) };
+        self.host_request(host, HostVerb::Stop, &request).await
+    }
+
+    /// Invokes `actor` wherever it runs, with a W3C `traceparent` (a fresh one unless given).
+    pub async fn call(
+        &self,
+        actor: &Name,
+        topic: Option<&str>,
+        payload: Bytes,
+        timeout: Duration,
+        traceparent: Option<&str>,
+    ) -> Result<CallReply, ClientError> {
+        let mut request_headers = HeaderMap::new();
+        if let Some(topic) = topic {
+            request_headers.insert(headers::TOPIC, topic);
+        }
+        let traceparent = traceparent.map_or_else(new_traceparent, str::to_owned);
+        request_headers.insert(headers::TRACEPARENT, traceparent.as_str());
+        let request = async_nats::Request::new().headers(request_headers).payload(payload).timeout(Some(timeout));
+        let reply =
+            self.client.send_request(self.subjects.invoke(actor), request).await.map_err(|e| match e.kind() {
+                RequestErrorKind::NoResponders => ClientError::NoResponders(format!(
+                    "no host runs actor `{actor}` in lattice `{}`",
+                    self.subjects.lattice()
+                )),
+                _ => Self::request_error(&format!("call to `{actor}`"), timeout, e),
+            })?;
+        let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+        let host = header(headers::HOST);
+        match header(headers::STATUS).as_deref() {
+            Some("ok") => Ok(CallReply {
+                data: (header(headers::REPLY).as_deref() != Some("none")).then_some(reply.payload),
+                host,
+            }),
+            Some("error") => Err(ClientError::Remote(WireError::new(
+                ErrorCode::parse(&header(headers::ERROR_CODE).unwrap_or_default()),
+                String::from_utf8_lossy(&reply.payload).into_owned(),
+            ))),
+            _ => Err(ClientError::Remote(WireError::new(
+                ErrorCode::BadRequest,
+                "reply without a Lattice-Status header: is something else listening on the actor's subject?",
+            ))),
+        }
+    }
+
+    /// Stores a component in the lattice's artifact store under `name`, recording its sha256. `progress` is
+    /// told how many bytes have been sent so far.
+    pub async fn push(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        progress: impl Fn(u64) + Send + Sync + Unpin + 'static,
+    ) -> Result<Pushed, ClientError> {
+        let js = jetstream::new(self.client.clone());
+        let store = artifacts::store(&js, &self.subjects.artifact_bucket(), true)
+            .await
+            .map_err(|e| ClientError::Nats { what: "opening the artifact store".into(), message: e.to_string() })?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+        let meta = object_store::ObjectMetadata {
+            name: name.to_owned(),
+            description: Some("lattice actor component".into()),
+            metadata: [(DIGEST_KEY.to_owned(), digest.clone())].into(),
+            ..Default::default()
+        };
+        let mut reader = ProgressReader { inner: std::io::Cursor::new(bytes), sent: 0, progress };
+        store
+            .put(meta, &mut reader)
+            .await
+            .map_err(|e| ClientError::Nats { what: format!("pushing `{name}`"), message: e.to_string() })?;
+        Ok(Pushed { name: name.to_owned(), digest, size })
+    }
+
+    /// The events the lattice kept (every kind but heartbeats, newest last), up to `limit`.
+    pub async fn recent_events(&self, limit: usize) -> Result<Vec<Event>, ClientError> {
+        let storage = |e: &dyn std::fmt::Display| ClientError::Nats {
+            what: "reading recent events".into(),
+            message: e.to_string(),
+        };
+        let js = jetstream::new(self.client.clone());
+        let Ok(mut stream) = js.get_stream(self.subjects.events_stream()).await else {
+            return Ok(Vec::new());
+        };
+        let state = stream.info().await.map_err(|e| storage(&e))?.state.clone();
+        let mut out = Vec::new();
+        if state.messages == 0 {
+            return Ok(out);
+        }
+        let first = state.last_sequence.saturating_sub(limit.max(1) as u64 - 1).max(state.first_sequence);
+        for seq in first..=state.last_sequence {
+            // Sequences can have gaps (deleted or expired messages): skip those.
+            if let Ok(message) = stream.get_raw_message(seq).await
+                && let Ok(event) = wire::decode::<Event>(&message.payload)
+            {
+                out.push(event);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A stream of the lattice's events (every kind). Undecodable events are yielded as errors.
+    pub async fn events(&self) -> Result<impl Stream<Item = Result<Event, WireError>> + use<>, ClientError> {
+        let subscriber = self
+            .client
+            .subscribe(self.subjects.events_wildcard())
+            .await
+            .map_err(|e| ClientError::Nats { what: "subscribing to events".into(), message: e.to_string() })?;
+        Ok(subscriber.map(|m| wire::decode::<Event>(&m.payload)))
+    }
+}
+
+/// A W3C trace context with fresh random ids.
+pub fn new_traceparent() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(super::now_ms());
+        h.finish()
+    };
+    format!("00-{:016x}{:016x}-{:016x}-01", random(), random(), random())
+}
+
+struct ProgressReader<F> {
+    inner: std::io::Cursor<Bytes>,
+    sent: u64,
+    progress: F,
+}
+
+impl<F: Fn(u64) + Unpin> tokio::io::AsyncRead for ProgressReader<F> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
+            self.sent += read;
+            (self.progress)(self.sent);
+        }
+        polled
+    }
+}

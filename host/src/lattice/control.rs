@@ -1,0 +1,298 @@
+//! The control server: answers ping, auction and this host's verbs. Every reply reports the outcome.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::Message;
+use futures::StreamExt;
+use lattice_core::link::LinkSpec;
+use lattice_core::subject::HostVerb;
+use lattice_core::wire::{
+    self, ActorInfo, ActorStarted, ActorStopped, ArtifactRef, Auction, Bid, DeleteLabel, Empty, ErrorCode, EventData,
+    HostInfo, HostStopping, Labels, LimitsSpec, PutLabel, Reply, ScaleActor, StartActor, StopActor, StopHost,
+    WireError,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::artifacts::{self, ArtifactError};
+use super::{Shared, serve};
+use crate::{ActorConfig, ActorLimits, LinkError, LoadError};
+
+/// Subscribes to the control subjects and serves them until `stop` is cancelled. Each request is handled in
+/// its own task, so a slow start never delays a ping.
+pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), async_nats::SubscribeError> {
+    let client = &shared.client;
+    let subjects = &shared.subjects;
+    let mut verbs = client.subscribe(subjects.host_verbs_wildcard(&shared.id)).await?;
+    let mut pings = client.subscribe(subjects.ping()).await?;
+    let mut auctions = client.subscribe(subjects.auction()).await?;
+    tokio::spawn(async move {
+        loop {
+            let (kind, message) = tokio::select! {
+                () = stop.cancelled() => break,
+                Some(m) = verbs.next() => (Kind::Verb, m),
+                Some(m) = pings.next() => (Kind::Ping, m),
+                Some(m) = auctions.next() => (Kind::Auction, m),
+                else => break,
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move { handle(shared, kind, message).await });
+        }
+    });
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Verb,
+    Ping,
+    Auction,
+}
+
+async fn handle(shared: Arc<Shared>, kind: Kind, message: Message) {
+    let Some(reply_to) = message.reply.clone() else {
+        tracing::debug!(subject = %message.subject, "control request without reply subject ignored");
+        return;
+    };
+    let payload = &message.payload;
+    let reply: Option<Vec<u8>> = match kind {
+        Kind::Ping => Some(respond(payload, |_: Empty| async { host_info(&shared).await }).await),
+        Kind::Auction => auction(&shared, payload).await,
+        Kind::Verb => Some(match shared.subjects.parse_host_verb(&shared.id, &message.subject) {
+            Some(verb) => verb_reply(&shared, verb, payload).await,
+            None => wire::encode::<Reply<Empty>>(&Err(WireError::new(
+                ErrorCode::BadRequest,
+                format!("unknown control verb on `{}`", message.subject),
+            ))),
+        }),
+    };
+    if let Some(reply) = reply
+        && let Err(error) = shared.client.publish(reply_to, reply.into()).await
+    {
+        tracing::warn!(%error, "cannot send control reply");
+    }
+}
+
+/// Decodes the request, runs `f`, and encodes its outcome; decoding errors become error replies.
+async fn respond<Req, Resp, F, Fut>(payload: &[u8], f: F) -> Vec<u8>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Reply<Resp>>,
+{
+    let reply = match wire::decode::<Req>(payload) {
+        Ok(request) => f(request).await,
+        Err(error) => {
+            tracing::warn!(%error, "malformed control request");
+            Err(error)
+        }
+    };
+    wire::encode(&reply)
+}
+
+async fn verb_reply(shared: &Arc<Shared>, verb: HostVerb, payload: &[u8]) -> Vec<u8> {
+    match verb {
+        HostVerb::Inventory => respond(payload, |_: Empty| async { host_info(shared).await }).await,
+        HostVerb::StartActor => respond(payload, |req: StartActor| start(shared, req)).await,
+        HostVerb::StopActor => respond(payload, |req: StopActor| stop_actor(shared, req)).await,
+        HostVerb::ScaleActor => respond(payload, |req: ScaleActor| scale(shared, req)).await,
+        HostVerb::PutLabel => respond(payload, |req: PutLabel| label(shared, req.key, Some(req.value))).await,
+        HostVerb::DeleteLabel => respond(payload, |req: DeleteLabel| label(shared, req.key, None)).await,
+        HostVerb::Stop => respond(payload, |req: StopHost| stop_host(shared, req)).await,
+        // Verbs added to core later than this host: say so rather than stay silent.
+        #[allow(unreachable_patterns)]
+        _ => wire::encode::<Reply<Empty>>(&Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!("verb `{}` is not supported by this host", verb.as_str()),
+        ))),
+    }
+}
+
+fn shutting_down() -> WireError {
+    WireError::new(ErrorCode::Unavailable, "the host is shutting down")
+}
+
+pub(crate) async fn host_info(shared: &Shared) -> Reply<HostInfo> {
+    let (actors, labels) = shared.table.snapshot().await.map_err(|_| shutting_down())?;
+    Ok(shared.info(actors, labels))
+}
+
+async fn auction(shared: &Shared, payload: &[u8]) -> Option<Vec<u8>> {
+    let request: Auction = match wire::decode(payload) {
+        Ok(request) => request,
+        Err(error) => return Some(wire::encode::<Reply<Bid>>(&Err(error))),
+    };
+    let (actors, labels) = shared.table.snapshot().await.ok()?;
+    let matches = request.constraints.iter().all(|(k, v)| labels.get(k) == Some(v));
+    // Hosts that do not match stay silent, so the caller only hears candidates.
+    matches.then(|| {
+        wire::encode::<Reply<Bid>>(&Ok(Bid {
+            host: shared.id.clone(),
+            labels,
+            actors: u32::try_from(actors.len()).unwrap_or(u32::MAX),
+        }))
+    })
+}
+
+fn apply_limits(defaults: &ActorLimits, spec: &LimitsSpec) -> ActorLimits {
+    let mut limits = defaults.clone();
+    if let Some(v) = spec.memory_bytes {
+        limits.memory_bytes = usize::try_from(v).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = spec.cpu_time_ms {
+        limits.cpu_time = Duration::from_millis(v);
+    }
+    if let Some(v) = spec.timeout_ms {
+        limits.timeout = Duration::from_millis(v);
+    }
+    if let Some(v) = spec.max_concurrency {
+        limits.max_concurrency = v;
+    }
+    if let Some(v) = spec.max_reply_bytes {
+        limits.max_reply_bytes = usize::try_from(v).unwrap_or(usize::MAX);
+    }
+    limits
+}
+
+fn artifact_error(error: ArtifactError) -> WireError {
+    let code = match &error {
+        ArtifactError::NotFound(_) => ErrorCode::NotFound,
+        ArtifactError::NoDigest(_) | ArtifactError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
+        ArtifactError::TooLarge { .. } => ErrorCode::InvalidConfig,
+        _ => ErrorCode::Unavailable,
+    };
+    WireError::new(code, error.to_string())
+}
+
+fn load_error_code(error: &LoadError) -> ErrorCode {
+    match error {
+        // Claims refused, or a link to an interface the claims do not list: both are policy refusals.
+        // Bytes that are not a component at all: no claims were judged, it just cannot be compiled.
+        LoadError::Rejected(lattice_core::claims::Rejection::InvalidComponent(_)) => ErrorCode::CompileFailed,
+        LoadError::Rejected(_) | LoadError::Links(LinkError::NotAllowed { .. }) => ErrorCode::Rejected,
+        LoadError::TooLarge { .. } | LoadError::Limits(_) | LoadError::Links(_) => ErrorCode::InvalidConfig,
+        LoadError::Compile(_) | LoadError::World(_) => ErrorCode::CompileFailed,
+    }
+}
+
+async fn read_artifact(shared: &Shared, artifact: &ArtifactRef) -> Result<Vec<u8>, WireError> {
+    match artifact {
+        ArtifactRef::Path(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| WireError::new(ErrorCode::NotFound, format!("cannot read {path} on host {}: {e}", shared.id))),
+        ArtifactRef::Lattice(name) => {
+            artifacts::fetch(&shared.jetstream, &shared.subjects.artifact_bucket(), name, shared.max_component_bytes)
+                .await
+                .map_err(artifact_error)
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(WireError::new(ErrorCode::BadRequest, "unsupported artifact reference")),
+    }
+}
+
+async fn start(shared: &Arc<Shared>, request: StartActor) -> Reply<ActorStarted> {
+    let started = Instant::now();
+    let name = request.name.clone();
+    let result = start_inner(shared, request, started).await;
+    if let Err(error) = &result
+        && error.code != ErrorCode::Rejected
+    {
+        shared.events.publish(EventData::ActorFailed { name, error: error.clone() }).await;
+    }
+    result
+}
+
+async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant) -> Reply<ActorStarted> {
+    let links: Vec<LinkSpec> = request
+        .links
+        .iter()
+        .map(|l| l.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e: lattice_core::link::LinkParseError| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+    let bytes = read_artifact(shared, &request.artifact).await?;
+    let issuer = lattice_core::claims::inspect(&bytes).ok().flatten().map(|signed| signed.claims.issuer.to_string());
+    let config = ActorConfig { limits: apply_limits(&shared.default_limits, &request.limits), links };
+    let actor = match shared.runtime.load(request.name.as_str(), bytes, config).await {
+        Ok(actor) => actor,
+        Err(error) => {
+            let code = load_error_code(&error);
+            if code == ErrorCode::Rejected {
+                shared
+                    .events
+                    .publish(EventData::ActorRejected { name: request.name.clone(), reason: error.to_string(), issuer })
+                    .await;
+            }
+            return Err(WireError::new(code, error.to_string()));
+        }
+    };
+    let subscription = shared
+        .client
+        .queue_subscribe(shared.subjects.invoke(&request.name), shared.subjects.invoke_queue(&request.name))
+        .await
+        .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("cannot subscribe: {e}")))?;
+    let info = ActorInfo {
+        name: request.name.clone(),
+        digest: actor.load_report().digest.clone(),
+        max_concurrency: actor.max_concurrency(),
+        from_cache: actor.load_report().from_cache,
+        load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        subject: actor.claims().map(|claims| claims.subject.to_string()),
+        links: request.links.clone(),
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(serve::serve(
+        actor.clone(),
+        subscription,
+        shared.client.clone(),
+        shared.id.clone(),
+        shared.tracker.clone(),
+        stop.clone(),
+    ));
+    shared.table.install(info.clone(), actor, stop).await.map_err(|_| shutting_down())?;
+    tracing::info!(actor = %info.name, digest = %info.digest, from_cache = info.from_cache, "actor started");
+    shared.events.publish(EventData::ActorStarted(info.clone())).await;
+    Ok(ActorStarted { host: shared.id.clone(), actor: info })
+}
+
+async fn stop_actor(shared: &Arc<Shared>, request: StopActor) -> Reply<ActorStopped> {
+    if !shared.table.remove(request.name.clone()).await.map_err(|_| shutting_down())? {
+        return Err(WireError::new(
+            ErrorCode::NotFound,
+            format!("actor `{}` does not run on host {}", request.name, shared.id),
+        ));
+    }
+    shared.events.publish(EventData::ActorStopped { name: request.name.clone() }).await;
+    Ok(ActorStopped { host: shared.id.clone(), name: request.name })
+}
+
+async fn scale(shared: &Arc<Shared>, request: ScaleActor) -> Reply<ActorInfo> {
+    if request.max_concurrency == 0 {
+        return Err(WireError::new(
+            ErrorCode::InvalidConfig,
+            "max concurrency must be at least 1 (stop the actor to run none)",
+        ));
+    }
+    shared.table.rescale(request.name.clone(), request.max_concurrency).await.map_err(|_| shutting_down())?.ok_or_else(
+        || WireError::new(ErrorCode::NotFound, format!("actor `{}` does not run on host {}", request.name, shared.id)),
+    )
+}
+
+async fn label(shared: &Arc<Shared>, key: String, value: Option<String>) -> Reply<Labels> {
+    if key.is_empty() || key.len() > 128 || key.chars().any(|c| c.is_control() || c == '=') {
+        return Err(WireError::new(ErrorCode::BadRequest, format!("invalid label key `{key}`")));
+    }
+    let labels: BTreeMap<String, String> = shared.table.put_label(key, value).await.map_err(|_| shutting_down())?;
+    Ok(Labels { host: shared.id.clone(), labels })
+}
+
+async fn stop_host(shared: &Arc<Shared>, request: StopHost) -> Reply<HostStopping> {
+    // The tracker also counts each actor's serving task (it holds a token while it drains): report invocations.
+    let serving = shared.table.snapshot().await.map_or(0, |(actors, _)| actors.len());
+    let in_flight = shared.tracker.len().saturating_sub(serving) as u64;
+    shared.request_stop(request.grace_ms.map(Duration::from_millis));
+    Ok(HostStopping { host: shared.id.clone(), in_flight })
+}

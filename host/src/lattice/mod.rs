@@ -1,0 +1,342 @@
+//! A lattice host: the runtime joined to a lattice over NATS.
+//!
+//! [`start`] connects, announces the host (`host.started`), and runs a few tasks that share one NATS client:
+//! the control server ([`control`]), the actor table ([`table`]), one serving task per actor ([`serve`]) and
+//! the heartbeat. [`RunningHost::stop`] drains it: stop taking invocations, let in-flight ones finish within a
+//! grace period, publish `host.stopped`, remove the host record.
+//!
+//! **Invariant:** the runtime (`crate::runtime`) never sees NATS; everything NATS lives in this module.
+
+mod artifacts;
+mod client;
+mod control;
+mod events;
+mod nats;
+mod serve;
+mod table;
+
+pub use artifacts::{ArtifactError, DIGEST_KEY};
+pub use client::{CallReply, ClientError, HostStatus, LatticeClient, Pushed, new_traceparent};
+pub use nats::{ConnectError, NatsConfig};
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::Client;
+use async_nats::jetstream::{self, kv};
+use lattice_core::subject::{Name, Subjects};
+use lattice_core::wire::{self, ActorInfo, EventData, HostInfo};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{ActorLimits, Runtime};
+use events::Events;
+use table::Table;
+
+/// Unix time in milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How a host joins a lattice.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// NATS servers and credentials.
+    pub nats: NatsConfig,
+    /// The lattice to join.
+    pub lattice: Name,
+    /// This host's id (unique in the lattice).
+    pub id: Name,
+    /// User labels; `os`, `arch` and `hostname` are added unless given.
+    pub labels: BTreeMap<String, String>,
+    /// Heartbeat interval (a host silent for 3 intervals is shown as lost).
+    pub heartbeat: Duration,
+    /// How long in-flight invocations may take to finish on a graceful stop.
+    pub grace: Duration,
+    /// Limits for actors started without overrides.
+    pub default_limits: ActorLimits,
+    /// Largest component accepted from the artifact store.
+    pub max_component_bytes: usize,
+}
+
+impl HostConfig {
+    /// A config with defaults: random id, 1 s heartbeat, 10 s grace.
+    pub fn new(nats: NatsConfig, lattice: Name) -> Self {
+        Self {
+            nats,
+            lattice,
+            id: random_host_id(),
+            labels: BTreeMap::new(),
+            heartbeat: Duration::from_secs(1),
+            grace: Duration::from_secs(10),
+            default_limits: ActorLimits::default(),
+            max_component_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A fresh host id: `h-` and 12 hex digits from the OS's randomness (via std's hasher seed).
+pub fn random_host_id() -> Name {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_ms());
+    hasher.write_u32(std::process::id());
+    let id = format!("h-{:012x}", hasher.finish() & 0xffff_ffff_ffff);
+    // Hex digits and a dash always make a valid name.
+    Name::new(id).unwrap_or_else(|_| unreachable_name())
+}
+
+#[cold]
+fn unreachable_name() -> Name {
+    // `h-` plus hex always validates; this exists only so no `unwrap` sits in the path.
+    Name::new("h-0").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The automatic labels: `os`, `arch`, `hostname`.
+pub fn automatic_labels() -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        ("os".to_owned(), std::env::consts::OS.to_owned()),
+        ("arch".to_owned(), std::env::consts::ARCH.to_owned()),
+    ]);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| !s.is_empty());
+    if let Some(hostname) = hostname {
+        labels.insert("hostname".to_owned(), hostname);
+    }
+    labels
+}
+
+/// Why a host could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// NATS could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A subscription or JetStream resource could not be set up.
+    #[error("cannot set up {what}: {message}")]
+    Setup {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What the host's tasks share (read-only after start, apart from handles).
+pub(crate) struct Shared {
+    pub(crate) id: Name,
+    pub(crate) lattice: Name,
+    pub(crate) client: Client,
+    pub(crate) jetstream: jetstream::Context,
+    pub(crate) subjects: Arc<Subjects>,
+    pub(crate) runtime: Runtime,
+    pub(crate) table: Table,
+    pub(crate) events: Events,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) default_limits: ActorLimits,
+    pub(crate) max_component_bytes: usize,
+    pub(crate) started_at_ms: u64,
+    pub(crate) heartbeat: Duration,
+    grace: Duration,
+    stop: CancellationToken,
+    requested_grace: Mutex<Option<Duration>>,
+}
+
+impl Shared {
+    pub(crate) fn info(&self, actors: Vec<ActorInfo>, labels: BTreeMap<String, String>) -> HostInfo {
+        HostInfo {
+            id: self.id.clone(),
+            lattice: self.lattice.clone(),
+            labels,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at_ms: self.started_at_ms,
+            heartbeat_ms: u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX),
+            actors,
+        }
+    }
+
+    /// Asks the host to stop gracefully (from the `stop` verb or a signal).
+    pub(crate) fn request_stop(&self, grace: Option<Duration>) {
+        if let Some(grace) = grace {
+            *self.requested_grace.lock().unwrap_or_else(PoisonError::into_inner) = Some(grace);
+        }
+        self.stop.cancel();
+    }
+}
+
+/// A started host. Dropping it does not stop it; call [`RunningHost::stop`] or [`RunningHost::wait`].
+pub struct RunningHost {
+    shared: Arc<Shared>,
+    done: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunningHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningHost").field("id", &self.shared.id).finish_non_exhaustive()
+    }
+}
+
+impl RunningHost {
+    /// The host's id.
+    pub fn id(&self) -> &Name {
+        &self.shared.id
+    }
+
+    /// The NATS client the host uses.
+    pub fn client(&self) -> &Client {
+        &self.shared.client
+    }
+
+    /// Stops gracefully and waits until the host has stopped.
+    pub async fn stop(self) {
+        self.shared.request_stop(None);
+        self.wait().await;
+    }
+
+    /// Waits until the host stops (through the `stop` verb or [`RunningHost::stop`]).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+
+    /// A token cancelled when the host begins to stop; cancel it to stop the host (e.g. on a signal).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.shared.stop.clone()
+    }
+}
+
+async fn hosts_bucket(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    heartbeat: Duration,
+) -> Result<kv::Store, HostError> {
+    let bucket = subjects.hosts_bucket();
+    if let Ok(store) = js.get_key_value(&bucket).await {
+        return Ok(store);
+    }
+    let created = js
+        .create_key_value(kv::Config {
+            bucket: bucket.clone(),
+            description: "lattice host records, rewritten every heartbeat".into(),
+            history: 1,
+            // Records of hosts that vanished expire after a while; live hosts rewrite theirs every beat.
+            max_age: (heartbeat * 600).max(Duration::from_secs(600)),
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(store) => Ok(store),
+        // Another host may have created it in between.
+        Err(error) => js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|_| HostError::Setup { what: "the hosts bucket", message: error.to_string() }),
+    }
+}
+
+async fn events_stream(js: &jetstream::Context, subjects: &Subjects) -> Result<(), HostError> {
+    let config = jetstream::stream::Config {
+        name: subjects.events_stream(),
+        description: Some("recent lattice events (heartbeats excluded) for `lattice events`".into()),
+        subjects: subjects.stored_event_subjects(),
+        max_messages: 10_000,
+        max_age: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map(drop)
+        .map_err(|e| HostError::Setup { what: "the events stream", message: e.to_string() })
+}
+
+/// Joins the lattice and starts serving. Returns once the host has announced itself.
+pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, HostError> {
+    let client = config.nats.connect(&format!("lattice-host-{}", config.id)).await?;
+    let jetstream = jetstream::new(client.clone());
+    let subjects = Arc::new(Subjects::new(config.lattice.clone()));
+    let hosts = hosts_bucket(&jetstream, &subjects, config.heartbeat).await?;
+    events_stream(&jetstream, &subjects).await?;
+    let mut labels = automatic_labels();
+    labels.extend(config.labels.clone());
+
+    let shared = Arc::new(Shared {
+        id: config.id.clone(),
+        lattice: config.lattice.clone(),
+        client: client.clone(),
+        jetstream,
+        subjects: subjects.clone(),
+        runtime,
+        table: Table::spawn(labels),
+        events: Events::new(client.clone(), subjects.clone(), config.id.clone()),
+        tracker: TaskTracker::new(),
+        default_limits: config.default_limits.clone(),
+        max_component_bytes: config.max_component_bytes,
+        started_at_ms: now_ms(),
+        heartbeat: config.heartbeat,
+        grace: config.grace,
+        stop: CancellationToken::new(),
+        requested_grace: Mutex::new(None),
+    });
+
+    let tasks_stop = CancellationToken::new();
+    control::run(shared.clone(), tasks_stop.clone())
+        .await
+        .map_err(|e| HostError::Setup { what: "control subscriptions", message: e.to_string() })?;
+    let info =
+        control::host_info(&shared).await.map_err(|e| HostError::Setup { what: "host info", message: e.message })?;
+    put_record(&hosts, &subjects, &info).await;
+    shared.events.publish(EventData::HostStarted(info)).await;
+    tracing::info!(host = %shared.id, lattice = %shared.lattice, "host joined the lattice");
+
+    let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), hosts.clone(), tasks_stop.clone()));
+    let done = tokio::spawn(shutdown(shared.clone(), hosts, heartbeat, tasks_stop));
+    Ok(RunningHost { shared, done })
+}
+
+async fn put_record(hosts: &kv::Store, subjects: &Subjects, info: &HostInfo) {
+    if let Err(error) = hosts.put(info.id.as_str(), wire::encode(info).into()).await {
+        tracing::warn!(host = %info.id, %error, bucket = %subjects.hosts_bucket(), "cannot write host record");
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>, hosts: kv::Store, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(shared.heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let Ok(info) = control::host_info(&shared).await else { break };
+        put_record(&hosts, &shared.subjects, &info).await;
+        shared.events.publish(EventData::HostHeartbeat(info)).await;
+    }
+}
+
+async fn shutdown(shared: Arc<Shared>, hosts: kv::Store, heartbeat: JoinHandle<()>, tasks_stop: CancellationToken) {
+    shared.stop.cancelled().await;
+    let grace = shared.requested_grace.lock().unwrap_or_else(PoisonError::into_inner).unwrap_or(shared.grace);
+    tracing::info!(host = %shared.id, in_flight = shared.tracker.len(), ?grace, "stopping: draining invocations");
+    // Stop taking invocations, then let the ones in flight finish.
+    let _ = shared.table.stop_all().await;
+    shared.tracker.close();
+    if tokio::time::timeout(grace, shared.tracker.wait()).await.is_err() {
+        tracing::warn!(host = %shared.id, left = shared.tracker.len(), "grace period over: abandoning invocations");
+    }
+    tasks_stop.cancel();
+    let _ = heartbeat.await;
+    if let Err(error) = hosts.delete(shared.id.as_str()).await {
+        tracing::warn!(%error, "cannot remove host record");
+    }
+    shared.events.publish(EventData::HostStopped { reason: "stopped gracefully".into() }).await;
+    if let Err(error) = shared.client.flush().await {
+        tracing::warn!(%error, "flushing NATS on stop");
+    }
+    tracing::info!(host = %shared.id, "host stopped");
+}

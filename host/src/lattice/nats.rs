@@ -1,0 +1,119 @@
+//! Connecting to NATS with the credentials and TLS settings every lattice connection shares.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions};
+
+/// How to reach and authenticate to NATS. Every connection lattice makes (hosts, CLI) uses one of these.
+#[derive(Debug, Clone, Default)]
+pub struct NatsConfig {
+    /// Server URLs (several for a cluster), e.g. `nats://127.0.0.1:4222`.
+    pub servers: Vec<String>,
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password (with `user`).
+    pub password: Option<String>,
+    /// Token authentication.
+    pub token: Option<String>,
+    /// An NKey seed (`SU…`) for nkey authentication.
+    pub nkey_seed: Option<String>,
+    /// A `.creds` file (JWT + nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// CA certificate (PEM) to verify the server with.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM), with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse to connect without TLS.
+    pub require_tls: bool,
+}
+
+/// Why a NATS connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// No server URL was given.
+    #[error("no NATS server given (use --nats or LATTICE_NATS)")]
+    NoServers,
+    /// Settings that only make sense together were given alone.
+    #[error("{0}")]
+    Incomplete(&'static str),
+    /// The creds file could not be read.
+    #[error("cannot read NATS credentials file {path}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server could not be reached or refused the connection.
+    #[error("cannot connect to NATS at {servers}")]
+    Connect {
+        /// The servers tried.
+        servers: String,
+        /// Why.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+}
+
+/// How long a first connection attempt may take before it is reported as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl NatsConfig {
+    /// A config for plain connections to `servers`.
+    pub fn new(servers: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self { servers: servers.into_iter().map(Into::into).collect(), ..Self::default() }
+    }
+
+    /// Connects, naming the connection `name` (visible in the server's monitoring). After a successful
+    /// first connection the client reconnects forever and resubscribes on its own.
+    pub async fn connect(&self, name: &str) -> Result<Client, ConnectError> {
+        if self.servers.is_empty() {
+            return Err(ConnectError::NoServers);
+        }
+        let mut options = match &self.creds_file {
+            Some(path) => ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|source| ConnectError::Credentials { path: path.clone(), source })?,
+            None => ConnectOptions::new(),
+        };
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            (None, None) => {}
+            _ => return Err(ConnectError::Incomplete("NATS user and password must be given together")),
+        }
+        if let Some(token) = &self.token {
+            options = options.token(token.clone());
+        }
+        if let Some(seed) = &self.nkey_seed {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+            (None, None) => {}
+            _ => return Err(ConnectError::Incomplete("TLS client certificate and key must be given together")),
+        }
+        if self.require_tls {
+            options = options.require_tls(true);
+        }
+        let servers = self.servers.join(",");
+        options
+            .name(name)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .max_reconnects(None)
+            .connect(self.servers.as_slice())
+            .await
+            .map_err(|source| ConnectError::Connect { servers, source })
+    }
+}

@@ -1,0 +1,90 @@
+//! Graceful stop: in-flight calls finish, `host.stopped` is announced, the host leaves.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use futures::StreamExt;
+use lattice_core::wire::EventData;
+use lattice_host::lattice::ClientError;
+use lattice_test_harness::wait_for;
+
+use crate::{GATHER, TestLattice, call, expect_event, kv_counter, name, text};
+
+/// Calls queued on the host when it is told to stop.
+const QUEUED_CALLS: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_finishes_in_flight_calls_then_announces_and_leaves() -> Result<()> {
+    let lattice = TestLattice::start("graceful").await?;
+    let host = lattice.host("host-1", &[]).await?;
+    let id = host.id().clone();
+    let control = lattice.client().await?;
+    let actor = name("kv-counter");
+    let mut request = kv_counter(&actor);
+    // One instance at a time: the calls queue on the host, so many are in flight when it is told to stop.
+    request.limits.max_concurrency = Some(1);
+    control.start_actor(&id, &request).await?;
+    let mut events = control.events().await?;
+
+    // A plain (non-queue) subscriber on the invoke subject gets a copy of every call the server routes. Once it
+    // has seen them all, the server has also routed them all to the host, ahead of the stop request below
+    // (the server keeps the order of what it sends one connection).
+    let mut spy = control.nats().subscribe(control.subjects().invoke(&actor)).await?;
+    control.nats().flush().await?;
+
+    let caller = lattice.client().await?;
+    let calls: Vec<_> = (0..QUEUED_CALLS)
+        .map(|_| {
+            let caller = caller.clone();
+            let actor = actor.clone();
+            tokio::spawn(async move { call(&caller, &actor, "drain").await })
+        })
+        .collect();
+    let mut seen = 0;
+    while seen < QUEUED_CALLS {
+        tokio::time::timeout(Duration::from_secs(10), spy.next())
+            .await
+            .map_err(|_| anyhow!("only {seen} of {QUEUED_CALLS} calls reached the server"))?
+            .ok_or_else(|| anyhow!("spy subscription ended"))?;
+        seen += 1;
+    }
+    drop(spy);
+
+    let stop_sent = Instant::now();
+    let stopping = control.stop_host(&id, Some(Duration::from_secs(30))).await?;
+    assert_eq!(stopping.host, id);
+    assert!(stopping.in_flight > 0, "the stop should find calls in flight: {stopping:?}");
+
+    let stopped = expect_event(&mut events, "host.stopped", Duration::from_secs(30), |e| {
+        e.host == id && matches!(e.data, EventData::HostStopped { .. })
+    })
+    .await?;
+    let drained_in = stop_sent.elapsed();
+
+    // Every call that was in flight completed successfully; the counter saw each exactly once.
+    let mut values = Vec::new();
+    for call in calls {
+        let reply = call.await??;
+        assert_eq!(reply.host.as_deref(), Some("host-1"));
+        values.push(text(&reply)?.parse::<usize>()?);
+    }
+    values.sort_unstable();
+    assert_eq!(values, (1..=QUEUED_CALLS).collect::<Vec<_>>());
+    eprintln!(
+        "stop found {} of {QUEUED_CALLS} calls in flight; host.stopped after {drained_in:?} ({stopped:?})",
+        stopping.in_flight
+    );
+
+    // The host is gone: the stop completes, no ping answer, no record, no responder for its actor.
+    tokio::time::timeout(Duration::from_secs(10), host.wait()).await?;
+    wait_for("the stopped host to stop answering pings", Duration::from_secs(5), || async {
+        control.ping(GATHER).await.ok().filter(Vec::is_empty)
+    })
+    .await?;
+    assert!(control.hosts().await?.is_empty());
+    match call(&control, &actor, "late").await {
+        Err(ClientError::NoResponders(_)) => {}
+        other => bail!("a call after the stop: expected NoResponders, got {other:?}"),
+    }
+    Ok(())
+}
