@@ -257,6 +257,11 @@ pub async fn start(args: StartArgs) -> anyhow::Result<()> {
         limits: limits_spec(&args.limits),
         links: args.links.iter().map(ToString::to_string).collect(),
     };
+    // Links given at start become the lattice's links for the actor, so later `lattice link` changes and
+    // every host agree on one table.
+    for link in &args.links {
+        client.put_link(&args.actor, link).await?;
+    }
     let targets = placement(&client, &args.hosts, &args.constraints, args.replicas).await?;
     let mut started = Vec::new();
     for host in &targets {
@@ -502,5 +507,122 @@ pub async fn label(args: LabelArgs) -> anyhow::Result<()> {
         LabelCommand::Del { host, key } => client.delete_label(&host, &key).await?,
     };
     println!("host {} labels: {}", labels.host, labels_text(&labels.labels));
+    Ok(())
+}
+
+/// Links stored in the lattice: every host running the actor applies a change to its next invocation.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    #[command(subcommand)]
+    pub command: LinkCommand,
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+}
+
+/// What to do with links.
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// Set a link: lattice link put kv-counter keyvalue default --provider redis --config bucket=prod
+    Put {
+        /// The actor
+        actor: Name,
+        /// The interface: keyvalue or messaging
+        interface: lattice_core::link::Interface,
+        /// The name the actor opens (e.g. `default` in store.open("default"))
+        name: String,
+        /// The provider instance to bind it to (see `lattice inventory <host>`)
+        #[arg(long)]
+        provider: String,
+        /// Provider config key=value (repeatable)
+        #[arg(long = "config", value_parser = parse_label, value_name = "KEY=VALUE")]
+        config: Vec<(String, String)>,
+    },
+    /// Remove a link (the actor then gets access-denied for that name)
+    Del {
+        /// The actor
+        actor: Name,
+        /// The interface
+        interface: lattice_core::link::Interface,
+        /// The link name
+        name: String,
+    },
+    /// List every link stored in the lattice
+    List {
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+pub async fn link(args: LinkArgs) -> anyhow::Result<()> {
+    let client = args.lattice.client().await?;
+    match args.command {
+        LinkCommand::Put { actor, interface, name, provider, config } => {
+            let spec = lattice_core::link::LinkSpec { interface, name, provider, config: config.into_iter().collect() };
+            // Validate the spec exactly as hosts will parse it.
+            let spec: lattice_core::link::LinkSpec = spec.to_string().parse()?;
+            client.put_link(&actor, &spec).await?;
+            println!("link {actor} {spec} stored");
+        }
+        LinkCommand::Del { actor, interface, name } => {
+            if !client.delete_link(&actor, interface, &name).await? {
+                bail!("actor `{actor}` has no {interface} link named `{name}`");
+            }
+            println!("link {actor} {interface}:{name} deleted");
+        }
+        LinkCommand::List { output } => {
+            let links = client.list_links().await?;
+            if output == Output::Json {
+                let docs: Vec<_> =
+                    links.iter().map(|l| serde_json::json!({"actor": l.actor, "link": l.link})).collect();
+                return print_json(&docs);
+            }
+            let mut t = table(&["ACTOR", "LINK"]);
+            for l in &links {
+                t.add_row([l.actor.to_string(), l.link.clone()]);
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}
+
+/// Provider instances on hosts.
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    #[command(subcommand)]
+    pub command: ProviderCommand,
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+}
+
+/// What to do with providers.
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Start a built-in provider on a host: lattice provider start redis --host h1 --config url=redis://…
+    Start {
+        /// The kind: inmemory or redis (key-value)
+        kind: String,
+        /// The host to start it on
+        #[arg(long = "host", value_name = "ID")]
+        host: Name,
+        /// Instance name actors link to [the kind]
+        #[arg(long)]
+        name: Option<String>,
+        /// Kind-specific config key=value (redis: url, prefix, timeout)
+        #[arg(long = "config", value_parser = parse_label, value_name = "KEY=VALUE")]
+        config: Vec<(String, String)>,
+    },
+}
+
+pub async fn provider(args: ProviderArgs) -> anyhow::Result<()> {
+    let client = args.lattice.client().await?;
+    match args.command {
+        ProviderCommand::Start { kind, host, name, config } => {
+            let name = name.unwrap_or_else(|| kind.clone());
+            let started = client.start_provider(&host, &name, &kind, config.into_iter().collect()).await?;
+            println!("started provider {} ({}) on host {}", started.name, started.kind, started.host);
+        }
+    }
     Ok(())
 }

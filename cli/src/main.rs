@@ -42,6 +42,8 @@ enum Command {
     Call(ctl::CallArgs),
     Events(ctl::EventsArgs),
     Label(ctl::LabelArgs),
+    Link(ctl::LinkArgs),
+    Provider(ctl::ProviderArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -84,6 +86,8 @@ fn main() -> ExitCode {
             Command::Call(args) => ctl::call(args).await,
             Command::Events(args) => ctl::events(args).await,
             Command::Label(args) => ctl::label(args).await,
+            Command::Link(args) => ctl::link(args).await,
+            Command::Provider(args) => ctl::provider(args).await,
         }
     });
     match result {

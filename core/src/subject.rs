@@ -4,7 +4,7 @@
 //! - `lattice.<l>.ctl.ping`: every host answers (scatter/gather).
 //! - `lattice.<l>.ctl.auction`: hosts whose labels match the constraints answer.
 //! - `lattice.<l>.ctl.host.<host>.<verb>`: one host's verbs (`inventory`, `actor.start`, `actor.stop`,
-//!   `actor.scale`, `label.put`, `label.del`, `stop`).
+//!   `actor.scale`, `label.put`, `label.del`, `stop`, `provider.start`).
 //! - `lattice.<l>.evt.<kind>`: events (`host.started`, `host.heartbeat`, `actor.rejected`, …).
 //! - `lattice.<l>.actor.<actor>.invoke`: invocations, served by every host running the actor in the queue
 //!   group `lattice.<actor>`.
@@ -105,11 +105,13 @@ pub enum HostVerb {
     DeleteLabel,
     /// Stop the host gracefully.
     Stop,
+    /// Start a provider instance on the host.
+    StartProvider,
 }
 
 impl HostVerb {
     /// Every verb, for subscribing and for tests.
-    pub const ALL: [HostVerb; 7] = [
+    pub const ALL: [HostVerb; 8] = [
         HostVerb::Inventory,
         HostVerb::StartActor,
         HostVerb::StopActor,
@@ -117,6 +119,7 @@ impl HostVerb {
         HostVerb::PutLabel,
         HostVerb::DeleteLabel,
         HostVerb::Stop,
+        HostVerb::StartProvider,
     ];
 
     /// The verb's subject suffix.
@@ -129,6 +132,7 @@ impl HostVerb {
             HostVerb::PutLabel => "label.put",
             HostVerb::DeleteLabel => "label.del",
             HostVerb::Stop => "stop",
+            HostVerb::StartProvider => "provider.start",
         }
     }
 
@@ -215,6 +219,17 @@ impl Subjects {
     /// The JetStream object store of pushed artifacts.
     pub fn artifact_bucket(&self) -> String {
         format!("lattice_{}_artifacts", self.lattice)
+    }
+
+    /// Key of one link in the state bucket: `links.<actor>.<interface>.<hex of the link name>` (link names are
+    /// free text; hex keeps every key valid).
+    pub fn link_key(&self, actor: &Name, interface: &str, name: &str) -> String {
+        format!("links.{actor}.{interface}.{}", hex::encode(name.as_bytes()))
+    }
+
+    /// Key filter for every link of every actor.
+    pub fn links_filter(&self) -> &'static str {
+        "links.>"
     }
 
     /// The JetStream stream that keeps recent events (everything but heartbeats) for `lattice events`.

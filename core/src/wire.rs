@@ -330,6 +330,40 @@ pub struct HostInfo {
     pub heartbeat_ms: u64,
     /// Actors it runs.
     pub actors: Vec<ActorInfo>,
+    /// Provider instances it can link actors to, as `<interface>:<name>`.
+    #[serde(default)]
+    pub providers: Vec<String>,
+}
+
+/// `provider.start`: create a provider instance on a host that actors can then be linked to by `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartProvider {
+    /// The instance's name, used as the provider in link specs.
+    pub name: String,
+    /// The built-in kind: `inmemory` or `redis` (key-value).
+    pub kind: String,
+    /// Kind-specific settings (for `redis`: `url`, `prefix`, `timeout`).
+    pub config: BTreeMap<String, String>,
+}
+
+/// Reply to `provider.start`: the instance is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStarted {
+    /// The host.
+    pub host: Name,
+    /// The instance name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+}
+
+/// A link as stored in the lattice's state bucket (key from [`crate::subject::Subjects::link_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// The actor it belongs to.
+    pub actor: Name,
+    /// The link spec, `<interface>:<name>=<provider>[,k=v...]`.
+    pub link: String,
 }
 
 /// `auction`: which hosts could run an actor with these label constraints?

@@ -30,6 +30,13 @@ impl Providers {
         self.keyvalue.insert(name.into(), provider);
     }
 
+    /// Every instance as `<interface>:<name>`, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.keyvalue.keys().map(|n| format!("keyvalue:{n}")).collect();
+        names.sort();
+        names
+    }
+
     /// The names of the key-value providers.
     pub fn keyvalue_names(&self) -> impl Iterator<Item = &str> {
         self.keyvalue.keys().map(String::as_str)

@@ -110,7 +110,7 @@ impl RuntimeBuilder {
                 engine,
                 linker,
                 cache,
-                providers: self.providers.clone(),
+                providers: ArcSwap::from_pointee(self.providers.clone()),
                 policy: self.policy.clone(),
                 max_component_bytes: self.max_component_bytes,
                 host_memory_cap: self.engine.max_memory_bytes,
@@ -152,7 +152,8 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<InvocationState>,
     cache: CompiledCache,
-    providers: Providers,
+    /// Replaced whole when a provider is added at run time; readers take a snapshot.
+    providers: ArcSwap<Providers>,
     policy: Policy,
     max_component_bytes: usize,
     host_memory_cap: usize,
@@ -212,8 +213,19 @@ pub struct LoadReport {
 
 impl Runtime {
     /// The provider instances actors can link to.
-    pub fn providers(&self) -> &Providers {
-        &self.inner.providers
+    pub fn providers(&self) -> Arc<Providers> {
+        self.inner.providers.load_full()
+    }
+
+    /// Adds (or replaces) a key-value provider instance at run time. Actors see it the next time their links
+    /// are resolved (load or [`Actor::set_links`]); links already resolved keep the instance they have.
+    pub fn insert_keyvalue_provider(&self, name: impl Into<String>, provider: Arc<dyn KeyValue>) {
+        let name = name.into();
+        self.inner.providers.rcu(|current| {
+            let mut next = Providers::clone(current);
+            next.insert_keyvalue(name.clone(), provider.clone());
+            next
+        });
     }
 
     /// The wasmtime engine (one per runtime).
@@ -234,7 +246,7 @@ impl Runtime {
         let claims = admission::admit(name, &bytes, &rt.policy)?;
         admission::check_links(name, claims.as_ref(), &config.links)?;
         config.limits.validate(rt.host_memory_cap)?;
-        let links = LinkSet::resolve(&config.links, &rt.providers)?;
+        let links = LinkSet::resolve(&config.links, &rt.providers.load())?;
 
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let (component, from_cache) = match rt.cache.load(&rt.engine, &digest) {
@@ -477,7 +489,7 @@ impl Actor {
     /// the current links stay.
     pub fn set_links(&self, specs: &[LinkSpec]) -> Result<(), LinkError> {
         admission::check_links(&self.inner.name, self.claims(), specs)?;
-        let set = LinkSet::resolve(specs, &self.inner.runtime.inner.providers)?;
+        let set = LinkSet::resolve(specs, &self.inner.runtime.inner.providers.load())?;
         self.inner.links.store(Arc::new(set));
         Ok(())
     }

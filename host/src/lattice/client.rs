@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, object_store};
+use async_nats::jetstream::{self, kv, object_store};
+use lattice_core::link::{Interface, LinkSpec};
 use async_nats::{Client, HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use lattice_core::subject::{HostVerb, Name, Subjects};
 use lattice_core::wire::{
     self, ActorInfo, ActorStarted, ActorStopped, Auction, Bid, DeleteLabel, Empty, ErrorCode, Event, HostInfo,
-    HostStopping, Labels, PutLabel, Reply, ScaleActor, StartActor, StopActor, StopHost, WireError, headers,
+    HostStopping, Labels, PutLabel, Reply, ScaleActor, StartActor, StopActor, StopHost, WireError, headers, LinkRecord, ProviderStarted, StartProvider,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -277,6 +278,67 @@ impl LatticeClient {
     pub async fn stop_host(&self, host: &Name, grace: Option<Duration>) -> Result<HostStopping, ClientError> {
         let request = StopHost { grace_ms: grace.map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX)) };
         self.host_request(host, HostVerb::Stop, &request).await
+    }
+
+    /// Starts a provider instance on `host` (built-in kinds: see `KEYVALUE_KINDS`).
+    pub async fn start_provider(
+        &self,
+        host: &Name,
+        name: &str,
+        kind: &str,
+        config: BTreeMap<String, String>,
+    ) -> Result<ProviderStarted, ClientError> {
+        let request = StartProvider { name: name.to_owned(), kind: kind.to_owned(), config };
+        self.host_request(host, HostVerb::StartProvider, &request).await
+    }
+
+    async fn state(&self) -> Result<kv::Store, ClientError> {
+        let js = jetstream::new(self.client.clone());
+        super::links::state_bucket(&js, &self.subjects)
+            .await
+            .map_err(|e| ClientError::Nats { what: "opening the state bucket".into(), message: e.to_string() })
+    }
+
+    /// Stores a link of `actor` in the lattice; every host running the actor applies it to the next invocation.
+    pub async fn put_link(&self, actor: &Name, link: &LinkSpec) -> Result<(), ClientError> {
+        let key = self.subjects.link_key(actor, link.interface.as_str(), &link.name);
+        let record = LinkRecord { actor: actor.clone(), link: link.to_string() };
+        self.state()
+            .await?
+            .put(key, wire::encode(&record).into())
+            .await
+            .map(drop)
+            .map_err(|e| ClientError::Nats { what: "storing the link".into(), message: e.to_string() })
+    }
+
+    /// Removes a link of `actor` (interface and name); false if there was none.
+    pub async fn delete_link(&self, actor: &Name, interface: Interface, name: &str) -> Result<bool, ClientError> {
+        let key = self.subjects.link_key(actor, interface.as_str(), name);
+        let store = self.state().await?;
+        let nats = |e: &dyn std::fmt::Display| ClientError::Nats { what: "deleting the link".into(), message: e.to_string() };
+        if store.get(&key).await.map_err(|e| nats(&e))?.is_none() {
+            return Ok(false);
+        }
+        store.delete(&key).await.map_err(|e| nats(&e))?;
+        Ok(true)
+    }
+
+    /// Every link stored in the lattice, by actor.
+    pub async fn list_links(&self) -> Result<Vec<LinkRecord>, ClientError> {
+        let store = self.state().await?;
+        let nats = |e: &dyn std::fmt::Display| ClientError::Nats { what: "listing links".into(), message: e.to_string() };
+        let mut keys = store.keys().await.map_err(|e| nats(&e))?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| nats(&e))?;
+            if let Some(value) = store.get(&key).await.map_err(|e| nats(&e))?
+                && let Ok(record) = wire::decode::<LinkRecord>(&value)
+            {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| (&a.actor, &a.link).cmp(&(&b.actor, &b.link)));
+        Ok(out)
     }
 
     /// Invokes `actor` wherever it runs, with a W3C `traceparent` (a fresh one unless given).

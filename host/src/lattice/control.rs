@@ -9,6 +9,7 @@ use futures::StreamExt;
 use lattice_core::link::LinkSpec;
 use lattice_core::subject::HostVerb;
 use lattice_core::wire::{
+    ProviderStarted, StartProvider,
     self, ActorInfo, ActorStarted, ActorStopped, ArtifactRef, Auction, Bid, DeleteLabel, Empty, ErrorCode, EventData,
     HostInfo, HostStopping, Labels, LimitsSpec, PutLabel, Reply, ScaleActor, StartActor, StopActor, StopHost,
     WireError,
@@ -103,6 +104,7 @@ async fn verb_reply(shared: &Arc<Shared>, verb: HostVerb, payload: &[u8]) -> Vec
         HostVerb::PutLabel => respond(payload, |req: PutLabel| label(shared, req.key, Some(req.value))).await,
         HostVerb::DeleteLabel => respond(payload, |req: DeleteLabel| label(shared, req.key, None)).await,
         HostVerb::Stop => respond(payload, |req: StopHost| stop_host(shared, req)).await,
+        HostVerb::StartProvider => respond(payload, |req: StartProvider| start_provider(shared, req)).await,
         // Verbs added to core later than this host: say so rather than stay silent.
         #[allow(unreachable_patterns)]
         _ => wire::encode::<Reply<Empty>>(&Err(WireError::new(
@@ -207,12 +209,20 @@ async fn start(shared: &Arc<Shared>, request: StartActor) -> Reply<ActorStarted>
 }
 
 async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant) -> Reply<ActorStarted> {
-    let links: Vec<LinkSpec> = request
+    let requested: Vec<LinkSpec> = request
         .links
         .iter()
         .map(|l| l.parse())
         .collect::<Result<_, _>>()
         .map_err(|e: lattice_core::link::LinkParseError| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+    // The lattice's links for this actor win over the request's for the same interface and name.
+    let mut links = super::links::links_of(&shared.links.borrow(), &request.name);
+    for spec in requested {
+        if !links.iter().any(|l| l.interface == spec.interface && l.name == spec.name) {
+            links.push(spec);
+        }
+    }
+    let link_texts: Vec<String> = links.iter().map(ToString::to_string).collect();
     let bytes = read_artifact(shared, &request.artifact).await?;
     let issuer = lattice_core::claims::inspect(&bytes).ok().flatten().map(|signed| signed.claims.issuer.to_string());
     let config = ActorConfig { limits: apply_limits(&shared.default_limits, &request.limits), links };
@@ -241,7 +251,7 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         from_cache: actor.load_report().from_cache,
         load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         subject: actor.claims().map(|claims| claims.subject.to_string()),
-        links: request.links.clone(),
+        links: link_texts,
     };
     let stop = CancellationToken::new();
     tokio::spawn(serve::serve(
@@ -295,4 +305,16 @@ async fn stop_host(shared: &Arc<Shared>, request: StopHost) -> Reply<HostStoppin
     let in_flight = shared.tracker.len().saturating_sub(serving) as u64;
     shared.request_stop(request.grace_ms.map(Duration::from_millis));
     Ok(HostStopping { host: shared.id.clone(), in_flight })
+}
+
+async fn start_provider(shared: &Arc<Shared>, request: StartProvider) -> Reply<ProviderStarted> {
+    if request.name.is_empty() || request.name.len() > 64 || request.name.contains([',', '=', ':']) {
+        return Err(WireError::new(ErrorCode::BadRequest, format!("invalid provider name `{}`", request.name)));
+    }
+    let provider = super::providers::build_keyvalue(&request.kind, &request.config)
+        .await
+        .map_err(|message| WireError::new(ErrorCode::InvalidConfig, message))?;
+    shared.runtime.insert_keyvalue_provider(request.name.clone(), provider);
+    tracing::info!(provider = %request.name, kind = %request.kind, "provider started");
+    Ok(ProviderStarted { host: shared.id.clone(), name: request.name, kind: request.kind })
 }

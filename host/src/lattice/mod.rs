@@ -11,13 +11,16 @@ mod artifacts;
 mod client;
 mod control;
 mod events;
+mod links;
 mod nats;
+mod providers;
 mod serve;
 mod table;
 
 pub use artifacts::{ArtifactError, DIGEST_KEY};
 pub use client::{CallReply, ClientError, HostStatus, LatticeClient, Pushed, new_traceparent};
 pub use nats::{ConnectError, NatsConfig};
+pub use providers::KEYVALUE_KINDS;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -143,6 +146,8 @@ pub(crate) struct Shared {
     pub(crate) max_component_bytes: usize,
     pub(crate) started_at_ms: u64,
     pub(crate) heartbeat: Duration,
+    /// Every actor's links in the lattice, kept current by the link watcher.
+    pub(crate) links: tokio::sync::watch::Receiver<Arc<links::LinkTable>>,
     grace: Duration,
     stop: CancellationToken,
     requested_grace: Mutex<Option<Duration>>,
@@ -158,6 +163,7 @@ impl Shared {
             started_at_ms: self.started_at_ms,
             heartbeat_ms: u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX),
             actors,
+            providers: self.runtime.providers().names(),
         }
     }
 
@@ -261,6 +267,8 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     let subjects = Arc::new(Subjects::new(config.lattice.clone()));
     let hosts = hosts_bucket(&jetstream, &subjects, config.heartbeat).await?;
     events_stream(&jetstream, &subjects).await?;
+    let state = links::state_bucket(&jetstream, &subjects).await?;
+    let (links_tx, links_rx) = tokio::sync::watch::channel(Arc::new(links::LinkTable::new()));
     let mut labels = automatic_labels();
     labels.extend(config.labels.clone());
 
@@ -278,12 +286,20 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         max_component_bytes: config.max_component_bytes,
         started_at_ms: now_ms(),
         heartbeat: config.heartbeat,
+        links: links_rx,
         grace: config.grace,
         stop: CancellationToken::new(),
         requested_grace: Mutex::new(None),
     });
 
     let tasks_stop = CancellationToken::new();
+    tokio::spawn(links::watch_links(
+        state,
+        subjects.clone(),
+        shared.table.clone(),
+        links_tx,
+        tasks_stop.clone(),
+    ));
     control::run(shared.clone(), tasks_stop.clone())
         .await
         .map_err(|e| HostError::Setup { what: "control subscriptions", message: e.to_string() })?;

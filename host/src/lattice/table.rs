@@ -10,7 +10,9 @@ use lattice_core::wire::ActorInfo;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::Actor;
+use lattice_core::link::LinkSpec;
+
+use crate::{Actor, LinkError};
 
 /// One actor running on this host.
 struct Running {
@@ -24,6 +26,11 @@ enum Command {
     Install { info: ActorInfo, actor: Actor, stop: CancellationToken, done: oneshot::Sender<()> },
     Remove { name: Name, done: oneshot::Sender<bool> },
     Rescale { name: Name, max_concurrency: u32, done: oneshot::Sender<Option<ActorInfo>> },
+    Relink {
+        name: Name,
+        links: Vec<LinkSpec>,
+        done: oneshot::Sender<Option<Result<(), LinkError>>>,
+    },
     Snapshot { done: oneshot::Sender<(Vec<ActorInfo>, BTreeMap<String, String>)> },
     PutLabel { key: String, value: Option<String>, done: oneshot::Sender<BTreeMap<String, String>> },
     StopAll { done: oneshot::Sender<()> },
@@ -73,6 +80,15 @@ impl Table {
         self.ask(|done| Command::Rescale { name, max_concurrency, done }).await
     }
 
+    /// Replaces the links of a running actor; `None` if it does not run here.
+    pub(crate) async fn relink(
+        &self,
+        name: Name,
+        links: Vec<LinkSpec>,
+    ) -> Result<Option<Result<(), LinkError>>, TableClosed> {
+        self.ask(|done| Command::Relink { name, links, done }).await
+    }
+
     /// What runs, and the labels.
     pub(crate) async fn snapshot(&self) -> Result<(Vec<ActorInfo>, BTreeMap<String, String>), TableClosed> {
         self.ask(|done| Command::Snapshot { done }).await
@@ -117,6 +133,14 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
                     running.info.clone()
                 });
                 let _ = done.send(info);
+            }
+            Command::Relink { name, links, done } => {
+                let result = actors.get_mut(&name).map(|running| {
+                    running.actor.set_links(&links)?;
+                    running.info.links = links.iter().map(ToString::to_string).collect();
+                    Ok(())
+                });
+                let _ = done.send(result);
             }
             Command::Snapshot { done } => {
                 let mut infos: Vec<_> = actors.values().map(|r| r.info.clone()).collect();

@@ -1,0 +1,118 @@
+//! Links as lattice state: the JetStream key-value bucket `lattice_<l>` holds every actor's links
+//! (`links.<actor>.<interface>.<hex name>` -> `LinkRecord`). Every host watches it and re-links the actors it
+//! runs on every change, so `lattice link put` takes effect on the next invocation everywhere, without a
+//! restart; invocations already running finish on the links they started with.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use lattice_core::link::LinkSpec;
+use lattice_core::subject::{Name, Subjects};
+use lattice_core::wire::{self, LinkRecord};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::HostError;
+use super::table::Table;
+
+/// Every actor's links as last seen in the bucket, keyed by bucket key so deletes find their entry.
+pub(crate) type LinkTable = HashMap<Name, BTreeMap<String, LinkSpec>>;
+
+/// Opens (creating if needed) the lattice's state bucket.
+pub(crate) async fn state_bucket(js: &jetstream::Context, subjects: &Subjects) -> Result<kv::Store, HostError> {
+    let bucket = subjects.state_bucket();
+    if let Ok(store) = js.get_key_value(&bucket).await {
+        return Ok(store);
+    }
+    let created = js
+        .create_key_value(kv::Config {
+            bucket: bucket.clone(),
+            description: "lattice state: links".into(),
+            history: 5,
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(store) => Ok(store),
+        Err(error) => js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|_| HostError::Setup { what: "the state bucket", message: error.to_string() }),
+    }
+}
+
+/// The links of `actor` in `table`, in a stable order.
+pub(crate) fn links_of(table: &LinkTable, actor: &Name) -> Vec<LinkSpec> {
+    table.get(actor).map(|links| links.values().cloned().collect()).unwrap_or_default()
+}
+
+/// Watches the bucket until `stop`; publishes the whole table on `out` after each change and re-links the
+/// affected actor in `actors`.
+pub(crate) async fn watch_links(
+    store: kv::Store,
+    subjects: Arc<Subjects>,
+    actors: Table,
+    out: watch::Sender<Arc<LinkTable>>,
+    stop: CancellationToken,
+) {
+    let mut watcher = match store.watch_with_history(subjects.links_filter()).await {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch links: link changes will not reach this host");
+            return;
+        }
+    };
+    let mut table = LinkTable::new();
+    loop {
+        let entry = tokio::select! {
+            () = stop.cancelled() => break,
+            entry = watcher.next() => entry,
+        };
+        let entry = match entry {
+            Some(Ok(entry)) => entry,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "link watch error");
+                continue;
+            }
+            None => break,
+        };
+        let actor = match entry.operation {
+            kv::Operation::Put => match wire::decode::<LinkRecord>(&entry.value) {
+                Ok(record) => match record.link.parse::<LinkSpec>() {
+                    Ok(spec) => {
+                        table.entry(record.actor.clone()).or_default().insert(entry.key.clone(), spec);
+                        record.actor
+                    }
+                    Err(error) => {
+                        tracing::warn!(key = %entry.key, %error, "ignoring invalid link in the state bucket");
+                        continue;
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(key = %entry.key, %error, "ignoring undecodable link record");
+                    continue;
+                }
+            },
+            kv::Operation::Delete | kv::Operation::Purge => {
+                let Some(actor) = table.iter().find(|(_, links)| links.contains_key(&entry.key)).map(|(a, _)| a.clone())
+                else {
+                    continue;
+                };
+                if let Some(links) = table.get_mut(&actor) {
+                    links.remove(&entry.key);
+                }
+                actor
+            }
+        };
+        let links = links_of(&table, &actor);
+        out.send_replace(Arc::new(table.clone()));
+        match actors.relink(actor.clone(), links).await {
+            Ok(Some(Err(error))) => tracing::warn!(%actor, %error, "cannot apply changed links"),
+            Ok(Some(Ok(()))) => tracing::info!(%actor, "links changed"),
+            Ok(None) => {}
+            Err(_) => break,
+        }
+    }
+}
