@@ -6,6 +6,7 @@
 //! - `lattice.<l>.ctl.host.<host>.<verb>`: one host's verbs (`inventory`, `actor.start`, `actor.stop`,
 //!   `actor.scale`, `label.put`, `label.del`, `stop`, `provider.start`).
 //! - `lattice.<l>.evt.<kind>`: events (`host.started`, `host.heartbeat`, `actor.rejected`, …).
+//! - `lattice.<l>.provider.<name>.<interface>`: provider instances served to other hosts (remote providers).
 //! - `lattice.<l>.actor.<actor>.invoke`: invocations, served by every host running the actor in the queue
 //!   group `lattice.<actor>`.
 //! - JetStream key-value buckets `lattice_<l>` (links and config) and `lattice_<l>_hosts` (one record per
@@ -219,6 +220,12 @@ impl Subjects {
     /// The JetStream object store of pushed artifacts.
     pub fn artifact_bucket(&self) -> String {
         format!("lattice_{}_artifacts", self.lattice)
+    }
+
+    /// The subject a provider instance is served on to other hosts, e.g.
+    /// `lattice.<l>.provider.<name>.keyvalue` (queue group shared by every host serving it).
+    pub fn provider(&self, name: &Name, interface: &str) -> String {
+        format!("{}.provider.{name}.{interface}", self.prefix)
     }
 
     /// Key of one link in the state bucket: `links.<actor>.<interface>.<hex of the link name>` (link names are

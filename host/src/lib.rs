@@ -44,13 +44,16 @@ mod messaging;
 mod output;
 mod runtime;
 mod state;
+mod subscriptions;
 
 pub use cache::CacheError;
 pub use engine::{EngineConfig, EngineError};
 pub use limits::{ActorLimits, LimitsError};
-pub use links::{LinkError, LinkSet, Providers};
+pub use links::{LinkError, LinkSet, Providers, RemoteKeyValue};
 pub use logging::ACTOR_LOG_TARGET;
+pub use messaging::{DEFAULT_REQUEST_TIMEOUT, ReplySubject, ReplyTo};
 pub use runtime::{
     Actor, ActorConfig, INMEMORY_PROVIDER, IncomingMessage, InvocationOutcome, InvokeError, LoadError, LoadReport,
     LogLine, LogSource, Reply, Runtime, RuntimeBuilder, RuntimeError,
 };
+pub use subscriptions::SubscribeError;

@@ -8,19 +8,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use lattice_core::link::{Interface, LinkSpec};
-use lattice_provider_sdk::KeyValue;
+use lattice_provider_sdk::{KeyValue, Messaging, validate_queue, validate_subject};
+
+/// Makes a key-value provider for a name no local instance has: how a host reaches a provider another host
+/// serves over the lattice. `None`: no such provider can exist (e.g. the name is not a valid subject token).
+pub type RemoteKeyValue = Arc<dyn Fn(&str) -> Option<Arc<dyn KeyValue>> + Send + Sync>;
 
 /// The provider instances this host can link actors to, by name.
 #[derive(Clone, Default)]
 pub struct Providers {
     keyvalue: HashMap<String, Arc<dyn KeyValue>>,
+    messaging: HashMap<String, Arc<dyn Messaging>>,
+    remote_keyvalue: Option<RemoteKeyValue>,
 }
 
 impl std::fmt::Debug for Providers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<_> = self.keyvalue.keys().collect();
         names.sort();
-        f.debug_struct("Providers").field("keyvalue", &names).finish()
+        let mut messaging: Vec<_> = self.messaging.keys().collect();
+        messaging.sort();
+        f.debug_struct("Providers").field("keyvalue", &names).field("messaging", &messaging).finish()
     }
 }
 
@@ -30,9 +38,36 @@ impl Providers {
         self.keyvalue.insert(name.into(), provider);
     }
 
+    /// Sets how names with no local key-value instance are reached (over the lattice). Without it, such
+    /// links are refused as unknown providers.
+    pub fn set_remote_keyvalue(&mut self, remote: RemoteKeyValue) {
+        self.remote_keyvalue = Some(remote);
+    }
+
+    /// Whether `name` is a key-value instance in this process (called with no network hop).
+    pub fn is_local_keyvalue(&self, name: &str) -> bool {
+        self.keyvalue.contains_key(name)
+    }
+
+    /// Adds (or replaces) a messaging provider instance under `name`.
+    pub fn insert_messaging(&mut self, name: impl Into<String>, provider: Arc<dyn Messaging>) {
+        self.messaging.insert(name.into(), provider);
+    }
+
+    /// The messaging provider instance named `name`, to publish or subscribe from the host side.
+    pub fn messaging(&self, name: &str) -> Option<Arc<dyn Messaging>> {
+        self.messaging.get(name).cloned()
+    }
+
+    /// The names of the messaging providers.
+    pub fn messaging_names(&self) -> impl Iterator<Item = &str> {
+        self.messaging.keys().map(String::as_str)
+    }
+
     /// Every instance as `<interface>:<name>`, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.keyvalue.keys().map(|n| format!("keyvalue:{n}")).collect();
+        names.extend(self.messaging.keys().map(|n| format!("messaging:{n}")));
         names.sort();
         names
     }
@@ -73,6 +108,17 @@ pub enum LinkError {
         /// The actor.
         actor: String,
     },
+    /// A messaging link's subscription was refused by its provider.
+    #[error(transparent)]
+    Subscribe(Box<crate::subscriptions::SubscribeError>),
+    /// A link's config is invalid (for example a bad subject in a messaging link's `subscribe`).
+    #[error("link `{link}`: {reason}")]
+    Config {
+        /// The link, as written.
+        link: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A key-value link resolved to its provider instance.
@@ -82,10 +128,46 @@ pub(crate) struct KeyValueLink {
     pub(crate) bucket: Arc<str>,
 }
 
+/// A messaging link resolved to its provider instance, with what it subscribes to.
+///
+/// Config keys the host reads: `subscribe`, subjects separated by `|` (wildcards allowed; `,` separates config
+/// entries), and `queue`, the queue group of that subscription. Other keys are left to the provider.
+#[derive(Clone)]
+pub(crate) struct MessagingLink {
+    pub(crate) provider: Arc<dyn Messaging>,
+    /// The provider instance's name, for logs.
+    pub(crate) provider_name: Arc<str>,
+    /// Subjects delivered to the actor's handler (empty: the link only sends and requests).
+    pub(crate) subscribe: Vec<String>,
+    pub(crate) queue: Option<String>,
+}
+
+impl MessagingLink {
+    fn resolve(spec: &LinkSpec, provider: Arc<dyn Messaging>) -> Result<Self, LinkError> {
+        let invalid = |reason: String| LinkError::Config { link: spec.to_string(), reason };
+        let subscribe: Vec<String> = match spec.config.get("subscribe") {
+            Some(subjects) => subjects.split('|').map(str::to_owned).collect(),
+            None => Vec::new(),
+        };
+        for subject in &subscribe {
+            validate_subject(subject, true).map_err(|e| invalid(e.to_string()))?;
+        }
+        let queue = spec.config.get("queue").cloned();
+        if let Some(queue) = &queue {
+            if subscribe.is_empty() {
+                return Err(invalid("`queue` needs `subscribe`".into()));
+            }
+            validate_queue(queue).map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(MessagingLink { provider, provider_name: spec.provider.as_str().into(), subscribe, queue })
+    }
+}
+
 /// An actor's links, resolved against the host's providers. Immutable; replaced whole on change.
 #[derive(Clone, Default)]
 pub struct LinkSet {
     keyvalue: HashMap<String, KeyValueLink>,
+    messaging: HashMap<String, MessagingLink>,
     specs: Vec<LinkSpec>,
 }
 
@@ -102,7 +184,11 @@ impl LinkSet {
         for spec in specs {
             match spec.interface {
                 Interface::KeyValue => {
-                    let provider = providers.keyvalue.get(&spec.provider).ok_or_else(|| {
+                    // Local instances first (in-process); otherwise, if this host can reach the lattice, the
+                    // provider served by another host.
+                    let local = providers.keyvalue.get(&spec.provider).cloned();
+                    let remote = || providers.remote_keyvalue.as_ref().and_then(|remote| remote(&spec.provider));
+                    let provider = local.or_else(remote).ok_or_else(|| {
                         let mut names: Vec<_> = providers.keyvalue_names().collect();
                         names.sort_unstable();
                         LinkError::UnknownProvider {
@@ -111,12 +197,26 @@ impl LinkSet {
                             available: names.join(", "),
                         }
                     })?;
-                    let link = KeyValueLink { provider: provider.clone(), bucket: spec.bucket().into() };
+                    let link = KeyValueLink { provider, bucket: spec.bucket().into() };
                     if set.keyvalue.insert(spec.name.clone(), link).is_some() {
                         return Err(LinkError::Duplicate { interface: spec.interface, name: spec.name.clone() });
                     }
                 }
-                // No messaging provider runs in-process yet, so a messaging link has nothing to resolve to.
+                Interface::Messaging => {
+                    let provider = providers.messaging.get(&spec.provider).ok_or_else(|| {
+                        let mut names: Vec<_> = providers.messaging_names().collect();
+                        names.sort_unstable();
+                        LinkError::UnknownProvider {
+                            interface: spec.interface,
+                            provider: spec.provider.clone(),
+                            available: names.join(", "),
+                        }
+                    })?;
+                    let link = MessagingLink::resolve(spec, provider.clone())?;
+                    if set.messaging.insert(spec.name.clone(), link).is_some() {
+                        return Err(LinkError::Duplicate { interface: spec.interface, name: spec.name.clone() });
+                    }
+                }
                 interface => {
                     return Err(LinkError::UnknownProvider {
                         interface,
@@ -136,5 +236,17 @@ impl LinkSet {
 
     pub(crate) fn keyvalue(&self, name: &str) -> Option<&KeyValueLink> {
         self.keyvalue.get(name)
+    }
+
+    pub(crate) fn messaging(&self, name: &str) -> Option<&MessagingLink> {
+        self.messaging.get(name)
+    }
+
+    /// The messaging links that subscribe, by link name (sorted).
+    pub(crate) fn subscriptions(&self) -> Vec<(&str, &MessagingLink)> {
+        let mut links: Vec<_> =
+            self.messaging.iter().filter(|(_, l)| !l.subscribe.is_empty()).map(|(n, l)| (n.as_str(), l)).collect();
+        links.sort_by_key(|(name, _)| *name);
+        links
     }
 }

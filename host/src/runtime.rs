@@ -1,17 +1,18 @@
 //! The actor runtime: loading (admission, compile, cache) and invocation (fresh instance, limits, outcome).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use lattice_core::claims::{Claims, Policy, Rejection};
 use lattice_core::link::LinkSpec;
 use lattice_keyvalue_inmemory::InMemoryKeyValue;
-use lattice_provider_sdk::KeyValue;
+use lattice_messaging_inmemory::InMemoryMessaging;
+use lattice_provider_sdk::{KeyValue, Messaging};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -22,14 +23,15 @@ use crate::cache::{CacheError, CompiledCache};
 use crate::engine::{EngineConfig, EngineError, EpochTicker};
 use crate::limits::{ActorLimits, Limiter, LimitsError};
 use crate::links::{LinkError, LinkSet, Providers};
-use crate::messaging::Message;
+use crate::messaging::{Message, ReplyTo};
 use crate::output::CapturedOutput;
 use crate::state::InvocationState;
+use crate::subscriptions::{SubscribeError, Subscriptions};
 
 /// Bytes of stdout (and, separately, stderr) kept per invocation.
 const STDIO_CAPTURE_BYTES: usize = 64 << 10;
 
-/// The name under which the built-in in-memory key-value provider is registered.
+/// The name under which the built-in in-memory key-value and messaging providers are registered.
 pub const INMEMORY_PROVIDER: &str = "inmemory";
 
 /// Configures and builds a [`Runtime`].
@@ -46,6 +48,7 @@ impl Default for RuntimeBuilder {
     fn default() -> Self {
         let mut providers = Providers::default();
         providers.insert_keyvalue(INMEMORY_PROVIDER, Arc::new(InMemoryKeyValue::new()));
+        providers.insert_messaging(INMEMORY_PROVIDER, Arc::new(InMemoryMessaging::new()));
         Self {
             engine: EngineConfig::default(),
             cache_dir: None,
@@ -91,6 +94,12 @@ impl RuntimeBuilder {
     /// Registers a key-value provider instance actors can be linked to by `name`.
     pub fn keyvalue_provider(&mut self, name: impl Into<String>, provider: Arc<dyn KeyValue>) -> &mut Self {
         self.providers.insert_keyvalue(name, provider);
+        self
+    }
+
+    /// Registers a messaging provider instance actors can be linked to by `name`.
+    pub fn messaging_provider(&mut self, name: impl Into<String>, provider: Arc<dyn Messaging>) -> &mut Self {
+        self.providers.insert_messaging(name, provider);
         self
     }
 
@@ -217,6 +226,16 @@ impl Runtime {
         self.inner.providers.load_full()
     }
 
+    /// Sets how links to key-value providers that do not run in this process are reached (see
+    /// [`Providers::set_remote_keyvalue`]); the lattice host routes them over NATS.
+    pub fn set_remote_keyvalue(&self, remote: crate::links::RemoteKeyValue) {
+        self.inner.providers.rcu(|current| {
+            let mut next = Providers::clone(current);
+            next.set_remote_keyvalue(remote.clone());
+            next
+        });
+    }
+
     /// Adds (or replaces) a key-value provider instance at run time. Actors see it the next time their links
     /// are resolved (load or [`Actor::set_links`]); links already resolved keep the instance they have.
     pub fn insert_keyvalue_provider(&self, name: impl Into<String>, provider: Arc<dyn KeyValue>) {
@@ -277,20 +296,24 @@ impl Runtime {
             "actor loaded"
         );
         let ticks = config.limits.cpu_time.as_nanos() / rt.epoch_tick.as_nanos().max(1);
-        Ok(Actor {
+        let actor = Actor {
             inner: Arc::new(ActorInner {
                 name: name.into(),
                 runtime: self.clone(),
                 pre,
-                permits: Semaphore::new(config.limits.max_concurrency as usize),
+                permits: Arc::new(Semaphore::new(config.limits.max_concurrency as usize)),
                 max_concurrency: AtomicU32::new(config.limits.max_concurrency),
                 cpu_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
                 limits: config.limits,
                 links: ArcSwap::from_pointee(links),
                 report,
                 claims,
+                subscriptions: Subscriptions::default(),
             }),
-        })
+        };
+        // Messages published once `load` returns reach the actor (see `subscriptions`).
+        actor.resubscribe().await.map_err(|e| LoadError::Links(LinkError::Subscribe(Box::new(e))))?;
+        Ok(actor)
     }
 }
 
@@ -305,6 +328,8 @@ pub struct IncomingMessage {
     pub content_type: Option<String>,
     /// Extra key-value pairs (headers).
     pub metadata: Vec<(String, String)>,
+    /// Where `request-reply.reply` to this message goes (default: the invocation's reply).
+    pub reply_to: ReplyTo,
 }
 
 impl IncomingMessage {
@@ -316,6 +341,12 @@ impl IncomingMessage {
     /// Sets the topic.
     pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
         self.topic = Some(topic.into());
+        self
+    }
+
+    /// Sets where replies go.
+    pub fn with_reply_to(mut self, reply_to: ReplyTo) -> Self {
+        self.reply_to = reply_to;
         self
     }
 }
@@ -427,12 +458,23 @@ struct ActorInner {
     pre: bindings::ActorPre<InvocationState>,
     limits: ActorLimits,
     cpu_ticks: u64,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     /// The current permit count of `permits` (scale changes it).
     max_concurrency: AtomicU32,
     links: ArcSwap<LinkSet>,
     report: LoadReport,
     claims: Option<Claims>,
+    /// Dropped with the actor, which stops its subscriptions.
+    subscriptions: Subscriptions,
+}
+
+/// An [`Actor`] that does not keep it alive (subscription readers hold one).
+pub(crate) struct WeakActor(Weak<ActorInner>);
+
+impl WeakActor {
+    pub(crate) fn upgrade(&self) -> Option<Actor> {
+        self.0.upgrade().map(|inner| Actor { inner })
+    }
 }
 
 impl Actor {
@@ -487,11 +529,60 @@ impl Actor {
     /// Replaces the actor's links. The next invocation uses the new set; invocations already running keep
     /// the set they started with. A link to an interface the actor's claims do not allow is refused, and then
     /// the current links stay.
+    ///
+    /// When the messaging links that subscribe changed, the subscriptions are redone in the background (within
+    /// a tokio runtime; errors are logged); await [`Actor::resubscribe`] to wait for them and see errors.
     pub fn set_links(&self, specs: &[LinkSpec]) -> Result<(), LinkError> {
         admission::check_links(&self.inner.name, self.claims(), specs)?;
         let set = LinkSet::resolve(specs, &self.inner.runtime.inner.providers.load())?;
         self.inner.links.store(Arc::new(set));
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let actor = self.clone();
+                handle.spawn(async move {
+                    if let Err(error) = actor.resubscribe().await {
+                        tracing::error!(actor = %actor.name(), %error, "messaging subscriptions not restored");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(
+                actor = %self.inner.name,
+                "links changed outside a tokio runtime: subscriptions change on the next Actor::resubscribe"
+            ),
+        }
         Ok(())
+    }
+
+    /// Makes the actor's messaging subscriptions match its current links, now: subscribes the links with
+    /// `subscribe=…` (after stopping the ones that changed) and returns how many links subscribe. `load` does
+    /// this before it returns; [`Actor::set_links`] starts it in the background. On error, no subscription of
+    /// this actor is left running. See the `subscriptions` module docs.
+    pub async fn resubscribe(&self) -> Result<usize, SubscribeError> {
+        self.inner.subscriptions.sync(self).await
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakActor {
+        WeakActor(Arc::downgrade(&self.inner))
+    }
+
+    /// Waits for one of the actor's concurrency permits.
+    pub(crate) async fn acquire_permit(&self) -> OwnedSemaphorePermit {
+        // The semaphore is never closed, so acquire cannot fail.
+        self.inner.permits.clone().acquire_owned().await.expect("the permit semaphore is never closed")
+    }
+
+    /// Like [`Actor::invoke`] with a permit already held: the wall-clock timeout covers only the invocation.
+    pub(crate) async fn invoke_with_permit(
+        &self,
+        permit: OwnedSemaphorePermit,
+        message: IncomingMessage,
+    ) -> InvocationOutcome {
+        let inner = &*self.inner;
+        self.with_timeout(async move {
+            let _permit = permit;
+            inner.run(message).await
+        })
+        .await
     }
 
     /// Delivers `message` to the actor's `incoming-handler` in a fresh instance, under the actor's limits:
@@ -503,11 +594,16 @@ impl Actor {
     /// nothing is left half-done except writes the actor already made.
     pub async fn invoke(&self, message: IncomingMessage) -> InvocationOutcome {
         let inner = &*self.inner;
-        let run = async {
+        self.with_timeout(async {
             // The semaphore is never closed, so acquire cannot fail.
             let _permit = inner.permits.acquire().await;
             inner.run(message).await
-        };
+        })
+        .await
+    }
+
+    async fn with_timeout(&self, run: impl Future<Output = InvocationOutcome>) -> InvocationOutcome {
+        let inner = &*self.inner;
         match tokio::time::timeout(inner.limits.timeout, run).await {
             Ok(outcome) => outcome,
             Err(_) => {
@@ -581,7 +677,7 @@ impl ActorInner {
             topic: message.topic,
             content_type: message.content_type,
             metadata: message.metadata,
-            answers_invocation: true,
+            route: message.reply_to.into(),
         };
         let message = store.data_mut().table.push(message).map_err(|e| InvokeError::Instantiate(e.to_string()))?;
         match actor.wasi_messaging_incoming_handler().call_handle(&mut *store, message).await {

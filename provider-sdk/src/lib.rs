@@ -8,6 +8,9 @@
 //! Core types:
 //! - [`KeyValue`]: `wasi:keyvalue` store, atomics and batch semantics over named buckets.
 //! - [`KvError`]: the error every key-value operation returns; the host maps it to the WIT `error` variant.
+//! - [`Messaging`]: `wasi:messaging` publish, request/reply and subscriptions over NATS-style subjects (the
+//!   subject syntax every backend accepts is on the trait).
+//! - [`MsgError`]: the error every messaging operation returns; the host maps it to the WIT `error` variant.
 //!
 //! ```
 //! use lattice_provider_sdk::{KeyValue, KvError, CasOutcome, KeyPage};
@@ -37,10 +40,21 @@
 //! }
 //! ```
 //!
+//! [`remote`] serves any implementation over NATS and calls one served by another host.
+//!
 //! Batch operations have default implementations in terms of single-key calls; backends with native batch
 //! commands override them.
 
 pub use async_trait::async_trait;
+
+pub mod remote;
+
+mod messaging;
+
+pub use messaging::{
+    InboundMessage, MAX_SUBJECT_LEN, MessageStream, Messaging, MsgError, OutboundMessage, subject_matches,
+    validate_queue, validate_subject,
+};
 
 /// How many keys one [`KeyValue::list_keys`] page returns at most, unless a provider documents otherwise.
 pub const LIST_PAGE_SIZE: usize = 1000;

@@ -8,6 +8,8 @@ use std::process::Command;
 /// (package, constant) for every guest. Example actors first, then the misbehaving test actors.
 const GUESTS: &[(&str, &str)] = &[
     ("kv-counter", "KV_COUNTER"),
+    ("order-store", "ORDER_STORE"),
+    ("order-total", "ORDER_TOTAL"),
     ("actor-kv-probe", "KV_PROBE"),
     ("actor-spin", "SPIN"),
     ("actor-mem-bomb", "MEM_BOMB"),

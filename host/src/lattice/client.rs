@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store};
-use lattice_core::link::{Interface, LinkSpec};
 use async_nats::{Client, HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use lattice_core::link::{Interface, LinkSpec};
 use lattice_core::subject::{HostVerb, Name, Subjects};
 use lattice_core::wire::{
     self, ActorInfo, ActorStarted, ActorStopped, Auction, Bid, DeleteLabel, Empty, ErrorCode, Event, HostInfo,
-    HostStopping, Labels, PutLabel, Reply, ScaleActor, StartActor, StopActor, StopHost, WireError, headers, LinkRecord, ProviderStarted, StartProvider,
+    HostStopping, Labels, LinkRecord, ProviderStarted, PutLabel, Reply, ScaleActor, StartActor, StartProvider,
+    StopActor, StopHost, WireError, headers,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -315,7 +316,8 @@ impl LatticeClient {
     pub async fn delete_link(&self, actor: &Name, interface: Interface, name: &str) -> Result<bool, ClientError> {
         let key = self.subjects.link_key(actor, interface.as_str(), name);
         let store = self.state().await?;
-        let nats = |e: &dyn std::fmt::Display| ClientError::Nats { what: "deleting the link".into(), message: e.to_string() };
+        let nats =
+            |e: &dyn std::fmt::Display| ClientError::Nats { what: "deleting the link".into(), message: e.to_string() };
         if store.get(&key).await.map_err(|e| nats(&e))?.is_none() {
             return Ok(false);
         }
@@ -326,7 +328,8 @@ impl LatticeClient {
     /// Every link stored in the lattice, by actor.
     pub async fn list_links(&self) -> Result<Vec<LinkRecord>, ClientError> {
         let store = self.state().await?;
-        let nats = |e: &dyn std::fmt::Display| ClientError::Nats { what: "listing links".into(), message: e.to_string() };
+        let nats =
+            |e: &dyn std::fmt::Display| ClientError::Nats { what: "listing links".into(), message: e.to_string() };
         let mut keys = store.keys().await.map_err(|e| nats(&e))?;
         let mut out = Vec::new();
         while let Some(key) = keys.next().await {

@@ -9,10 +9,9 @@ use futures::StreamExt;
 use lattice_core::link::LinkSpec;
 use lattice_core::subject::HostVerb;
 use lattice_core::wire::{
-    ProviderStarted, StartProvider,
     self, ActorInfo, ActorStarted, ActorStopped, ArtifactRef, Auction, Bid, DeleteLabel, Empty, ErrorCode, EventData,
-    HostInfo, HostStopping, Labels, LimitsSpec, PutLabel, Reply, ScaleActor, StartActor, StopActor, StopHost,
-    WireError,
+    HostInfo, HostStopping, Labels, LimitsSpec, ProviderStarted, PutLabel, Reply, ScaleActor, StartActor,
+    StartProvider, StopActor, StopHost, WireError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -223,6 +222,7 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         }
     }
     let link_texts: Vec<String> = links.iter().map(ToString::to_string).collect();
+    check_remote_providers(shared, &links).await?;
     let bytes = read_artifact(shared, &request.artifact).await?;
     let issuer = lattice_core::claims::inspect(&bytes).ok().flatten().map(|signed| signed.claims.issuer.to_string());
     let config = ActorConfig { limits: apply_limits(&shared.default_limits, &request.limits), links };
@@ -308,13 +308,55 @@ async fn stop_host(shared: &Arc<Shared>, request: StopHost) -> Reply<HostStoppin
 }
 
 async fn start_provider(shared: &Arc<Shared>, request: StartProvider) -> Reply<ProviderStarted> {
-    if request.name.is_empty() || request.name.len() > 64 || request.name.contains([',', '=', ':']) {
-        return Err(WireError::new(ErrorCode::BadRequest, format!("invalid provider name `{}`", request.name)));
-    }
+    let name = lattice_core::subject::Name::new(request.name.clone())
+        .map_err(|e| WireError::new(ErrorCode::BadRequest, format!("invalid provider name: {e}")))?;
     let provider = super::providers::build_keyvalue(&request.kind, &request.config)
         .await
         .map_err(|message| WireError::new(ErrorCode::InvalidConfig, message))?;
+    // Serve it to the other hosts of the lattice too (they reach it as a remote provider).
+    let serving = lattice_provider_sdk::remote::serve_keyvalue(
+        shared.client.clone(),
+        shared.subjects.provider(&name, "keyvalue"),
+        provider.clone(),
+    )
+    .await
+    .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("cannot serve provider `{name}`: {e}")))?;
+    shared.table.keep_serving(name.to_string(), serving).await.map_err(|_| shutting_down())?;
     shared.runtime.insert_keyvalue_provider(request.name.clone(), provider);
     tracing::info!(provider = %request.name, kind = %request.kind, "provider started");
     Ok(ProviderStarted { host: shared.id.clone(), name: request.name, kind: request.kind })
 }
+
+/// Checks that every key-value link naming a provider not in this process names one some host serves, so a
+/// start fails with the reason instead of every call failing later.
+async fn check_remote_providers(shared: &Shared, links: &[LinkSpec]) -> Result<(), WireError> {
+    let providers = shared.runtime.providers();
+    for link in links {
+        if link.interface != lattice_core::link::Interface::KeyValue || providers.is_local_keyvalue(&link.provider) {
+            continue;
+        }
+        let missing = || {
+            WireError::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "no keyvalue provider named `{}` on host {} or served in lattice `{}` (local: {})",
+                    link.provider,
+                    shared.id,
+                    shared.lattice,
+                    providers.keyvalue_names().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        };
+        let name = lattice_core::subject::Name::new(link.provider.clone()).map_err(|_| missing())?;
+        let remote = lattice_provider_sdk::remote::RemoteKeyValue::new(
+            shared.client.clone(),
+            shared.subjects.provider(&name, "keyvalue"),
+            REMOTE_CHECK_TIMEOUT,
+        );
+        remote.ping().await.map_err(|_| missing())?;
+    }
+    Ok(())
+}
+
+/// How long a start waits for a remote provider to answer its ping.
+const REMOTE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -96,7 +96,8 @@ pub(crate) async fn watch_links(
                 }
             },
             kv::Operation::Delete | kv::Operation::Purge => {
-                let Some(actor) = table.iter().find(|(_, links)| links.contains_key(&entry.key)).map(|(a, _)| a.clone())
+                let Some(actor) =
+                    table.iter().find(|(_, links)| links.contains_key(&entry.key)).map(|(a, _)| a.clone())
                 else {
                     continue;
                 };

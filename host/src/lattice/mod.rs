@@ -114,6 +114,9 @@ pub fn automatic_labels() -> BTreeMap<String, String> {
     labels
 }
 
+/// Per-call timeout of key-value calls to a provider served by another host.
+const REMOTE_PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why a host could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -272,6 +275,19 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     let mut labels = automatic_labels();
     labels.extend(config.labels.clone());
 
+    // Links to providers no local instance has go to the host serving them, over the lattice.
+    let remote_client = client.clone();
+    let remote_subjects = subjects.clone();
+    runtime.set_remote_keyvalue(Arc::new(move |name: &str| {
+        let name = Name::new(name).ok()?;
+        let remote = lattice_provider_sdk::remote::RemoteKeyValue::new(
+            remote_client.clone(),
+            remote_subjects.provider(&name, "keyvalue"),
+            REMOTE_PROVIDER_TIMEOUT,
+        );
+        Some(Arc::new(remote) as Arc<dyn lattice_provider_sdk::KeyValue>)
+    }));
+
     let shared = Arc::new(Shared {
         id: config.id.clone(),
         lattice: config.lattice.clone(),
@@ -293,13 +309,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     });
 
     let tasks_stop = CancellationToken::new();
-    tokio::spawn(links::watch_links(
-        state,
-        subjects.clone(),
-        shared.table.clone(),
-        links_tx,
-        tasks_stop.clone(),
-    ));
+    tokio::spawn(links::watch_links(state, subjects.clone(), shared.table.clone(), links_tx, tasks_stop.clone()));
     control::run(shared.clone(), tasks_stop.clone())
         .await
         .map_err(|e| HostError::Setup { what: "control subscriptions", message: e.to_string() })?;

@@ -26,13 +26,10 @@ enum Command {
     Install { info: ActorInfo, actor: Actor, stop: CancellationToken, done: oneshot::Sender<()> },
     Remove { name: Name, done: oneshot::Sender<bool> },
     Rescale { name: Name, max_concurrency: u32, done: oneshot::Sender<Option<ActorInfo>> },
-    Relink {
-        name: Name,
-        links: Vec<LinkSpec>,
-        done: oneshot::Sender<Option<Result<(), LinkError>>>,
-    },
+    Relink { name: Name, links: Vec<LinkSpec>, done: oneshot::Sender<Option<Result<(), LinkError>>> },
     Snapshot { done: oneshot::Sender<(Vec<ActorInfo>, BTreeMap<String, String>)> },
     PutLabel { key: String, value: Option<String>, done: oneshot::Sender<BTreeMap<String, String>> },
+    KeepServing { name: String, serving: lattice_provider_sdk::remote::Serving, done: oneshot::Sender<()> },
     StopAll { done: oneshot::Sender<()> },
 }
 
@@ -103,6 +100,15 @@ impl Table {
         self.ask(|done| Command::PutLabel { key, value, done }).await
     }
 
+    /// Keeps a provider instance served to the lattice until the host stops (replacing one of that name).
+    pub(crate) async fn keep_serving(
+        &self,
+        name: String,
+        serving: lattice_provider_sdk::remote::Serving,
+    ) -> Result<(), TableClosed> {
+        self.ask(|done| Command::KeepServing { name, serving, done }).await
+    }
+
     /// Stops every actor's serving task (they stop taking invocations; in-flight ones finish).
     pub(crate) async fn stop_all(&self) -> Result<(), TableClosed> {
         self.ask(|done| Command::StopAll { done }).await
@@ -111,6 +117,7 @@ impl Table {
 
 async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, String>) {
     let mut actors: HashMap<Name, Running> = HashMap::new();
+    let mut served: HashMap<String, lattice_provider_sdk::remote::Serving> = HashMap::new();
     while let Some(command) = rx.recv().await {
         match command {
             Command::Install { info, actor, stop, done } => {
@@ -154,10 +161,15 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
                 };
                 let _ = done.send(labels.clone());
             }
+            Command::KeepServing { name, serving, done } => {
+                served.insert(name, serving);
+                let _ = done.send(());
+            }
             Command::StopAll { done } => {
                 for running in actors.values() {
                     running.stop.cancel();
                 }
+                served.clear();
                 let _ = done.send(());
             }
         }

@@ -4,6 +4,7 @@ mod cache;
 mod claims;
 mod hostile;
 mod keyvalue;
+mod messaging;
 
 use std::time::Duration;
 

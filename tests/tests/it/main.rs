@@ -10,7 +10,9 @@ mod errors;
 mod events;
 mod links;
 mod placement;
+mod providers;
 mod reconnect;
+mod redis;
 mod scale;
 mod shutdown;
 

@@ -5,7 +5,13 @@
 //! - `cas`: a compare-and-swap that loses a race, then succeeds with the handle it got back;
 //! - `cas-increment`: increments key `n` with a CAS retry loop (no atomics::increment);
 //! - `unlinked`: opens a store no link covers and reports the error it got;
-//! - `log`: logs through wasi:logging, stdout and stderr.
+//! - `log`: logs through wasi:logging, stdout and stderr;
+//! - `connect-unlinked`: connects a messaging client no link covers and reports the error it got;
+//! - `send-big <bytes>`: sends a message of that many bytes through the messaging link `rpc`, reports the outcome;
+//! - `disconnected`: connects `rpc`, disconnects, then sends, and reports the error;
+//! - `request <subject> <payload> [timeout-ms] [expected]`: a request through `rpc` (options only when given);
+//!   replies `<n>:<reply>|<reply>…;reply-to-reply=<outcome>`, where the last part is what replying to the
+//!   first reply gave (it must be an error).
 //! It uses the store linked as `default`.
 
 wit_bindgen::generate!({
@@ -17,8 +23,8 @@ wit_bindgen::generate!({
 use exports::wasi::messaging::incoming_handler::Guest;
 use wasi::keyvalue::{atomics, batch, store};
 use wasi::logging::logging::{Level, log};
-use wasi::messaging::request_reply;
-use wasi::messaging::types::{Error, Message};
+use wasi::messaging::types::{Client, Error, Message};
+use wasi::messaging::{producer, request_reply};
 
 struct Probe;
 
@@ -84,9 +90,72 @@ fn cas_increment(bucket: &store::Bucket) -> Result<String, Error> {
     }
 }
 
+/// A messaging error as `kind: detail`.
+fn describe(error: Error) -> String {
+    match error {
+        Error::Timeout => "timeout".into(),
+        Error::Connection(m) => format!("connection: {m}"),
+        Error::PermissionDenied(m) => format!("permission-denied: {m}"),
+        Error::Other(m) => format!("other: {m}"),
+    }
+}
+
+fn outcome(result: Result<(), Error>) -> String {
+    result.map_or_else(describe, |()| "ok".into())
+}
+
+fn request(args: &[&str]) -> Result<String, Error> {
+    let [subject, payload, rest @ ..] = args else { return Err(Error::Other("request <subject> <payload>".into())) };
+    let client = Client::connect("rpc")?;
+    let options = if rest.is_empty() {
+        None
+    } else {
+        let options = request_reply::RequestOptions::new();
+        if let Some(ms) = rest.first().and_then(|v| v.parse().ok()) {
+            options.set_timeout_ms(ms);
+        }
+        if let Some(n) = rest.get(1).and_then(|v| v.parse().ok()) {
+            options.set_expected_replies(n);
+        }
+        Some(options)
+    };
+    let replies = match request_reply::request(&client, subject, &Message::new(payload.as_bytes()), options) {
+        Ok(replies) => replies,
+        Err(e) => return Ok(describe(e)),
+    };
+    let mut texts: Vec<String> = replies.iter().map(|r| String::from_utf8_lossy(&r.data()).into_owned()).collect();
+    texts.sort();
+    let reply_to_reply = match replies.first() {
+        Some(first) => outcome(request_reply::reply(first, Message::new(b"echo"))),
+        None => "none".into(),
+    };
+    Ok(format!("{}:{};reply-to-reply={reply_to_reply}", replies.len(), texts.join("|")))
+}
+
+fn messaging(command: &str) -> Option<Result<String, Error>> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let result = match words.as_slice() {
+        ["connect-unlinked"] => Ok(Client::connect("not-linked").map_or_else(describe, |_| "connected".into())),
+        ["send-big", bytes] => {
+            let size: usize = bytes.parse().unwrap_or(0);
+            Client::connect("rpc").map(|c| outcome(producer::send(&c, "probe.big", Message::new(&vec![b'x'; size]))))
+        }
+        ["disconnected"] => Client::connect("rpc").map(|client| {
+            let disconnect = outcome(client.disconnect());
+            format!("disconnect={disconnect};send={}", outcome(producer::send(&client, "probe", Message::new(b"x"))))
+        }),
+        ["request", args @ ..] => request(args),
+        _ => return None,
+    };
+    Some(result)
+}
+
 impl Guest for Probe {
     fn handle(message: Message) -> Result<(), Error> {
         let command = String::from_utf8_lossy(&message.data()).trim().to_string();
+        if let Some(answer) = messaging(&command) {
+            return request_reply::reply(&message, Message::new(answer?.as_bytes()));
+        }
         let answer = match command.as_str() {
             "unlinked" => match store::open("not-linked") {
                 Ok(_) => "opened".to_string(),
