@@ -236,6 +236,16 @@ impl Runtime {
         });
     }
 
+    /// Adds (or replaces) a messaging provider instance at run time (same rules as key-value instances).
+    pub fn insert_messaging_provider(&self, name: impl Into<String>, provider: Arc<dyn Messaging>) {
+        let name = name.into();
+        self.inner.providers.rcu(|current| {
+            let mut next = Providers::clone(current);
+            next.insert_messaging(name.clone(), provider.clone());
+            next
+        });
+    }
+
     /// Adds (or replaces) a key-value provider instance at run time. Actors see it the next time their links
     /// are resolved (load or [`Actor::set_links`]); links already resolved keep the instance they have.
     pub fn insert_keyvalue_provider(&self, name: impl Into<String>, provider: Arc<dyn KeyValue>) {

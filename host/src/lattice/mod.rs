@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::{ActorLimits, Runtime};
 use events::Events;
+use lattice_messaging_nats::NatsMessaging;
 use table::Table;
 
 /// Unix time in milliseconds.
@@ -113,6 +114,9 @@ pub fn automatic_labels() -> BTreeMap<String, String> {
     }
     labels
 }
+
+/// The messaging provider every host offers: application subjects on the lattice's NATS connection.
+pub const NATS_MESSAGING_PROVIDER: &str = "nats";
 
 /// Per-call timeout of key-value calls to a provider served by another host.
 const REMOTE_PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -275,6 +279,8 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     let mut labels = automatic_labels();
     labels.extend(config.labels.clone());
 
+    // Messaging links to `nats` publish and subscribe on the lattice's own NATS connection.
+    runtime.insert_messaging_provider(NATS_MESSAGING_PROVIDER, Arc::new(NatsMessaging::new(client.clone())));
     // Links to providers no local instance has go to the host serving them, over the lattice.
     let remote_client = client.clone();
     let remote_subjects = subjects.clone();

@@ -15,6 +15,7 @@ mod reconnect;
 mod redis;
 mod scale;
 mod shutdown;
+mod workflow;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
