@@ -438,6 +438,9 @@ fn describe(data: &EventData) -> String {
         EventData::ActorRejected { name, reason, issuer } => {
             format!("{name}: {reason}{}", issuer.as_ref().map(|i| format!(" (issuer {i})")).unwrap_or_default())
         }
+        EventData::ProviderRestarting { name, attempt, reason } => format!("{name}: restart {attempt} ({reason})"),
+        EventData::ProviderRecovered { name } => format!("{name}: healthy again"),
+        EventData::ProviderFailed { name, reason } => format!("{name}: restarted too often, giving up ({reason})"),
         other => format!("{other:?}"),
     }
 }

@@ -246,7 +246,7 @@ impl Subjects {
 
     /// The event subjects the events stream keeps: every kind except the heartbeat.
     pub fn stored_event_subjects(&self) -> Vec<String> {
-        ["host.started", "host.stopped", "actor.>"].iter().map(|kind| self.event(kind)).collect()
+        ["host.started", "host.stopped", "actor.>", "provider.>"].iter().map(|kind| self.event(kind)).collect()
     }
 
     /// The JetStream key-value bucket of host records (one key per host id, rewritten every heartbeat).

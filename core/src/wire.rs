@@ -422,6 +422,27 @@ pub enum EventData {
         /// Why.
         error: WireError,
     },
+    /// A provider instance failed its health check `failures` times in a row and is being restarted.
+    ProviderRestarting {
+        /// The instance.
+        name: String,
+        /// Restarts within the intensity window so far (1 for the first).
+        attempt: u32,
+        /// The last health check's error.
+        reason: String,
+    },
+    /// A provider instance passed its health check again after failing.
+    ProviderRecovered {
+        /// The instance.
+        name: String,
+    },
+    /// A provider instance was restarted too often within the window and is no longer restarted.
+    ProviderFailed {
+        /// The instance.
+        name: String,
+        /// The last health check's error.
+        reason: String,
+    },
     /// An actor was refused by the claims policy.
     ActorRejected {
         /// The actor.
@@ -444,6 +465,9 @@ impl EventData {
             EventData::ActorStopped { .. } => "actor.stopped",
             EventData::ActorFailed { .. } => "actor.failed",
             EventData::ActorRejected { .. } => "actor.rejected",
+            EventData::ProviderRestarting { .. } => "provider.restarting",
+            EventData::ProviderRecovered { .. } => "provider.recovered",
+            EventData::ProviderFailed { .. } => "provider.failed",
         }
     }
 }

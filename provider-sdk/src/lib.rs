@@ -170,6 +170,12 @@ pub trait KeyValue: Send + Sync + 'static {
         }
         Ok(())
     }
+
+    /// Whether the provider can serve calls now (e.g. its backend answers). Supervisors call this
+    /// periodically; the default says healthy, for providers with nothing to check.
+    async fn health(&self) -> Result<(), KvError> {
+        Ok(())
+    }
 }
 
 /// Parses a stored counter value (decimal ASCII; a missing key counts as 0). Shared by providers so every

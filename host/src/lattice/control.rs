@@ -313,16 +313,17 @@ async fn start_provider(shared: &Arc<Shared>, request: StartProvider) -> Reply<P
     let provider = super::providers::build_keyvalue(&request.kind, &request.config)
         .await
         .map_err(|message| WireError::new(ErrorCode::InvalidConfig, message))?;
-    // Serve it to the other hosts of the lattice too (they reach it as a remote provider).
-    let serving = lattice_provider_sdk::remote::serve_keyvalue(
-        shared.client.clone(),
-        shared.subjects.provider(&name, "keyvalue"),
-        provider.clone(),
-    )
-    .await
-    .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("cannot serve provider `{name}`: {e}")))?;
-    shared.table.keep_serving(name.to_string(), serving).await.map_err(|_| shutting_down())?;
-    shared.runtime.insert_keyvalue_provider(request.name.clone(), provider);
+    // Registered here, served to the other hosts of the lattice, and supervised from now on.
+    super::supervise::install(shared, &name, provider.clone())
+        .await
+        .map_err(|message| WireError::new(ErrorCode::Unavailable, message))?;
+    tokio::spawn(super::supervise::supervise(
+        shared.clone(),
+        name,
+        request.kind.clone(),
+        request.config.clone(),
+        provider,
+    ));
     tracing::info!(provider = %request.name, kind = %request.kind, "provider started");
     Ok(ProviderStarted { host: shared.id.clone(), name: request.name, kind: request.kind })
 }

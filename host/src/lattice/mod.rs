@@ -15,12 +15,14 @@ mod links;
 mod nats;
 mod providers;
 mod serve;
+mod supervise;
 mod table;
 
 pub use artifacts::{ArtifactError, DIGEST_KEY};
 pub use client::{CallReply, ClientError, HostStatus, LatticeClient, Pushed, new_traceparent};
 pub use nats::{ConnectError, NatsConfig};
 pub use providers::KEYVALUE_KINDS;
+pub use supervise::Supervision;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -63,6 +65,8 @@ pub struct HostConfig {
     pub default_limits: ActorLimits,
     /// Largest component accepted from the artifact store.
     pub max_component_bytes: usize,
+    /// How provider instances started on this host are health-checked and restarted.
+    pub supervision: Supervision,
 }
 
 impl HostConfig {
@@ -77,6 +81,7 @@ impl HostConfig {
             grace: Duration::from_secs(10),
             default_limits: ActorLimits::default(),
             max_component_bytes: 64 << 20,
+            supervision: Supervision::default(),
         }
     }
 }
@@ -153,6 +158,7 @@ pub(crate) struct Shared {
     pub(crate) max_component_bytes: usize,
     pub(crate) started_at_ms: u64,
     pub(crate) heartbeat: Duration,
+    pub(crate) supervision: Supervision,
     /// Every actor's links in the lattice, kept current by the link watcher.
     pub(crate) links: tokio::sync::watch::Receiver<Arc<links::LinkTable>>,
     grace: Duration,
@@ -172,6 +178,11 @@ impl Shared {
             actors,
             providers: self.runtime.providers().names(),
         }
+    }
+
+    /// Cancelled when the host begins to stop.
+    pub(crate) fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
     }
 
     /// Asks the host to stop gracefully (from the `stop` verb or a signal).
@@ -308,6 +319,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         max_component_bytes: config.max_component_bytes,
         started_at_ms: now_ms(),
         heartbeat: config.heartbeat,
+        supervision: config.supervision.clone(),
         links: links_rx,
         grace: config.grace,
         stop: CancellationToken::new(),

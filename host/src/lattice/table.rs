@@ -29,6 +29,7 @@ enum Command {
     Relink { name: Name, links: Vec<LinkSpec>, done: oneshot::Sender<Option<Result<(), LinkError>>> },
     Snapshot { done: oneshot::Sender<(Vec<ActorInfo>, BTreeMap<String, String>)> },
     PutLabel { key: String, value: Option<String>, done: oneshot::Sender<BTreeMap<String, String>> },
+    RelinkAll { done: oneshot::Sender<()> },
     KeepServing { name: String, serving: lattice_provider_sdk::remote::Serving, done: oneshot::Sender<()> },
     StopAll { done: oneshot::Sender<()> },
 }
@@ -100,6 +101,11 @@ impl Table {
         self.ask(|done| Command::PutLabel { key, value, done }).await
     }
 
+    /// Re-resolves every running actor's links (after a provider instance was replaced).
+    pub(crate) async fn relink_all(&self) -> Result<(), TableClosed> {
+        self.ask(|done| Command::RelinkAll { done }).await
+    }
+
     /// Keeps a provider instance served to the lattice until the host stops (replacing one of that name).
     pub(crate) async fn keep_serving(
         &self,
@@ -160,6 +166,15 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
                     None => labels.remove(&key),
                 };
                 let _ = done.send(labels.clone());
+            }
+            Command::RelinkAll { done } => {
+                for running in actors.values() {
+                    let links = running.actor.links();
+                    if let Err(error) = running.actor.set_links(links.specs()) {
+                        tracing::warn!(actor = %running.info.name, %error, "cannot re-resolve links");
+                    }
+                }
+                let _ = done.send(());
             }
             Command::KeepServing { name, serving, done } => {
                 served.insert(name, serving);

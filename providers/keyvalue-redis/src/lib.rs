@@ -375,6 +375,10 @@ fn is_reply(e: &RedisError, code: &str, text: Option<&str>) -> bool {
 
 #[async_trait]
 impl KeyValue for RedisKeyValue {
+    async fn health(&self) -> Result<(), KvError> {
+        self.ping().await
+    }
+
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let key = self.redis_key(bucket, key);
         self.bounded("GET", |mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }).await

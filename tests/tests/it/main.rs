@@ -15,6 +15,7 @@ mod reconnect;
 mod redis;
 mod scale;
 mod shutdown;
+mod supervision;
 mod workflow;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,135 @@
+//! Supervision of provider instances started on this host (`provider.start`).
+//!
+//! Each instance is health-checked every `interval` ([`KeyValue::health`]; Redis answers a PING). After
+//! `failures` failed checks in a row the instance is rebuilt from its kind and config, after an exponential
+//! backoff, and swapped in: the runtime's registry, the instance served to the lattice, and the links of every
+//! actor on the host (so the next invocation uses the new instance). More than `intensity` restarts within
+//! `window` and the supervisor gives up: the instance stays (calls get its errors) and `provider.failed` is
+//! published. Events: `provider.restarting`, `provider.recovered`, `provider.failed`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lattice_core::subject::Name;
+use lattice_core::wire::EventData;
+use lattice_provider_sdk::KeyValue;
+
+use super::Shared;
+
+/// How provider instances are supervised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Supervision {
+    /// Time between health checks.
+    pub interval: Duration,
+    /// Failed checks in a row that trigger a restart.
+    pub failures: u32,
+    /// Delay before the first restart; doubles on each restart up to `max_backoff`.
+    pub backoff: Duration,
+    /// Longest delay before a restart.
+    pub max_backoff: Duration,
+    /// Restarts allowed within `window` before the instance is marked failed.
+    pub intensity: u32,
+    /// The window `intensity` counts restarts in.
+    pub window: Duration,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(2),
+            failures: 3,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(10),
+            intensity: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Swaps `provider` in under `name`: registry, lattice serving, and every running actor's links.
+pub(crate) async fn install(shared: &Shared, name: &Name, provider: Arc<dyn KeyValue>) -> Result<(), String> {
+    let serving = lattice_provider_sdk::remote::serve_keyvalue(
+        shared.client.clone(),
+        shared.subjects.provider(name, "keyvalue"),
+        provider.clone(),
+    )
+    .await
+    .map_err(|e| format!("cannot serve provider `{name}`: {e}"))?;
+    shared.table.keep_serving(name.to_string(), serving).await.map_err(|e| e.to_string())?;
+    shared.runtime.insert_keyvalue_provider(name.to_string(), provider);
+    shared.table.relink_all().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Supervises instance `name` until the host stops.
+pub(crate) async fn supervise(
+    shared: Arc<Shared>,
+    name: Name,
+    kind: String,
+    config: BTreeMap<String, String>,
+    mut current: Arc<dyn KeyValue>,
+) {
+    let policy = shared.supervision.clone();
+    let stop = shared.stop_token();
+    let mut failed_checks = 0u32;
+    let mut unhealthy = false;
+    let mut backoff = policy.backoff;
+    let mut restarts: Vec<Instant> = Vec::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(policy.interval) => {}
+        }
+        let error = match current.health().await {
+            Ok(()) => {
+                if unhealthy {
+                    tracing::info!(provider = %name, "provider healthy again");
+                    shared.events.publish(EventData::ProviderRecovered { name: name.to_string() }).await;
+                }
+                unhealthy = false;
+                failed_checks = 0;
+                backoff = policy.backoff;
+                continue;
+            }
+            Err(error) => error,
+        };
+        unhealthy = true;
+        failed_checks += 1;
+        tracing::warn!(provider = %name, failed_checks, %error, "provider health check failed");
+        if failed_checks < policy.failures {
+            continue;
+        }
+        restarts.retain(|at| at.elapsed() < policy.window);
+        if restarts.len() >= policy.intensity as usize {
+            tracing::error!(provider = %name, restarts = restarts.len(), "provider restarted too often: giving up");
+            shared
+                .events
+                .publish(EventData::ProviderFailed { name: name.to_string(), reason: error.to_string() })
+                .await;
+            return;
+        }
+        restarts.push(Instant::now());
+        let attempt = u32::try_from(restarts.len()).unwrap_or(u32::MAX);
+        shared
+            .events
+            .publish(EventData::ProviderRestarting { name: name.to_string(), attempt, reason: error.to_string() })
+            .await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(policy.max_backoff);
+        match super::providers::build_keyvalue(&kind, &config).await {
+            Ok(fresh) => match install(&shared, &name, fresh.clone()).await {
+                Ok(()) => {
+                    tracing::info!(provider = %name, attempt, "provider restarted");
+                    current = fresh;
+                }
+                Err(error) => tracing::warn!(provider = %name, %error, "cannot install the restarted provider"),
+            },
+            Err(error) => tracing::warn!(provider = %name, %error, "cannot rebuild the provider"),
+        }
+        failed_checks = 0;
+    }
+}
