@@ -203,6 +203,19 @@ pub async fn serve_keyvalue(
     Ok(Serving { task })
 }
 
+/// Serves `provider` as key-value provider instance `name` of lattice `lattice`: what a standalone provider
+/// process calls. Actors on any host of the lattice linked to `name` reach it (hosts without a local instance
+/// of that name route their calls here).
+pub async fn serve_keyvalue_in(
+    client: Client,
+    lattice: &lattice_core::subject::Name,
+    name: &lattice_core::subject::Name,
+    provider: Arc<dyn KeyValue>,
+) -> Result<Serving, async_nats::SubscribeError> {
+    let subject = lattice_core::subject::Subjects::new(lattice.clone()).provider(name, "keyvalue");
+    serve_keyvalue(client, subject, provider).await
+}
+
 /// A [`KeyValue`] served by another host (see [`serve_keyvalue`]).
 #[derive(Debug, Clone)]
 pub struct RemoteKeyValue {
