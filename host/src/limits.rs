@@ -13,7 +13,8 @@ pub struct ActorLimits {
     pub timeout: Duration,
     /// Instances of this actor that may run at once on this host (default 64).
     pub max_concurrency: u32,
-    /// The largest reply payload an invocation may produce (default 1 MiB).
+    /// The largest reply payload an invocation may produce, and the largest payload it may send, request or
+    /// reply with through a messaging provider (default 1 MiB).
     pub max_reply_bytes: usize,
     /// Table elements per table (default 20,000).
     pub table_elements: usize,

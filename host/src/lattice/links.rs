@@ -22,25 +22,13 @@ pub(crate) type LinkTable = HashMap<Name, BTreeMap<String, LinkSpec>>;
 
 /// Opens (creating if needed) the lattice's state bucket.
 pub(crate) async fn state_bucket(js: &jetstream::Context, subjects: &Subjects) -> Result<kv::Store, HostError> {
-    let bucket = subjects.state_bucket();
-    if let Ok(store) = js.get_key_value(&bucket).await {
-        return Ok(store);
-    }
-    let created = js
-        .create_key_value(kv::Config {
-            bucket: bucket.clone(),
-            description: "lattice state: links".into(),
-            history: 5,
-            ..Default::default()
-        })
-        .await;
-    match created {
-        Ok(store) => Ok(store),
-        Err(error) => js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|_| HostError::Setup { what: "the state bucket", message: error.to_string() }),
-    }
+    let config = kv::Config {
+        bucket: subjects.state_bucket(),
+        description: "lattice state: links".into(),
+        history: 5,
+        ..Default::default()
+    };
+    super::kv_bucket(js, config, "the state bucket").await
 }
 
 /// The links of `actor` in `table`, in a stable order.

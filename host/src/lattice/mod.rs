@@ -234,33 +234,39 @@ impl RunningHost {
     }
 }
 
+/// Opens the key-value bucket `config.bucket`, creating it if it does not exist yet.
+pub(crate) async fn kv_bucket(
+    js: &jetstream::Context,
+    config: kv::Config,
+    what: &'static str,
+) -> Result<kv::Store, HostError> {
+    if let Ok(store) = js.get_key_value(&config.bucket).await {
+        return Ok(store);
+    }
+    let bucket = config.bucket.clone();
+    match js.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        // Another host (or client) may have created it in between.
+        Err(error) => {
+            js.get_key_value(&bucket).await.map_err(|_| HostError::Setup { what, message: error.to_string() })
+        }
+    }
+}
+
 async fn hosts_bucket(
     js: &jetstream::Context,
     subjects: &Subjects,
     heartbeat: Duration,
 ) -> Result<kv::Store, HostError> {
-    let bucket = subjects.hosts_bucket();
-    if let Ok(store) = js.get_key_value(&bucket).await {
-        return Ok(store);
-    }
-    let created = js
-        .create_key_value(kv::Config {
-            bucket: bucket.clone(),
-            description: "lattice host records, rewritten every heartbeat".into(),
-            history: 1,
-            // Records of hosts that vanished expire after a while; live hosts rewrite theirs every beat.
-            max_age: (heartbeat * 600).max(Duration::from_secs(600)),
-            ..Default::default()
-        })
-        .await;
-    match created {
-        Ok(store) => Ok(store),
-        // Another host may have created it in between.
-        Err(error) => js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|_| HostError::Setup { what: "the hosts bucket", message: error.to_string() }),
-    }
+    let config = kv::Config {
+        bucket: subjects.hosts_bucket(),
+        description: "lattice host records, rewritten every heartbeat".into(),
+        history: 1,
+        // Records of hosts that vanished expire after a while; live hosts rewrite theirs every beat.
+        max_age: (heartbeat * 600).max(Duration::from_secs(600)),
+        ..Default::default()
+    };
+    kv_bucket(js, config, "the hosts bucket").await
 }
 
 async fn events_stream(js: &jetstream::Context, subjects: &Subjects) -> Result<(), HostError> {

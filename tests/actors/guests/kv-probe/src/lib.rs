@@ -12,6 +12,7 @@
 //! - `request <subject> <payload> [timeout-ms] [expected]`: a request through `rpc` (options only when given);
 //!   replies `<n>:<reply>|<reply>…;reply-to-reply=<outcome>`, where the last part is what replying to the
 //!   first reply gave (it must be an error).
+//!
 //! It uses the store linked as `default`.
 
 wit_bindgen::generate!({
