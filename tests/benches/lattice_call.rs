@@ -105,6 +105,37 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
+    // Diagnostic: the same wasm invocation behind a plain NATS responder (no lattice serving path, no
+    // headers), to tell the runtime's cost from the serving path's.
+    let direct_runtime = RuntimeBuilder::new().policy(Policy { allow_unsigned: true, ..Policy::default() }).build()?;
+    let direct_actor = direct_runtime
+        .load(
+            "kv-counter",
+            std::fs::read(lattice_test_actors::KV_COUNTER)?,
+            lattice_host::ActorConfig {
+                links: vec!["keyvalue:default=inmemory".parse()?],
+                ..lattice_host::ActorConfig::default()
+            },
+        )
+        .await?;
+    let mut direct_requests = responder.subscribe("bench.direct").await?;
+    tokio::spawn({
+        let responder = responder.clone();
+        async move {
+            while let Some(message) = direct_requests.next().await {
+                let responder = responder.clone();
+                let actor = direct_actor.clone();
+                tokio::spawn(async move {
+                    let outcome = actor.invoke(lattice_host::IncomingMessage::new(message.payload.to_vec())).await;
+                    let data = outcome.result.ok().flatten().map(|r| r.data).unwrap_or_default();
+                    if let Some(reply) = message.reply {
+                        let _ = responder.publish(reply, data.into()).await;
+                    }
+                });
+            }
+        }
+    });
+
     // Lattice: one host, kv-counter signed by an issuer the host trusts.
     let issuer = SeedKey::generate(KeyKind::Issuer)?;
     let subject = SeedKey::generate(KeyKind::Actor)?.public_key();
@@ -158,6 +189,17 @@ async fn main() -> anyhow::Result<()> {
             })
         })
     };
+    let direct: Call = {
+        let driver = driver.clone();
+        Arc::new(move || {
+            let driver = driver.clone();
+            Box::pin(async move {
+                let reply = driver.request("bench.direct", Bytes::from_static(b"bench")).await?;
+                anyhow::ensure!(!reply.payload.is_empty(), "empty direct reply");
+                Ok(())
+            })
+        })
+    };
     let client = LatticeClient::new(driver.clone(), lattice_name);
     let lattice_call: Call = {
         let client = client.clone();
@@ -179,12 +221,16 @@ async fn main() -> anyhow::Result<()> {
     // hits both alike.
     latency(&floor, n / 3, &mut Vec::new()).await?;
     latency(&lattice_call, n / 3, &mut Vec::new()).await?;
+    latency(&direct, n / 3, &mut Vec::new()).await?;
     let mut floor_samples = Vec::new();
     let mut lattice_samples = Vec::new();
+    let mut direct_samples = Vec::new();
     for _ in 0..4 {
         latency(&floor, n / 4, &mut floor_samples).await?;
         latency(&lattice_call, n / 4, &mut lattice_samples).await?;
+        latency(&direct, n / 4, &mut direct_samples).await?;
     }
+    direct_samples.sort();
     floor_samples.sort();
     lattice_samples.sort();
     let floor_p50 = percentile(&floor_samples, 0.5);
@@ -197,6 +243,8 @@ async fn main() -> anyhow::Result<()> {
     println!("BENCH lattice_call_floor_p99_us {:.1}", us(floor_p99));
     println!("BENCH lattice_call_p99_us {:.1}", us(lattice_p99));
     println!("BENCH lattice_call_p50_ratio {:.3}", us(lattice_p50) / us(floor_p50));
+    // Diagnostic only (not a target): kv-counter invoked behind a plain responder.
+    println!("BENCH lattice_call_direct_invoke_p50_us {:.1}", us(percentile(&direct_samples, 0.5)));
 
     for in_flight in [32, 128] {
         let floor_rps = throughput(&floor, in_flight, window).await?;
