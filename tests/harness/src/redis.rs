@@ -180,7 +180,8 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port (stopping it first if it is running) and
-    /// waits until it answers `PING`. It starts empty: there is no persistence.
+    /// waits until it answers `PING`. It starts empty unless persistence was turned on with builder args
+    /// (e.g. `--appendonly yes`): the data directory is kept.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
         let child = self.launch(self.port).map_err(anyhow::Error::from)?;
