@@ -53,7 +53,7 @@ mod messaging;
 
 pub use messaging::{
     InboundMessage, MAX_SUBJECT_LEN, MessageStream, Messaging, MsgError, OutboundMessage, subject_matches,
-    validate_queue, validate_subject,
+    validate_queue, validate_subject, validate_subscription,
 };
 
 /// How many keys one [`KeyValue::list_keys`] page returns at most, unless a provider documents otherwise.

@@ -143,6 +143,21 @@ pub fn validate_subject(subject: &str, wildcards: bool) -> Result<(), MsgError> 
     Ok(())
 }
 
+/// Checks the arguments of [`Messaging::subscribe`]: at least one subject, every subject valid with wildcards
+/// allowed, and the queue group (if any) valid. Every backend calls this first, so they refuse the same input.
+pub fn validate_subscription(subjects: &[String], queue: Option<&str>) -> Result<(), MsgError> {
+    if subjects.is_empty() {
+        return Err(MsgError::Other("subscribe needs at least one subject".into()));
+    }
+    for subject in subjects {
+        validate_subject(subject, true)?;
+    }
+    if let Some(queue) = queue {
+        validate_queue(queue)?;
+    }
+    Ok(())
+}
+
 /// Checks a queue group name: not empty, no whitespace or control characters, at most [`MAX_SUBJECT_LEN`] bytes.
 pub fn validate_queue(queue: &str) -> Result<(), MsgError> {
     if queue.is_empty() || queue.len() > MAX_SUBJECT_LEN || queue.chars().any(|c| c.is_whitespace() || c.is_control()) {

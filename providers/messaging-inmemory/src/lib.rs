@@ -46,8 +46,8 @@ use std::time::Duration;
 
 use futures::Stream;
 use lattice_provider_sdk::{
-    InboundMessage, MessageStream, Messaging, MsgError, OutboundMessage, async_trait, subject_matches, validate_queue,
-    validate_subject,
+    InboundMessage, MessageStream, Messaging, MsgError, OutboundMessage, async_trait, subject_matches,
+    validate_subject, validate_subscription,
 };
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
@@ -277,15 +277,7 @@ impl Messaging for InMemoryMessaging {
     }
 
     async fn subscribe(&self, subjects: Vec<String>, queue: Option<String>) -> Result<MessageStream, MsgError> {
-        if subjects.is_empty() {
-            return Err(MsgError::Other("subscribe needs at least one subject".into()));
-        }
-        for subject in &subjects {
-            validate_subject(subject, true)?;
-        }
-        if let Some(queue) = &queue {
-            validate_queue(queue)?;
-        }
+        validate_subscription(&subjects, queue.as_deref())?;
         Ok(Box::pin(self.inner.add(subjects, queue)))
     }
 }

@@ -38,7 +38,8 @@ use async_nats::{Client, ConnectOptions, StatusCode};
 use bytes::Bytes;
 use futures::StreamExt;
 use lattice_provider_sdk::{
-    InboundMessage, MessageStream, Messaging, MsgError, OutboundMessage, async_trait, validate_queue, validate_subject,
+    InboundMessage, MessageStream, Messaging, MsgError, OutboundMessage, async_trait, validate_subject,
+    validate_subscription,
 };
 
 /// The backend name in [`MsgError::Connection`].
@@ -201,15 +202,7 @@ impl Messaging for NatsMessaging {
     }
 
     async fn subscribe(&self, subjects: Vec<String>, queue: Option<String>) -> Result<MessageStream, MsgError> {
-        if subjects.is_empty() {
-            return Err(MsgError::Other("subscribe needs at least one subject".into()));
-        }
-        for subject in &subjects {
-            validate_subject(subject, true)?;
-        }
-        if let Some(queue) = &queue {
-            validate_queue(queue)?;
-        }
+        validate_subscription(&subjects, queue.as_deref())?;
         let mut subscribers = Vec::with_capacity(subjects.len());
         for subject in subjects {
             let subscriber = match &queue {
