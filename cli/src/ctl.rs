@@ -11,7 +11,7 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ActorInfo, ArtifactRef, Event, EventData, HostInfo, LimitsSpec, StartActor};
-use lattice_host::lattice::LatticeClient;
+use lattice_host::lattice::{LatticeClient, check_traceparent, new_traceparent};
 
 use crate::args::{LimitArgs, Output};
 use crate::connect::LatticeArgs;
@@ -370,12 +370,22 @@ pub struct CallArgs {
     /// How long to wait for the reply
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub timeout: Duration,
+    /// W3C trace context to send with the call (default: a new trace; -o json prints it)
+    #[arg(long)]
+    pub traceparent: Option<String>,
     /// Output format
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
 }
 
 pub async fn call(args: CallArgs) -> anyhow::Result<()> {
+    let traceparent = match args.traceparent {
+        Some(traceparent) => {
+            check_traceparent(&traceparent).map_err(anyhow::Error::msg)?;
+            traceparent
+        }
+        None => new_traceparent(),
+    };
     let lattice = &args.lattice;
     let payload = match (&args.payload, &args.file) {
         (Some(p), _) => p.clone().into_bytes(),
@@ -388,11 +398,13 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
         (None, None) => Vec::new(),
     };
     let client = lattice.client().await?;
-    let reply = client.call(&args.actor, args.topic.as_deref(), payload.into(), args.timeout, None).await?;
+    let reply =
+        client.call(&args.actor, args.topic.as_deref(), payload.into(), args.timeout, Some(&traceparent)).await?;
     match args.output {
         Output::Json => print_json(&serde_json::json!({
             "reply": reply.data.as_ref().map(|d| String::from_utf8_lossy(d).into_owned()),
             "host": reply.host,
+            "traceparent": reply.traceparent,
         })),
         Output::Text => {
             if let Some(data) = reply.data {

@@ -310,6 +310,13 @@ fn claims_not_yet_valid_are_refused() {
 }
 
 #[test]
+fn a_malformed_traceparent_is_refused_before_calling() {
+    let env = Env::new();
+    let error = env.fails(&["call", "kv-counter", "x", "--traceparent", "00-abc-def-01"]);
+    assert!(error.contains("the trace id must be 32 lowercase hex digits"), "{error}");
+}
+
+#[test]
 fn bad_keys_are_one_line_errors_without_the_seed() {
     let env = Env::new();
     env.ok(&["keys", "gen", "--kind", "actor", "--out", "actor.seed"]);

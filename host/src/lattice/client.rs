@@ -71,6 +71,8 @@ pub struct CallReply {
     pub data: Option<Bytes>,
     /// The host that served the call.
     pub host: Option<String>,
+    /// The call's `traceparent`, as the host echoed it (`None` when the call carried none).
+    pub traceparent: Option<String>,
 }
 
 /// A host as last recorded in the lattice (see [`LatticeClient::hosts`]).
@@ -344,7 +346,9 @@ impl LatticeClient {
         Ok(out)
     }
 
-    /// Invokes `actor` wherever it runs, with a W3C `traceparent` (a fresh one unless given).
+    /// Invokes `actor` wherever it runs. A W3C `traceparent`, when given, travels with the call, reaches the
+    /// actor as message metadata and comes back in [`CallReply::traceparent`]; without one, no trace context
+    /// is sent (see [`new_traceparent`] to start a trace).
     pub async fn call(
         &self,
         actor: &Name,
@@ -357,9 +361,13 @@ impl LatticeClient {
         if let Some(topic) = topic {
             request_headers.insert(headers::TOPIC, topic);
         }
-        let traceparent = traceparent.map_or_else(new_traceparent, str::to_owned);
-        request_headers.insert(headers::TRACEPARENT, traceparent.as_str());
-        let request = async_nats::Request::new().headers(request_headers).payload(payload).timeout(Some(timeout));
+        if let Some(traceparent) = traceparent {
+            request_headers.insert(headers::TRACEPARENT, traceparent);
+        }
+        let mut request = async_nats::Request::new().payload(payload).timeout(Some(timeout));
+        if !request_headers.is_empty() {
+            request = request.headers(request_headers);
+        }
         let reply =
             self.client.send_request(self.subjects.invoke(actor), request).await.map_err(|e| match e.kind() {
                 RequestErrorKind::NoResponders => ClientError::NoResponders(format!(
@@ -369,11 +377,11 @@ impl LatticeClient {
                 _ => Self::request_error(&format!("call to `{actor}`"), timeout, e),
             })?;
         let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
-        let host = header(headers::HOST);
         match header(headers::STATUS).as_deref() {
             Some("ok") => Ok(CallReply {
                 data: (header(headers::REPLY).as_deref() != Some("none")).then_some(reply.payload),
-                host,
+                host: header(headers::HOST),
+                traceparent: header(headers::TRACEPARENT),
             }),
             Some("error") => Err(ClientError::Remote(WireError::new(
                 ErrorCode::parse(&header(headers::ERROR_CODE).unwrap_or_default()),
@@ -452,6 +460,33 @@ impl LatticeClient {
     }
 }
 
+/// Checks that `value` is a W3C `traceparent` (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`,
+/// lowercase, ids not all zero); the error says what is wrong.
+pub fn check_traceparent(value: &str) -> Result<(), String> {
+    let parts: Vec<&str> = value.split('-').collect();
+    let [version, trace_id, parent_id, flags] = parts[..] else {
+        return Err(format!("`{value}` is not a traceparent: expected version-traceid-parentid-flags"));
+    };
+    let hex = |part: &str, len: usize, what: &str| {
+        if part.len() == len && part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(())
+        } else {
+            Err(format!("traceparent `{value}`: the {what} must be {len} lowercase hex digits"))
+        }
+    };
+    hex(version, 2, "version")?;
+    hex(trace_id, 32, "trace id")?;
+    hex(parent_id, 16, "parent id")?;
+    hex(flags, 2, "flags")?;
+    if version == "ff" {
+        return Err(format!("traceparent `{value}`: version ff is invalid"));
+    }
+    if trace_id.bytes().all(|b| b == b'0') || parent_id.bytes().all(|b| b == b'0') {
+        return Err(format!("traceparent `{value}`: an all-zero id is invalid"));
+    }
+    Ok(())
+}
+
 /// A W3C trace context with fresh random ids.
 pub fn new_traceparent() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -483,5 +518,34 @@ impl<F: Fn(u64) + Unpin> tokio::io::AsyncRead for ProgressReader<F> {
             (self.progress)(self.sent);
         }
         polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_traceparent, new_traceparent};
+
+    #[test]
+    fn fresh_traceparents_are_valid_and_distinct() {
+        let (a, b) = (new_traceparent(), new_traceparent());
+        assert_eq!(check_traceparent(&a), Ok(()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn malformed_traceparents_are_refused_with_the_reason() {
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(check_traceparent(ok), Ok(()));
+        for (bad, reason) in [
+            ("", "expected version-traceid-parentid-flags"),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", "expected version-traceid-parentid-flags"),
+            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "trace id must be 32 lowercase hex"),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902-01", "parent id must be 16 lowercase hex"),
+            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version ff is invalid"),
+            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "all-zero id"),
+        ] {
+            let error = check_traceparent(bad).expect_err(bad);
+            assert!(error.contains(reason), "{bad}: {error}");
+        }
     }
 }

@@ -19,7 +19,7 @@ mod supervise;
 mod table;
 
 pub use artifacts::{ArtifactError, DIGEST_KEY};
-pub use client::{CallReply, ClientError, HostStatus, LatticeClient, Pushed, new_traceparent};
+pub use client::{CallReply, ClientError, HostStatus, LatticeClient, Pushed, check_traceparent, new_traceparent};
 pub use nats::{ConnectError, NatsConfig};
 pub use providers::KEYVALUE_KINDS;
 pub use supervise::Supervision;

@@ -16,6 +16,7 @@ mod redis;
 mod scale;
 mod shutdown;
 mod supervision;
+mod trace;
 mod workflow;
 
 use std::collections::BTreeMap;

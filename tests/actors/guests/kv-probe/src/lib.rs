@@ -6,6 +6,7 @@
 //! - `cas-increment`: increments key `n` with a CAS retry loop (no atomics::increment);
 //! - `unlinked`: opens a store no link covers and reports the error it got;
 //! - `log`: logs through wasi:logging, stdout and stderr;
+//! - `metadata`: replies with the message's metadata as `name=value` lines, sorted;
 //! - `connect-unlinked`: connects a messaging client no link covers and reports the error it got;
 //! - `send-big <bytes>`: sends a message of that many bytes through the messaging link `rpc`, reports the outcome;
 //! - `disconnected`: connects `rpc`, disconnects, then sends, and reports the error;
@@ -163,6 +164,12 @@ impl Guest for Probe {
                 Err(store::Error::AccessDenied) => "access-denied".to_string(),
                 Err(e) => format!("other error: {e:?}"),
             },
+            "metadata" => {
+                let mut lines: Vec<String> =
+                    message.metadata().unwrap_or_default().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+                lines.sort();
+                lines.join("\n")
+            }
             "log" => {
                 log(Level::Warn, "probe", "through wasi:logging");
                 println!("through stdout");
