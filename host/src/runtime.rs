@@ -575,6 +575,11 @@ impl Actor {
         WeakActor(Arc::downgrade(&self.inner))
     }
 
+    /// How many invocations hold a concurrency permit now.
+    pub(crate) fn in_flight(&self) -> usize {
+        (self.max_concurrency() as usize).saturating_sub(self.inner.permits.available_permits())
+    }
+
     /// Waits for one of the actor's concurrency permits.
     pub(crate) async fn acquire_permit(&self) -> OwnedSemaphorePermit {
         // The semaphore is never closed, so acquire cannot fail.
@@ -587,12 +592,7 @@ impl Actor {
         permit: OwnedSemaphorePermit,
         message: IncomingMessage,
     ) -> InvocationOutcome {
-        let inner = &*self.inner;
-        self.with_timeout(async move {
-            let _permit = permit;
-            inner.run(message).await
-        })
-        .await
+        self.with_timeout(async move { self.inner.run(message, permit).await }).await.0
     }
 
     /// Delivers `message` to the actor's `incoming-handler` in a fresh instance, under the actor's limits:
@@ -603,33 +603,50 @@ impl Actor {
     /// Dropping the future drops the instance mid-call; the actor's state lives only in its providers, so
     /// nothing is left half-done except writes the actor already made.
     pub async fn invoke(&self, message: IncomingMessage) -> InvocationOutcome {
-        let inner = &*self.inner;
+        self.invoke_retaining(message).await.0
+    }
+
+    /// Like [`Actor::invoke`], but the finished instance (and its permit) comes back to the caller, which
+    /// sends the reply before it drops the [`Retired`]: tearing an instance down (resetting its memory for
+    /// the pool) then happens after the reply is on its way, not before.
+    pub(crate) async fn invoke_retaining(&self, message: IncomingMessage) -> (InvocationOutcome, Option<Retired>) {
         self.with_timeout(async {
-            // The semaphore is never closed, so acquire cannot fail.
-            let _permit = inner.permits.acquire().await;
-            inner.run(message).await
+            let permit = self.acquire_permit().await;
+            self.inner.run(message, permit).await
         })
         .await
     }
 
-    async fn with_timeout(&self, run: impl Future<Output = InvocationOutcome>) -> InvocationOutcome {
+    async fn with_timeout(
+        &self,
+        run: impl Future<Output = (InvocationOutcome, Retired)>,
+    ) -> (InvocationOutcome, Option<Retired>) {
         let inner = &*self.inner;
-        match tokio::time::timeout(inner.limits.timeout, run).await {
-            Ok(outcome) => outcome,
+        // Boxed: the invocation's future is several KiB, and the task that awaits it is moved on spawn.
+        match tokio::time::timeout(inner.limits.timeout, Box::pin(run)).await {
+            Ok((outcome, retired)) => (outcome, Some(retired)),
             Err(_) => {
                 tracing::warn!(actor = %inner.name, timeout = ?inner.limits.timeout, "invocation timed out");
-                InvocationOutcome {
+                let outcome = InvocationOutcome {
                     result: Err(InvokeError::Timeout(inner.limits.timeout)),
                     logs: Vec::new(),
                     logs_dropped: 0,
-                }
+                };
+                (outcome, None)
             }
         }
     }
 }
 
+/// A finished invocation's instance and concurrency permit. Dropping it frees the pool slot (resetting the
+/// instance's memory), then the permit, so live instances never exceed the actor's concurrency.
+pub(crate) struct Retired {
+    _store: Store<InvocationState>,
+    _permit: OwnedSemaphorePermit,
+}
+
 impl ActorInner {
-    async fn run(&self, message: IncomingMessage) -> InvocationOutcome {
+    async fn run(&self, message: IncomingMessage, permit: OwnedSemaphorePermit) -> (InvocationOutcome, Retired) {
         let stdout = CapturedOutput::new(STDIO_CAPTURE_BYTES);
         let stderr = CapturedOutput::new(STDIO_CAPTURE_BYTES);
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
@@ -674,7 +691,9 @@ impl ActorInner {
         if let Err(error) = &result {
             tracing::debug!(actor = %self.name, %error, "invocation failed");
         }
-        InvocationOutcome { result, logs: std::mem::take(&mut state.logs), logs_dropped: state.logs_dropped }
+        let outcome =
+            InvocationOutcome { result, logs: std::mem::take(&mut state.logs), logs_dropped: state.logs_dropped };
+        (outcome, Retired { _store: store, _permit: permit })
     }
 
     async fn call(&self, store: &mut Store<InvocationState>, message: IncomingMessage) -> Result<(), InvokeError> {

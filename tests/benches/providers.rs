@@ -14,6 +14,10 @@ use lattice_provider_sdk::KeyValue;
 use lattice_provider_sdk::remote::{RemoteKeyValue, serve_keyvalue};
 use lattice_test_harness::{NatsServer, RedisServer};
 
+/// The allocator the `lattice` binary uses, so the host measured here is the host that ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 async fn median_us(provider: &dyn KeyValue, n: usize) -> anyhow::Result<f64> {
     for _ in 0..n / 10 {
         provider.increment("bench", "warm", 1).await?;

@@ -97,11 +97,13 @@ pub(crate) fn error_code(error: &InvokeError) -> ErrorCode {
 async fn invoke(actor: Actor, client: Client, host: Name, message: Message) {
     let traceparent = message.headers.as_ref().and_then(|h| h.get(headers::TRACEPARENT)).map(|v| v.as_str().to_owned());
     let span = tracing::debug_span!("invoke", actor = actor.name(), traceparent = traceparent.as_deref());
-    let outcome = actor.invoke(incoming(&message)).instrument(span).await;
+    // The instance is torn down after the reply is sent.
+    let (outcome, retired) = actor.invoke_retaining(incoming(&message)).instrument(span).await;
     let Some(reply_to) = message.reply else {
         if let Err(error) = outcome.result {
             tracing::warn!(actor = actor.name(), %error, "invocation without a reply subject failed");
         }
+        drop(retired);
         return;
     };
     let mut reply_headers = HeaderMap::new();
@@ -137,4 +139,11 @@ async fn invoke(actor: Actor, client: Client, host: Name, message: Message) {
         let _ =
             client.publish_with_headers(reply_to, headers_err, format!("cannot send the reply: {error}").into()).await;
     }
+    // Alone, let the connection task (woken by the publish, queued behind this task) write the reply before
+    // the instance is torn down. Under load, tear down at once: instances waiting to be torn down would
+    // only grow the working set.
+    if actor.in_flight() == 1 {
+        tokio::task::yield_now().await;
+    }
+    drop(retired);
 }
