@@ -2,8 +2,13 @@
 //!
 //! Floor: a native Rust responder on async-nats that does the same key-value work kv-counter does (increment a
 //! counter in a map, reply with the value). Lattice: kv-counter (signed, in-process in-memory key-value) on one
-//! host, called through `LatticeClient::call`. Both answer the same nats-server, from the same process, and are
-//! driven by a separate compiled async-nats client connection. Prints `BENCH <name> <value>` lines.
+//! host, called through `LatticeClient::call` without trace context (the floor's request carries none either).
+//! Both answer the same nats-server, from the same process, and are driven by a separate compiled async-nats
+//! client connection. The process uses the `lattice` binary's allocator. Prints `BENCH <name> <value>` lines;
+//! targets: `lattice_call_p50_ratio` at most 1.3, `lattice_call_rps_128_ratio` at least 0.5.
+//!
+//! Diagnostics (not targets): `lattice_call_traced_p50_us`, the same call with a W3C `traceparent` (one header
+//! each way); `lattice_call_direct_invoke_p50_us`, kv-counter invoked behind a plain responder.
 //!
 //! `cargo bench -p lattice-tests --bench lattice_call` (`LATTICE_BENCH_QUICK=1` for a short run).
 
@@ -24,6 +29,10 @@ use lattice_core::wire::{ArtifactRef, LimitsSpec, StartActor};
 use lattice_host::RuntimeBuilder;
 use lattice_host::lattice::{self, HostConfig, LatticeClient, NatsConfig};
 use lattice_test_harness::NatsServer;
+
+/// The allocator the `lattice` binary uses, so the host measured here is the host that ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Call = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
 
@@ -46,8 +55,11 @@ async fn latency(call: &Call, n: usize, samples: &mut Vec<Duration>) -> anyhow::
     Ok(())
 }
 
-/// Throughput with `in_flight` requests outstanding for `window`: requests per second.
-async fn throughput(call: &Call, in_flight: usize, window: Duration) -> anyhow::Result<f64> {
+/// Rounds each side is measured in, alternating, so drift on a shared machine hits both alike.
+const ROUNDS: usize = 10;
+
+/// Throughput with `in_flight` requests outstanding for `window`: (requests answered, time taken).
+async fn throughput(call: &Call, in_flight: usize, window: Duration) -> anyhow::Result<(u64, Duration)> {
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + window;
     let started = Instant::now();
@@ -67,7 +79,7 @@ async fn throughput(call: &Call, in_flight: usize, window: Duration) -> anyhow::
     for worker in workers {
         worker.await??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+    Ok((done.load(Ordering::Relaxed), started.elapsed()))
 }
 
 fn now_secs() -> u64 {
@@ -216,20 +228,39 @@ async fn main() -> anyhow::Result<()> {
         })
     };
 
+    let traced_call: Call = {
+        let client = client.clone();
+        let actor = actor.clone();
+        let traceparent = lattice::new_traceparent();
+        Arc::new(move || {
+            let client = client.clone();
+            let actor = actor.clone();
+            let traceparent = traceparent.clone();
+            Box::pin(async move {
+                let payload = Bytes::from_static(b"bench");
+                let reply = client.call(&actor, None, payload, Duration::from_secs(10), Some(&traceparent)).await?;
+                anyhow::ensure!(reply.traceparent.is_some(), "traceparent not echoed");
+                Ok(())
+            })
+        })
+    };
+
     let (n, window) = if quick() { (300, Duration::from_millis(500)) } else { (3000, Duration::from_secs(3)) };
-    // Warm up both paths (connections, pools, caches), then interleave rounds so drift on a shared machine
-    // hits both alike.
+    // Warm up both paths (connections, pools, caches), then interleave rounds.
     latency(&floor, n / 3, &mut Vec::new()).await?;
     latency(&lattice_call, n / 3, &mut Vec::new()).await?;
     latency(&direct, n / 3, &mut Vec::new()).await?;
     let mut floor_samples = Vec::new();
     let mut lattice_samples = Vec::new();
     let mut direct_samples = Vec::new();
-    for _ in 0..4 {
-        latency(&floor, n / 4, &mut floor_samples).await?;
-        latency(&lattice_call, n / 4, &mut lattice_samples).await?;
-        latency(&direct, n / 4, &mut direct_samples).await?;
+    let mut traced_samples = Vec::new();
+    for _ in 0..ROUNDS {
+        latency(&floor, n / ROUNDS, &mut floor_samples).await?;
+        latency(&lattice_call, n / ROUNDS, &mut lattice_samples).await?;
+        latency(&direct, n / ROUNDS, &mut direct_samples).await?;
+        latency(&traced_call, n / ROUNDS, &mut traced_samples).await?;
     }
+    traced_samples.sort();
     direct_samples.sort();
     floor_samples.sort();
     lattice_samples.sort();
@@ -243,12 +274,20 @@ async fn main() -> anyhow::Result<()> {
     println!("BENCH lattice_call_floor_p99_us {:.1}", us(floor_p99));
     println!("BENCH lattice_call_p99_us {:.1}", us(lattice_p99));
     println!("BENCH lattice_call_p50_ratio {:.3}", us(lattice_p50) / us(floor_p50));
-    // Diagnostic only (not a target): kv-counter invoked behind a plain responder.
+    println!("BENCH lattice_call_traced_p50_us {:.1}", us(percentile(&traced_samples, 0.5)));
     println!("BENCH lattice_call_direct_invoke_p50_us {:.1}", us(percentile(&direct_samples, 0.5)));
 
     for in_flight in [32, 128] {
-        let floor_rps = throughput(&floor, in_flight, window).await?;
-        let lattice_rps = throughput(&lattice_call, in_flight, window).await?;
+        let (mut floor_total, mut lattice_total) = ((0, Duration::ZERO), (0, Duration::ZERO));
+        for _ in 0..ROUNDS {
+            for (call, total) in [(&floor, &mut floor_total), (&lattice_call, &mut lattice_total)] {
+                let (done, took) = throughput(call, in_flight, window / ROUNDS as u32).await?;
+                total.0 += done;
+                total.1 += took;
+            }
+        }
+        let rps = |(done, took): (u64, Duration)| done as f64 / took.as_secs_f64();
+        let (floor_rps, lattice_rps) = (rps(floor_total), rps(lattice_total));
         println!("BENCH lattice_call_floor_rps_{in_flight} {floor_rps:.0}");
         println!("BENCH lattice_call_rps_{in_flight} {lattice_rps:.0}");
         println!("BENCH lattice_call_rps_{in_flight}_ratio {:.3}", lattice_rps / floor_rps);
