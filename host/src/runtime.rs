@@ -575,7 +575,7 @@ impl Actor {
         WeakActor(Arc::downgrade(&self.inner))
     }
 
-    /// How many invocations hold a concurrency permit now.
+    /// How many invocations hold a concurrency permit now (approximate while a scale-down settles).
     pub(crate) fn in_flight(&self) -> usize {
         (self.max_concurrency() as usize).saturating_sub(self.inner.permits.available_permits())
     }
