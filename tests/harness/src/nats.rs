@@ -8,9 +8,8 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tempfile::TempDir;
 
-use crate::process::{self, DEFAULT_STARTUP_TIMEOUT, StartFailure};
+use crate::process::{self, DEFAULT_STARTUP_TIMEOUT, ServerProcess, StartFailure};
 
 /// Environment variable naming the `nats-server` binary to use.
 pub const NATS_SERVER_ENV: &str = "LATTICE_NATS_SERVER";
@@ -76,18 +75,12 @@ impl NatsServerBuilder {
         };
         let dir =
             tempfile::Builder::new().prefix("lattice-nats-").tempdir().context("creating a tempdir for nats-server")?;
-        let mut server = NatsServer {
-            binary,
-            dir,
-            jetstream: self.jetstream,
-            startup_timeout: self.startup_timeout,
-            args: self.args,
-            port: 0,
-            child: None,
-        };
+        let process = ServerProcess { name: "nats-server", binary, dir, log_file: LOG_FILE, port: 0, child: None };
+        let mut server =
+            NatsServer { process, jetstream: self.jetstream, startup_timeout: self.startup_timeout, args: self.args };
         let (child, port) = server.launch(self.port)?;
-        server.port = port;
-        server.child = Some(child);
+        server.process.port = port;
+        server.process.child = Some(child);
         Ok(server)
     }
 }
@@ -103,13 +96,10 @@ impl NatsServerBuilder {
 /// `nats-server` on `PATH`.
 #[derive(Debug)]
 pub struct NatsServer {
-    binary: PathBuf,
-    dir: TempDir,
+    process: ServerProcess,
     jetstream: bool,
     startup_timeout: Duration,
     args: Vec<OsString>,
-    port: u16,
-    child: Option<Child>,
 }
 
 impl NatsServer {
@@ -125,27 +115,27 @@ impl NatsServer {
 
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.process.port)
     }
 
     /// The client port (unchanged by [`stop`](Self::stop)/[`restart`](Self::restart)).
     pub fn port(&self) -> u16 {
-        self.port
+        self.process.port
     }
 
     /// The client address, `127.0.0.1:PORT`.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port))
+        self.process.addr()
     }
 
     /// The running server's PID; `None` while stopped.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Whether the server process is running (false once stopped or if it died).
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.process.is_running()
     }
 
     /// Whether JetStream is enabled.
@@ -156,49 +146,42 @@ impl NatsServer {
     /// The JetStream store directory (`-sd`; the server keeps its data in `jetstream/`
     /// under it). Kept across [`stop`](Self::stop)/[`restart`](Self::restart).
     pub fn store_dir(&self) -> PathBuf {
-        self.dir.path().join(STORE_DIR)
+        self.process.dir.path().join(STORE_DIR)
     }
 
     /// The server's log file (stdout and stderr of every run, appended).
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join(LOG_FILE)
+        self.process.log_path()
     }
 
     /// The whole log, for a failing test to print (empty if it cannot be read).
     pub fn log_contents(&self) -> String {
-        process::read_log_from(&self.log_path(), 0)
+        self.process.log_contents()
     }
 
     /// The binary in use.
     pub fn binary(&self) -> &Path {
-        &self.binary
+        &self.process.binary
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. The
     /// store, log and port are kept for [`restart`](Self::restart). No-op when stopped.
     pub fn stop(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            process::stop_gracefully(&mut child)
-                .with_context(|| format!("stopping nats-server on port {}", self.port))?;
-        }
-        Ok(())
+        self.process.stop()
     }
 
     /// Kills the server with SIGKILL (a crash: no clean JetStream shutdown) and waits for
     /// it to exit. Like [`stop`](Self::stop), keeps everything for a restart.
     pub fn kill(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            process::kill(&mut child).with_context(|| format!("killing nats-server on port {}", self.port))?;
-        }
-        Ok(())
+        self.process.kill()
     }
 
     /// Starts the server again on the same port with the same store (stopping it first if
     /// it is running), and waits until it is ready.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
-        let (child, _) = self.launch(Some(self.port))?;
-        self.child = Some(child);
+        let (child, _) = self.launch(Some(self.process.port))?;
+        self.process.child = Some(child);
         Ok(())
     }
 
@@ -210,12 +193,12 @@ impl NatsServer {
     /// taking the port between our release and the server's bind, which matters when
     /// many tests start servers in parallel. Restarts then pass the known port (`-p`).
     fn launch(&self, port: Option<u16>) -> Result<(Child, u16)> {
-        let ports_dir = self.dir.path().join(PORTS_DIR);
+        let ports_dir = self.process.dir.path().join(PORTS_DIR);
         clear_ports_dir(&ports_dir)?;
         let store_dir = self.store_dir();
         let log_path = self.log_path();
 
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = Command::new(&self.process.binary);
         cmd.arg("-a").arg("127.0.0.1");
         match port {
             Some(port) => cmd.arg("-p").arg(port.to_string()),
@@ -226,7 +209,7 @@ impl NatsServer {
             cmd.arg("-js").arg("-sd").arg(&store_dir);
         }
         cmd.args(&self.args);
-        cmd.current_dir(self.dir.path());
+        cmd.current_dir(self.process.dir.path());
 
         let (mut child, log_offset) = process::spawn_logged(&mut cmd, &log_path)?;
         let mut known_port = port;
@@ -256,14 +239,6 @@ impl NatsServer {
                     None => "starting nats-server".to_owned(),
                 }))
             }
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            process::kill_and_reap(&mut child);
         }
     }
 }

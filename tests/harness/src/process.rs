@@ -209,3 +209,63 @@ pub(crate) fn kill(child: &mut Child) -> Result<ExitStatus> {
     let _ = child.kill();
     child.wait().context("waiting for the killed server process")
 }
+
+/// What both servers keep about their process: the binary, a tempdir owning everything the server writes
+/// (the log included), the port, and the child while it runs (killed by its PID on drop).
+#[derive(Debug)]
+pub(crate) struct ServerProcess {
+    /// `nats-server` or `redis-server`, for messages.
+    pub(crate) name: &'static str,
+    pub(crate) binary: PathBuf,
+    pub(crate) dir: tempfile::TempDir,
+    /// The log file's name inside `dir`.
+    pub(crate) log_file: &'static str,
+    pub(crate) port: u16,
+    pub(crate) child: Option<Child>,
+}
+
+impl ServerProcess {
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    pub(crate) fn log_path(&self) -> PathBuf {
+        self.dir.path().join(self.log_file)
+    }
+
+    pub(crate) fn log_contents(&self) -> String {
+        read_log_from(&self.log_path(), 0)
+    }
+
+    /// SIGTERM, then SIGKILL after [`STOP_GRACE`]; no-op when stopped.
+    pub(crate) fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            stop_gracefully(&mut child).with_context(|| format!("stopping {} on port {}", self.name, self.port))?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL (a crash, for the server); no-op when stopped.
+    pub(crate) fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child).with_context(|| format!("killing {} on port {}", self.name, self.port))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+    }
+}

@@ -8,9 +8,8 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tempfile::TempDir;
 
-use crate::process::{self, DEFAULT_STARTUP_TIMEOUT, StartFailure};
+use crate::process::{self, DEFAULT_STARTUP_TIMEOUT, ServerProcess, StartFailure};
 
 /// Environment variable naming the `redis-server` binary to use.
 pub const REDIS_SERVER_ENV: &str = "LATTICE_REDIS_SERVER";
@@ -73,16 +72,16 @@ impl RedisServerBuilder {
             .context("creating a tempdir for redis-server")?;
         let data_dir = dir.path().join(DATA_DIR);
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let mut server =
-            RedisServer { binary, dir, startup_timeout: self.startup_timeout, args: self.args, port: 0, child: None };
+        let process = ServerProcess { name: "redis-server", binary, dir, log_file: LOG_FILE, port: 0, child: None };
+        let mut server = RedisServer { process, startup_timeout: self.startup_timeout, args: self.args };
         let child = match self.port {
             Some(port) => {
-                server.port = port;
+                server.process.port = port;
                 server.launch(port).map_err(anyhow::Error::from)?
             }
             None => server.launch_on_free_port()?,
         };
-        server.child = Some(child);
+        server.process.child = Some(child);
         Ok(server)
     }
 }
@@ -97,12 +96,9 @@ impl RedisServerBuilder {
 /// `redis-server` on `PATH` (`scripts/setup.sh` installs it).
 #[derive(Debug)]
 pub struct RedisServer {
-    binary: PathBuf,
-    dir: TempDir,
+    process: ServerProcess,
     startup_timeout: Duration,
     args: Vec<OsString>,
-    port: u16,
-    child: Option<Child>,
 }
 
 impl RedisServer {
@@ -118,65 +114,58 @@ impl RedisServer {
 
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://127.0.0.1:{}", self.process.port)
     }
 
     /// The port (unchanged by [`stop`](Self::stop)/[`restart`](Self::restart)).
     pub fn port(&self) -> u16 {
-        self.port
+        self.process.port
     }
 
     /// The address, `127.0.0.1:PORT`.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port))
+        self.process.addr()
     }
 
     /// The running server's PID; `None` while stopped.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Whether the server process is running (false once stopped or if it died).
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.process.is_running()
     }
 
     /// The server's working directory (`--dir`).
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join(DATA_DIR)
+        self.process.dir.path().join(DATA_DIR)
     }
 
     /// The server's log file (stdout and stderr of every run, appended).
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join(LOG_FILE)
+        self.process.log_path()
     }
 
     /// The whole log, for a failing test to print (empty if it cannot be read).
     pub fn log_contents(&self) -> String {
-        process::read_log_from(&self.log_path(), 0)
+        self.process.log_contents()
     }
 
     /// The binary in use.
     pub fn binary(&self) -> &Path {
-        &self.binary
+        &self.process.binary
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. The
     /// port is kept for [`restart`](Self::restart). No-op when stopped.
     pub fn stop(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            process::stop_gracefully(&mut child)
-                .with_context(|| format!("stopping redis-server on port {}", self.port))?;
-        }
-        Ok(())
+        self.process.stop()
     }
 
     /// Kills the server with SIGKILL and waits for it to exit; keeps the port.
     pub fn kill(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            process::kill(&mut child).with_context(|| format!("killing redis-server on port {}", self.port))?;
-        }
-        Ok(())
+        self.process.kill()
     }
 
     /// Starts the server again on the same port (stopping it first if it is running) and
@@ -184,8 +173,8 @@ impl RedisServer {
     /// (e.g. `--appendonly yes`): the data directory is kept.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
-        let child = self.launch(self.port).map_err(anyhow::Error::from)?;
-        self.child = Some(child);
+        let child = self.launch(self.process.port).map_err(anyhow::Error::from)?;
+        self.process.child = Some(child);
         Ok(())
     }
 
@@ -198,7 +187,7 @@ impl RedisServer {
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            self.port = port;
+            self.process.port = port;
             match self.launch(port) {
                 Ok(child) => return Ok(child),
                 Err(StartFailure::Exited(e)) => failures.push(e),
@@ -214,7 +203,7 @@ impl RedisServer {
 
     fn launch(&self, port: u16) -> Result<Child, StartFailure> {
         let log_path = self.log_path();
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = Command::new(&self.process.binary);
         cmd.arg("--port")
             .arg(port.to_string())
             .arg("--bind")
@@ -228,7 +217,7 @@ impl RedisServer {
             .arg("--dir")
             .arg(self.data_dir())
             .args(&self.args)
-            .current_dir(self.dir.path());
+            .current_dir(self.process.dir.path());
 
         let (mut child, _) = process::spawn_logged(&mut cmd, &log_path).map_err(StartFailure::Other)?;
         let pid = child.id();
@@ -244,14 +233,6 @@ impl RedisServer {
                     StartFailure::Other(e) => StartFailure::Other(e.context(context)),
                 })
             }
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            process::kill_and_reap(&mut child);
         }
     }
 }
