@@ -622,8 +622,7 @@ impl Actor {
         run: impl Future<Output = (InvocationOutcome, Retired)>,
     ) -> (InvocationOutcome, Option<Retired>) {
         let inner = &*self.inner;
-        // Boxed: the invocation's future is several KiB, and the task that awaits it is moved on spawn.
-        match tokio::time::timeout(inner.limits.timeout, Box::pin(run)).await {
+        match tokio::time::timeout(inner.limits.timeout, run).await {
             Ok((outcome, retired)) => (outcome, Some(retired)),
             Err(_) => {
                 tracing::warn!(actor = %inner.name, timeout = ?inner.limits.timeout, "invocation timed out");
