@@ -36,11 +36,13 @@ impl Drop for HostProcess {
     }
 }
 
-fn spawn_host(nats: &NatsServer, lattice: &str, id: &str, log: &Path) -> Result<HostProcess> {
+/// Starts `lattice host` with the test heartbeat and `extra` arguments, logging to `log`.
+fn spawn_host(nats: &NatsServer, lattice: &str, id: &str, log: &Path, extra: &[&str]) -> Result<HostProcess> {
     let heartbeat = format!("{}ms", HEARTBEAT.as_millis());
     let child = Command::new(env!("CARGO_BIN_EXE_lattice"))
         .args(["host", "--nats", &nats.url(), "--lattice", lattice, "--host-id", id])
-        .args(["--label", "role=victim", "--heartbeat", &heartbeat])
+        .args(["--heartbeat", &heartbeat])
+        .args(extra)
         .env("LATTICE_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -63,7 +65,7 @@ async fn a_host_killed_with_sigkill_is_reported_lost_within_three_heartbeats() -
     let client = LatticeClient::connect(&NatsConfig::new([nats.url()]), lattice.clone()).await?;
     let mut events = client.events().await?;
 
-    let mut host = spawn_host(&nats, lattice.as_str(), "victim", &log)?;
+    let mut host = spawn_host(&nats, lattice.as_str(), "victim", &log, &["--label", "role=victim"])?;
     let host_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // The host joins and beats: a heartbeat event, and a fresh record with its labels.
@@ -108,5 +110,54 @@ async fn a_host_killed_with_sigkill_is_reported_lost_within_three_heartbeats() -
     assert!(client.ping(Duration::from_millis(300)).await?.is_empty());
     let hosts = client.hosts().await?;
     assert!(find(&hosts, "victim").is_some_and(|h| h.lost), "{hosts:#?}");
+    Ok(())
+}
+
+/// Sends SIGTERM to a child process.
+fn terminate(child: &Child) -> Result<()> {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    if !status.success() {
+        bail!("kill -TERM failed: {status}");
+    }
+    Ok(())
+}
+
+/// Regression: with its NATS server gone, a host told to stop used to wait on the server (`cannot remove host
+/// record: timed out`, then a flush that never returned) and was still running long after its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_nats_server_is_gone_still_stops_within_its_grace_period() -> Result<()> {
+    /// Grace given to the host; it must have exited by then plus `SLACK` (signal delivery, process teardown,
+    /// polling on a loaded 2-core machine). Before the fix it ran on for more than 30 s.
+    const GRACE: Duration = Duration::from_secs(2);
+    const SLACK: Duration = Duration::from_millis(1500);
+    let mut nats = tokio::task::spawn_blocking(NatsServer::start).await??;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("host.log");
+    let lattice = Name::new("unreachable")?;
+    let client = LatticeClient::connect(&NatsConfig::new([nats.url()]), lattice.clone()).await?;
+    let grace = format!("{}s", GRACE.as_secs());
+    let mut host = spawn_host(&nats, lattice.as_str(), "stranded", &log, &["--grace", &grace])?;
+    let host_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the host to join", Duration::from_secs(30), || async {
+        let hosts = client.hosts().await.ok()?;
+        find(&hosts, "stranded").map(drop)
+    })
+    .await
+    .with_context(|| format!("host log:\n{}", host_log()))?;
+
+    tokio::task::block_in_place(|| nats.stop())?;
+    terminate(&host.0)?;
+    let told = Instant::now();
+    let deadline = GRACE + SLACK;
+    let exited = wait_for("the host process to exit", deadline + Duration::from_secs(10), || {
+        let exited = host.0.try_wait().ok().flatten();
+        async move { exited }
+    })
+    .await
+    .with_context(|| format!("host log:\n{}", host_log()))?;
+    let took = told.elapsed();
+    eprintln!("host exited {took:?} after SIGTERM with NATS down ({exited}); grace {GRACE:?}");
+    assert!(took <= deadline, "the host took {took:?} to stop (grace {GRACE:?}); log:\n{}", host_log());
+    assert!(exited.success(), "{exited}; log:\n{}", host_log());
     Ok(())
 }

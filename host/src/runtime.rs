@@ -571,6 +571,22 @@ impl Actor {
         self.inner.subscriptions.sync(self).await
     }
 
+    /// Stops the actor's messaging subscriptions for good (used when the host stops): no message is read from
+    /// them afterwards, and no link change subscribes again. Invocations already running are not touched.
+    pub(crate) async fn close_subscriptions(&self) {
+        self.inner.subscriptions.close().await;
+    }
+
+    /// Waits until no invocation of this actor holds a concurrency permit (every instance torn down).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only waits; the permits it briefly holds go back when the future is dropped.
+    pub(crate) async fn idle(&self) {
+        let all = self.max_concurrency();
+        // The semaphore is never closed; holding every permit at once means none is in use.
+        let _all = self.inner.permits.acquire_many(all).await;
+    }
+
     pub(crate) fn downgrade(&self) -> WeakActor {
         WeakActor(Arc::downgrade(&self.inner))
     }

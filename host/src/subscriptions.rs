@@ -65,6 +65,8 @@ pub(crate) struct Subscriptions {
 
 #[derive(Default)]
 struct Running {
+    /// Set by [`Subscriptions::close`]: the actor is being stopped, nothing subscribes again.
+    closed: bool,
     /// What is subscribed now, to skip re-subscribing when a link change leaves it alone.
     keys: Vec<Key>,
     /// Cancels the reader tasks when dropped (replaced, or the actor dropped).
@@ -111,7 +113,7 @@ impl Subscriptions {
             })
             .collect();
         // A failed sync leaves `keys` empty, so the next one retries.
-        if running.keys == keys {
+        if running.closed || running.keys == keys {
             return Ok(keys.len());
         }
         // Stop first, then start: at most once across the change.
@@ -156,6 +158,17 @@ impl Subscriptions {
         running.keys = keys;
         running.stop = Some(stop.drop_guard());
         Ok(wanted.len())
+    }
+}
+
+impl Subscriptions {
+    /// Stops reading every subscription for good (a later link change subscribes nothing) and waits until the
+    /// readers have dropped them. Invocations already started keep running; they hold concurrency permits,
+    /// so [`Actor::idle`](crate::Actor) tells when they are done.
+    pub(crate) async fn close(&self) {
+        let mut running = self.running.lock().await;
+        running.closed = true;
+        running.stop().await;
     }
 }
 

@@ -212,17 +212,12 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         .map(|l| l.parse())
         .collect::<Result<_, _>>()
         .map_err(|e: lattice_core::link::LinkParseError| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
-    // The lattice's links for this actor win over the request's for the same interface and name.
-    let mut links = super::links::links_of(&shared.links.borrow(), &request.name);
-    for spec in requested {
-        if !links.iter().any(|l| l.interface == spec.interface && l.name == spec.name) {
-            links.push(spec);
-        }
-    }
+    let links = actor_links(shared, &request.name, &requested);
     let link_texts: Vec<String> = links.iter().map(ToString::to_string).collect();
     check_remote_providers(shared, &links).await?;
     let bytes = read_artifact(shared, &request.artifact).await?;
     let issuer = lattice_core::claims::inspect(&bytes).ok().flatten().map(|signed| signed.claims.issuer.to_string());
+    let config_links = links.clone();
     let config = ActorConfig { limits: apply_limits(&shared.default_limits, &request.limits), links };
     let actor = match shared.runtime.load(request.name.as_str(), bytes, config).await {
         Ok(actor) => actor,
@@ -261,9 +256,31 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         stop.clone(),
     ));
     shared.table.install(info.clone(), actor, stop).await.map_err(|_| shutting_down())?;
+    // A link change that arrived while the actor loaded found nothing to re-link: apply it now. (A change
+    // published after this read finds the actor installed, so none is lost in between.)
+    let current = actor_links(shared, &request.name, &requested);
+    if current != config_links {
+        match shared.table.relink(request.name.clone(), current).await {
+            Ok(Some(Err(error))) => tracing::warn!(actor = %request.name, %error, "cannot apply changed links"),
+            Ok(Some(Ok(()))) => tracing::info!(actor = %request.name, "links changed while the actor started"),
+            Ok(None) | Err(_) => {}
+        }
+    }
     tracing::info!(actor = %info.name, digest = %info.digest, from_cache = info.from_cache, "actor started");
     shared.events.publish(EventData::ActorStarted(info.clone())).await;
     Ok(ActorStarted { host: shared.id.clone(), actor: info })
+}
+
+/// The links an actor starts with: the lattice's links for it, then the request's for any interface and name
+/// the lattice has none for (the lattice's win).
+fn actor_links(shared: &Shared, actor: &lattice_core::subject::Name, requested: &[LinkSpec]) -> Vec<LinkSpec> {
+    let mut links = super::links::links_of(&shared.links.borrow(), actor);
+    for spec in requested {
+        if !links.iter().any(|l| l.interface == spec.interface && l.name == spec.name) {
+            links.push(spec.clone());
+        }
+    }
+    links
 }
 
 async fn stop_actor(shared: &Arc<Shared>, request: StopActor) -> Reply<ActorStopped> {

@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use async_nats::Client;
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use lattice_core::link::LinkSpec;
@@ -36,72 +39,138 @@ pub(crate) fn links_of(table: &LinkTable, actor: &Name) -> Vec<LinkSpec> {
     table.get(actor).map(|links| links.values().cloned().collect()).unwrap_or_default()
 }
 
+/// First delay before the link watch is retried after it failed or ended; doubles up to [`WATCH_MAX_BACKOFF`].
+const WATCH_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest delay between two attempts to watch the links.
+const WATCH_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the watch checks whether the client reconnected (and so must replay the bucket).
+const RECONNECT_CHECK: Duration = Duration::from_millis(500);
+
+/// Why one watch of the bucket ended.
+enum WatchEnd {
+    /// The host is stopping (or the table task is gone).
+    Stopped,
+    /// The client reconnected: changes made while it was away may have been missed.
+    Reconnected,
+    /// The watch stream failed or ended.
+    Ended,
+}
+
 /// Watches the bucket until `stop`; publishes the whole table on `out` after each change and re-links the
 /// affected actor in `actors`.
+///
+/// A watch that cannot start, fails or ends is retried with exponential backoff, and one is restarted after the
+/// client reconnects to NATS. Each watch replays the bucket's current entries (deleted links come back as delete
+/// markers), so a change made while the host could not watch is applied when it can again.
 pub(crate) async fn watch_links(
     store: kv::Store,
     subjects: Arc<Subjects>,
+    client: Client,
     actors: Table,
     out: watch::Sender<Arc<LinkTable>>,
     stop: CancellationToken,
 ) {
-    let mut watcher = match store.watch_with_history(subjects.links_filter()).await {
-        Ok(watcher) => watcher,
-        Err(error) => {
-            tracing::error!(%error, "cannot watch links: link changes will not reach this host");
-            return;
-        }
-    };
     let mut table = LinkTable::new();
+    let mut backoff = WATCH_BACKOFF;
+    loop {
+        let connects = client.statistics().connects.load(Ordering::Relaxed);
+        match store.watch_with_history(subjects.links_filter()).await {
+            Ok(watcher) => {
+                let end = follow(watcher, &mut table, &actors, &out, &stop, || {
+                    client.statistics().connects.load(Ordering::Relaxed) != connects
+                })
+                .await;
+                match end {
+                    WatchEnd::Stopped => return,
+                    WatchEnd::Reconnected => {
+                        tracing::info!("reconnected to NATS: watching links again");
+                        backoff = WATCH_BACKOFF;
+                        continue;
+                    }
+                    WatchEnd::Ended => tracing::warn!(retry_in = ?backoff, "the link watch ended: watching again"),
+                }
+            }
+            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "cannot watch links: retrying"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(WATCH_MAX_BACKOFF);
+    }
+}
+
+/// Applies the entries of one watch to `table` and the actors until it ends; `reconnected` says whether the
+/// client reconnected since the watch started.
+async fn follow(
+    mut watcher: kv::Watch,
+    table: &mut LinkTable,
+    actors: &Table,
+    out: &watch::Sender<Arc<LinkTable>>,
+    stop: &CancellationToken,
+    reconnected: impl Fn() -> bool,
+) -> WatchEnd {
+    let mut check = tokio::time::interval(RECONNECT_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let entry = tokio::select! {
-            () = stop.cancelled() => break,
+            () = stop.cancelled() => return WatchEnd::Stopped,
+            _ = check.tick() => {
+                if reconnected() {
+                    return WatchEnd::Reconnected;
+                }
+                continue;
+            }
             entry = watcher.next() => entry,
         };
         let entry = match entry {
             Some(Ok(entry)) => entry,
             Some(Err(error)) => {
                 tracing::warn!(%error, "link watch error");
-                continue;
+                return WatchEnd::Ended;
             }
-            None => break,
+            None => return WatchEnd::Ended,
         };
-        let actor = match entry.operation {
-            kv::Operation::Put => match wire::decode::<LinkRecord>(&entry.value) {
-                Ok(record) => match record.link.parse::<LinkSpec>() {
-                    Ok(spec) => {
-                        table.entry(record.actor.clone()).or_default().insert(entry.key.clone(), spec);
-                        record.actor
-                    }
-                    Err(error) => {
-                        tracing::warn!(key = %entry.key, %error, "ignoring invalid link in the state bucket");
-                        continue;
-                    }
-                },
-                Err(error) => {
-                    tracing::warn!(key = %entry.key, %error, "ignoring undecodable link record");
-                    continue;
-                }
-            },
-            kv::Operation::Delete | kv::Operation::Purge => {
-                let Some(actor) =
-                    table.iter().find(|(_, links)| links.contains_key(&entry.key)).map(|(a, _)| a.clone())
-                else {
-                    continue;
-                };
-                if let Some(links) = table.get_mut(&actor) {
-                    links.remove(&entry.key);
-                }
-                actor
-            }
-        };
-        let links = links_of(&table, &actor);
+        let Some(actor) = apply_entry(table, &entry) else { continue };
+        let links = links_of(table, &actor);
         out.send_replace(Arc::new(table.clone()));
         match actors.relink(actor.clone(), links).await {
             Ok(Some(Err(error))) => tracing::warn!(%actor, %error, "cannot apply changed links"),
             Ok(Some(Ok(()))) => tracing::info!(%actor, "links changed"),
             Ok(None) => {}
-            Err(_) => break,
+            Err(_) => return WatchEnd::Stopped,
+        }
+    }
+}
+
+/// Applies one bucket entry to `table`; returns the actor whose links it changed, if any.
+fn apply_entry(table: &mut LinkTable, entry: &kv::Entry) -> Option<Name> {
+    match entry.operation {
+        kv::Operation::Put => {
+            let record = match wire::decode::<LinkRecord>(&entry.value) {
+                Ok(record) => record,
+                Err(error) => {
+                    tracing::warn!(key = %entry.key, %error, "ignoring undecodable link record");
+                    return None;
+                }
+            };
+            let spec = match record.link.parse::<LinkSpec>() {
+                Ok(spec) => spec,
+                Err(error) => {
+                    tracing::warn!(key = %entry.key, %error, "ignoring invalid link in the state bucket");
+                    return None;
+                }
+            };
+            let links = table.entry(record.actor.clone()).or_default();
+            // A replayed entry that changes nothing re-links nobody.
+            (links.insert(entry.key.clone(), spec.clone()).as_ref() != Some(&spec)).then_some(record.actor)
+        }
+        kv::Operation::Delete | kv::Operation::Purge => {
+            let actor = table.iter().find(|(_, links)| links.contains_key(&entry.key)).map(|(a, _)| a.clone())?;
+            if let Some(links) = table.get_mut(&actor) {
+                links.remove(&entry.key);
+            }
+            Some(actor)
         }
     }
 }

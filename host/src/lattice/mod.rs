@@ -333,7 +333,14 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     });
 
     let tasks_stop = CancellationToken::new();
-    tokio::spawn(links::watch_links(state, subjects.clone(), shared.table.clone(), links_tx, tasks_stop.clone()));
+    tokio::spawn(links::watch_links(
+        state,
+        subjects.clone(),
+        client.clone(),
+        shared.table.clone(),
+        links_tx,
+        tasks_stop.clone(),
+    ));
     control::run(shared.clone(), tasks_stop.clone())
         .await
         .map_err(|e| HostError::Setup { what: "control subscriptions", message: e.to_string() })?;
@@ -369,24 +376,67 @@ async fn heartbeat_loop(shared: Arc<Shared>, hosts: kv::Store, stop: Cancellatio
     }
 }
 
+/// How much of the grace period is kept for leaving the lattice (host record, `host.stopped`, flush) after the
+/// drain: a quarter of it, at most 1 s.
+fn farewell_budget(grace: Duration) -> Duration {
+    (grace / 4).min(Duration::from_secs(1))
+}
+
+/// Drains and leaves, within the grace period whatever NATS does: every step is bounded by what is left of it,
+/// so a host whose NATS server is unreachable still exits on time (without removing its record or announcing
+/// the stop; the others then see it as lost).
 async fn shutdown(shared: Arc<Shared>, hosts: kv::Store, heartbeat: JoinHandle<()>, tasks_stop: CancellationToken) {
     shared.stop.cancelled().await;
     let grace = shared.requested_grace.lock().unwrap_or_else(PoisonError::into_inner).unwrap_or(shared.grace);
+    let deadline = tokio::time::Instant::now() + grace;
+    let drain_deadline = deadline - farewell_budget(grace);
     tracing::info!(host = %shared.id, in_flight = shared.tracker.len(), ?grace, "stopping: draining invocations");
-    // Stop taking invocations, then let the ones in flight finish.
-    let _ = shared.table.stop_all().await;
+    // Stop taking invocations, from the lattice and from messaging subscriptions, then let the ones in flight
+    // finish.
+    let actors = shared.table.stop_all().await.unwrap_or_default();
     shared.tracker.close();
-    if tokio::time::timeout(grace, shared.tracker.wait()).await.is_err() {
+    let drain = async {
+        for actor in &actors {
+            actor.close_subscriptions().await;
+        }
+        shared.tracker.wait().await;
+        for actor in &actors {
+            actor.idle().await;
+        }
+    };
+    if tokio::time::timeout_at(drain_deadline, drain).await.is_err() {
         tracing::warn!(host = %shared.id, left = shared.tracker.len(), "grace period over: abandoning invocations");
     }
     tasks_stop.cancel();
+    // A heartbeat may be stuck on an unreachable server: it has nothing left to say.
+    heartbeat.abort();
     let _ = heartbeat.await;
-    if let Err(error) = hosts.delete(shared.id.as_str()).await {
-        tracing::warn!(%error, "cannot remove host record");
-    }
-    shared.events.publish(EventData::HostStopped { reason: "stopped gracefully".into() }).await;
-    if let Err(error) = shared.client.flush().await {
-        tracing::warn!(%error, "flushing NATS on stop");
+    let farewell = async {
+        if let Err(error) = hosts.delete(shared.id.as_str()).await {
+            tracing::warn!(%error, "cannot remove host record");
+        }
+        shared.events.publish(EventData::HostStopped { reason: "stopped gracefully".into() }).await;
+        if let Err(error) = shared.client.flush().await {
+            tracing::warn!(%error, "flushing NATS on stop");
+        }
+    };
+    if tokio::time::timeout_at(deadline, farewell).await.is_err() {
+        tracing::warn!(
+            host = %shared.id,
+            "NATS did not answer within the grace period: leaving without removing the host record"
+        );
     }
     tracing::info!(host = %shared.id, "host stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_farewell_keeps_a_bounded_share_of_the_grace_period() {
+        assert_eq!(farewell_budget(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(farewell_budget(Duration::from_secs(2)), Duration::from_millis(500));
+        assert_eq!(farewell_budget(Duration::ZERO), Duration::ZERO);
+    }
 }

@@ -31,7 +31,7 @@ enum Command {
     PutLabel { key: String, value: Option<String>, done: oneshot::Sender<BTreeMap<String, String>> },
     RelinkAll { done: oneshot::Sender<()> },
     KeepServing { name: String, serving: lattice_provider_sdk::remote::Serving, done: oneshot::Sender<()> },
-    StopAll { done: oneshot::Sender<()> },
+    StopAll { done: oneshot::Sender<Vec<Actor>> },
 }
 
 /// Handle to the actor table task. Cheap to clone; the task ends when every handle is dropped.
@@ -115,8 +115,9 @@ impl Table {
         self.ask(|done| Command::KeepServing { name, serving, done }).await
     }
 
-    /// Stops every actor's serving task (they stop taking invocations; in-flight ones finish).
-    pub(crate) async fn stop_all(&self) -> Result<(), TableClosed> {
+    /// Stops every actor's serving task (they stop taking invocations; in-flight ones finish) and returns the
+    /// actors, so the caller can stop their subscriptions and wait for their invocations.
+    pub(crate) async fn stop_all(&self) -> Result<Vec<Actor>, TableClosed> {
         self.ask(|done| Command::StopAll { done }).await
     }
 }
@@ -185,7 +186,7 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
                     running.stop.cancel();
                 }
                 served.clear();
-                let _ = done.send(());
+                let _ = done.send(actors.values().map(|running| running.actor.clone()).collect());
             }
         }
     }

@@ -83,3 +83,36 @@ async fn unknown_provider_kind_and_link_to_missing_provider_are_clear_errors() -
     host.stop().await;
     Ok(())
 }
+
+/// Regression: a link change that reached the host while `start` was still loading (fetch, verify, compile)
+/// found no actor to re-link and was lost; the actor ran on the links it was loaded with until the next change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_change_made_while_the_actor_is_starting_is_applied() -> Result<()> {
+    let lattice = TestLattice::start("links-race").await?;
+    let host = lattice.host("h1", &[]).await?;
+    let client = lattice.client().await?;
+    let actor = name("kv-counter");
+    client.put_link(&actor, &spec("keyvalue:default=inmemory,bucket=before")).await?;
+
+    // The start goes out first and the host reads the links before it compiles the component (tens of
+    // milliseconds, the cache being cold); the change lands in the bucket while it compiles.
+    let starting = {
+        let client = client.clone();
+        let mut request = kv_counter(&actor);
+        request.links.clear();
+        let host = host.id().clone();
+        tokio::spawn(async move { client.start_actor(&host, &request).await })
+    };
+    client.put_link(&actor, &spec("keyvalue:default=inmemory,bucket=after")).await?;
+    starting.await??;
+
+    // Calls count in the bucket of the newest link: `after`, whose counter starts at 1; `before` gets nothing.
+    wait_for("the link change to apply", Duration::from_secs(10), || async {
+        let inventory = client.inventory(host.id()).await.ok()?;
+        (inventory.actors.first()?.links == ["keyvalue:default=inmemory,bucket=after"]).then_some(())
+    })
+    .await?;
+    assert_eq!(text(&call(&client, &actor, "k").await?)?, "1");
+    host.stop().await;
+    Ok(())
+}

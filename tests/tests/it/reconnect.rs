@@ -1,4 +1,5 @@
-//! The NATS server restarts under a running host: the host reconnects and serves again, without a restart.
+//! The NATS server restarts under a running host: the host reconnects and serves again, and applies link
+//! changes again, without a restart.
 
 use std::time::Duration;
 
@@ -46,6 +47,15 @@ async fn a_host_serves_again_after_the_nats_server_restarts() -> Result<()> {
     let inventory = control.inventory(host.id()).await?;
     assert_eq!(inventory.started_at_ms, started_at, "the host was restarted");
     assert_eq!(inventory.actors.len(), 1);
+
+    // Link changes reach the host again: its watch of the state bucket was restarted after the reconnect.
+    let moved = "keyvalue:default=inmemory,bucket=after-restart".parse()?;
+    control.put_link(&actor, &moved).await?;
+    wait_for("a link change made after the restart to apply", Duration::from_secs(20), || async {
+        let reply = call(&control, &actor, "n").await.ok()?;
+        (text(&reply).ok()? == "1").then_some(())
+    })
+    .await?;
 
     // Heartbeats resume, as events and in the host record.
     let mut events = control.events().await?;

@@ -1,14 +1,15 @@
-//! Graceful stop: in-flight calls finish, `host.stopped` is announced, the host leaves.
+//! Graceful stop: in-flight calls and messages finish, `host.stopped` is announced, the host leaves.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use futures::StreamExt;
-use lattice_core::wire::EventData;
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use lattice_core::wire::{ArtifactRef, EventData};
 use lattice_host::lattice::ClientError;
 use lattice_test_harness::wait_for;
 
-use crate::{GATHER, TestLattice, call, expect_event, kv_counter, name, text};
+use crate::{GATHER, TestLattice, call, expect_event, kv_counter, name, start_request, text};
 
 /// Calls queued on the host when it is told to stop.
 const QUEUED_CALLS: usize = 200;
@@ -85,6 +86,52 @@ async fn a_graceful_stop_finishes_in_flight_calls_then_announces_and_leaves() ->
     match call(&control, &actor, "late").await {
         Err(ClientError::NoResponders(_)) => {}
         other => bail!("a call after the stop: expected NoResponders, got {other:?}"),
+    }
+    Ok(())
+}
+
+/// Regression: a graceful stop stopped only the invocations that came through the lattice; messages from an
+/// actor's messaging subscriptions kept being read, and one being handled when the host stopped was cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_finishes_invocations_from_subscriptions_and_stops_reading_them() -> Result<()> {
+    let lattice = TestLattice::start("drain-subscriptions").await?;
+    let host = lattice.host("host-1", &[]).await?;
+    let control = lattice.client().await?;
+    let actor = name("kv-probe");
+    let mut request = start_request(&actor, ArtifactRef::Path(lattice_test_actors::KV_PROBE.to_owned()));
+    request.links = ["keyvalue:default=inmemory", "messaging:rpc=nats", "messaging:in=nats,subscribe=drain.in"]
+        .map(str::to_owned)
+        .to_vec();
+    control.start_actor(host.id(), &request).await?;
+
+    // The probe's handler makes a request to `drain.target`, which the test receives and never answers: the
+    // invocation is in flight for the request's 1.5 s timeout, then replies to the message it handles.
+    let nats = control.nats();
+    let mut target = nats.subscribe("drain.target").await?;
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(inbox.clone()).await?;
+    nats.flush().await?;
+    nats.publish_with_reply("drain.in", inbox, Bytes::from_static(b"request drain.target x 1500")).await?;
+    tokio::time::timeout(Duration::from_secs(10), target.next())
+        .await
+        .map_err(|_| anyhow!("the probe's request never arrived"))?
+        .ok_or_else(|| anyhow!("subscription ended"))?;
+
+    host.stop().await;
+    // Everything the host published before it stopped has reached this connection once a round trip is done.
+    nats.flush().await?;
+    let reply = replies
+        .next()
+        .now_or_never()
+        .flatten()
+        .ok_or_else(|| anyhow!("the stop returned before the invocation from the subscription finished"))?;
+    let reply = String::from_utf8_lossy(&reply.payload).into_owned();
+    assert!(reply.contains("imeout"), "the probe's request should have timed out: {reply}");
+
+    // Nothing reads the subscription any more.
+    match nats.request("drain.in", Bytes::from_static(b"request drain.target y 10")).await {
+        Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => {}
+        other => bail!("a message after the stop: expected no responders, got {other:?}"),
     }
     Ok(())
 }
