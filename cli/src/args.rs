@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use lattice_host::ActorLimits;
+use lattice_host::{ActorLimits, KeyValueQuota};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -79,6 +79,39 @@ impl CacheArgs {
         self.cache_dir
             .clone()
             .or_else(|| directories::ProjectDirs::from("", "", "lattice").map(|d| d.cache_dir().join("compiled")))
+    }
+}
+
+/// Per-bucket quotas of the built-in in-memory key-value store (and of `provider start --kind inmemory`).
+#[derive(Debug, Clone, Args)]
+pub struct KvQuotaArgs {
+    /// Bytes (keys plus values) one in-memory key-value bucket may hold; writes past it fail [64MiB]
+    #[arg(long, env = "LATTICE_KV_MAX_BYTES", value_parser = parse_bytes, value_name = "SIZE")]
+    pub kv_max_bytes: Option<usize>,
+    /// Keys one in-memory key-value bucket may hold; writes past it fail [100000]
+    #[arg(long, env = "LATTICE_KV_MAX_KEYS", value_name = "N")]
+    pub kv_max_keys: Option<u64>,
+}
+
+impl KvQuotaArgs {
+    /// The quota: flags (or environment) first, then `file_bytes`/`file_keys` (the host config), then defaults.
+    pub fn quota(&self, file_bytes: Option<&str>, file_keys: Option<u64>) -> Result<KeyValueQuota, String> {
+        let mut quota = KeyValueQuota::default();
+        match (self.kv_max_bytes, file_bytes) {
+            (Some(bytes), _) => quota.max_bytes = bytes as u64,
+            (None, Some(text)) => {
+                quota.max_bytes =
+                    parse_bytes(text).map_err(|e| format!("invalid kv_max_bytes in host config: {e}"))? as u64
+            }
+            (None, None) => {}
+        }
+        if let Some(keys) = self.kv_max_keys.or(file_keys) {
+            quota.max_keys = keys;
+        }
+        if quota.max_bytes == 0 || quota.max_keys == 0 {
+            return Err("the in-memory key-value quotas (--kv-max-bytes, --kv-max-keys) must be positive".into());
+        }
+        Ok(quota)
     }
 }
 

@@ -186,7 +186,8 @@ pub struct StartArgs {
     /// Artifact name in the lattice's store [the actor's name]
     #[arg(long, conflicts_with = "path")]
     pub artifact: Option<String>,
-    /// Path of the component on the host's own disk, instead of the artifact store
+    /// Path of the component on the host's own disk, instead of the artifact store: relative to (or under)
+    /// the host's --artifact-dir; hosts without one refuse path starts
     #[arg(long)]
     pub path: Option<PathBuf>,
     /// Start on this host (repeatable)

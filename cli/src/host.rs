@@ -13,7 +13,7 @@ use lattice_host::lattice::{self, HostConfig, NatsConfig};
 use lattice_host::{EngineConfig, RuntimeBuilder};
 use serde::Deserialize;
 
-use crate::args::{CacheArgs, LimitArgs, parse_bytes};
+use crate::args::{CacheArgs, KvQuotaArgs, LimitArgs, parse_bytes};
 use crate::connect::{DEFAULT_NATS, LatticeArgs};
 use crate::policy::PolicyArgs;
 
@@ -45,6 +45,12 @@ pub struct HostArgs {
     /// Instances that may be alive at once across the host [1000]
     #[arg(long, env = "LATTICE_MAX_INSTANCES", value_name = "N")]
     pub max_instances: Option<u32>,
+    /// The only directory `start --path` may read components from (regular files inside it, size-checked);
+    /// without it, starting from a path is refused [off]
+    #[arg(long, env = "LATTICE_ARTIFACT_DIR", value_name = "DIR")]
+    pub artifact_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub kv_quota: KvQuotaArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -94,6 +100,12 @@ pub struct HostFile {
     /// Require TLS.
     #[serde(default)]
     pub require_tls: bool,
+    /// The only directory `start --path` may read components from.
+    pub artifact_dir: Option<PathBuf>,
+    /// Bytes per in-memory key-value bucket, e.g. "64MiB".
+    pub kv_max_bytes: Option<String>,
+    /// Keys per in-memory key-value bucket.
+    pub kv_max_keys: Option<u64>,
 }
 
 impl HostFile {
@@ -146,6 +158,9 @@ pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     config.heartbeat = duration(args.heartbeat, file.heartbeat.as_deref(), "heartbeat", config.heartbeat)?;
     config.grace = duration(args.grace, file.grace.as_deref(), "grace", config.grace)?;
     config.default_limits = args.limits.to_limits();
+    config.artifact_dir = args.artifact_dir.clone().or_else(|| file.artifact_dir.clone());
+    config.kv_quota =
+        args.kv_quota.quota(file.kv_max_bytes.as_deref(), file.kv_max_keys).map_err(anyhow::Error::msg)?;
 
     let mut engine = EngineConfig::default();
     if let Some(m) = args.max_memory {
@@ -158,6 +173,7 @@ pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         .policy(args.policy.to_policy()?)
         .engine(engine)
         .cache_dir(args.cache.dir())
+        .inmemory_keyvalue_quota(config.kv_quota)
         .build()
         .context("cannot start the runtime")?;
     let host = lattice::start(config, runtime).await.context("cannot join the lattice")?;

@@ -7,7 +7,7 @@ use clap::Args;
 use lattice_core::link::LinkSpec;
 use lattice_host::{ActorConfig, IncomingMessage, LogLine, LogSource, RuntimeBuilder};
 
-use crate::args::{CacheArgs, LimitArgs, Output};
+use crate::args::{CacheArgs, KvQuotaArgs, LimitArgs, Output};
 use crate::policy::PolicyArgs;
 
 /// Run an actor locally: deliver messages to its incoming handler and print its replies and logs.
@@ -43,6 +43,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
+    pub kv_quota: KvQuotaArgs,
+    #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -57,8 +59,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let name = args.name.clone().unwrap_or_else(|| {
         args.component.file_stem().map_or_else(|| "actor".into(), |s| s.to_string_lossy().into_owned())
     });
+    let quota = args.kv_quota.quota(None, None).map_err(anyhow::Error::msg)?;
     let runtime = RuntimeBuilder::new()
         .cache_dir(args.cache.dir())
+        .inmemory_keyvalue_quota(quota)
         .policy(args.policy.to_policy()?)
         .build()
         .context("cannot start the runtime")?;

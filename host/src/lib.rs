@@ -48,6 +48,7 @@ mod subscriptions;
 
 pub use cache::CacheError;
 pub use engine::{EngineConfig, EngineError};
+pub use lattice_keyvalue_inmemory::Quota as KeyValueQuota;
 pub use limits::{ActorLimits, LimitsError};
 pub use links::{LinkError, LinkSet, Providers, RemoteKeyValue};
 pub use logging::ACTOR_LOG_TARGET;

@@ -91,6 +91,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Sets the per-bucket quota of the built-in `inmemory` key-value provider (replacing its instance, so call
+    /// it before anything is stored).
+    pub fn inmemory_keyvalue_quota(&mut self, quota: crate::KeyValueQuota) -> &mut Self {
+        self.providers.insert_keyvalue(INMEMORY_PROVIDER, Arc::new(InMemoryKeyValue::with_quota(quota)));
+        self
+    }
+
     /// Registers a key-value provider instance actors can be linked to by `name`.
     pub fn keyvalue_provider(&mut self, name: impl Into<String>, provider: Arc<dyn KeyValue>) -> &mut Self {
         self.providers.insert_keyvalue(name, provider);
@@ -123,6 +130,7 @@ impl RuntimeBuilder {
                 policy: self.policy.clone(),
                 max_component_bytes: self.max_component_bytes,
                 host_memory_cap: self.engine.max_memory_bytes,
+                max_instances: self.engine.max_instances,
                 epoch_tick: self.engine.epoch_tick,
                 _ticker: ticker,
             }),
@@ -166,6 +174,7 @@ struct RuntimeInner {
     policy: Policy,
     max_component_bytes: usize,
     host_memory_cap: usize,
+    max_instances: u32,
     epoch_tick: Duration,
     _ticker: EpochTicker,
 }
@@ -255,6 +264,11 @@ impl Runtime {
             next.insert_keyvalue(name.clone(), provider.clone());
             next
         });
+    }
+
+    /// How many actor instances may be alive at once across the runtime (the engine's instance pool).
+    pub fn max_instances(&self) -> u32 {
+        self.inner.max_instances
     }
 
     /// The wasmtime engine (one per runtime).
@@ -626,11 +640,26 @@ impl Actor {
     /// sends the reply before it drops the [`Retired`]: tearing an instance down (resetting its memory for
     /// the pool) then happens after the reply is on its way, not before.
     pub(crate) async fn invoke_retaining(&self, message: IncomingMessage) -> (InvocationOutcome, Option<Retired>) {
+        self.invoke_retaining_with(self.acquire_permit(), message).await
+    }
+
+    /// Like [`Actor::invoke_retaining`], with the permit coming from `permit` (one already held, or a wait the
+    /// caller tracks); the wall-clock timeout covers that wait too.
+    pub(crate) async fn invoke_retaining_with(
+        &self,
+        permit: impl Future<Output = OwnedSemaphorePermit>,
+        message: IncomingMessage,
+    ) -> (InvocationOutcome, Option<Retired>) {
         self.with_timeout(async {
-            let permit = self.acquire_permit().await;
+            let permit = permit.await;
             self.inner.run(message, permit).await
         })
         .await
+    }
+
+    /// One of the actor's concurrency permits if one is free now; never waits.
+    pub(crate) fn try_acquire_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.permits.clone().try_acquire_owned().ok()
     }
 
     async fn with_timeout(

@@ -81,6 +81,16 @@ pub enum KvError {
         /// The key being incremented.
         key: String,
     },
+    /// The write would take a bucket over one of the provider's quotas; nothing was written.
+    #[error("quota exceeded: the write would take bucket `{bucket}` over its limit of {limit} {what}")]
+    QuotaExceeded {
+        /// The bucket.
+        bucket: String,
+        /// What is limited (`bytes`, `keys`).
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
     /// The backend failed or could not be reached in time.
     #[error("{backend}: {message}")]
     Backend {

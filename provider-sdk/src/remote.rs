@@ -156,6 +156,16 @@ async fn answer(provider: &dyn KeyValue, call: Call) -> Result<Answer, KvError> 
     })
 }
 
+/// Calls one [`serve_keyvalue`] handles at once; more are answered at once with an `unavailable` backend error.
+pub const MAX_SERVED_IN_FLIGHT: usize = 256;
+
+fn busy(subject: &str) -> WireError {
+    WireError::Backend(
+        format!("provider on {subject}"),
+        format!("unavailable: {MAX_SERVED_IN_FLIGHT} calls in flight (the most it serves at once); retry later"),
+    )
+}
+
 /// A provider being served; dropping it stops serving (calls in flight finish).
 #[derive(Debug)]
 pub struct Serving {
@@ -169,19 +179,32 @@ impl Drop for Serving {
 }
 
 /// Serves `provider` on `subject` (in a queue group shared with other servers of the same subject) until the
-/// returned [`Serving`] is dropped. Malformed requests and unknown versions get an error answer.
+/// returned [`Serving`] is dropped. Malformed requests and unknown versions get an error answer. At most
+/// [`MAX_SERVED_IN_FLIGHT`] calls run at once; the excess is answered at once with a [`KvError::Backend`] error
+/// whose message starts with `unavailable:`.
 pub async fn serve_keyvalue(
     client: Client,
     subject: String,
     provider: Arc<dyn KeyValue>,
 ) -> Result<Serving, async_nats::SubscribeError> {
     let mut requests = client.queue_subscribe(subject.clone(), QUEUE.to_owned()).await?;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_SERVED_IN_FLIGHT));
     let task = tokio::spawn(async move {
         while let Some(message) = requests.next().await {
             let Some(reply) = message.reply.clone() else { continue };
+            // Admission: a bounded number of calls in flight; the excess is answered at once.
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                tracing::debug!(%subject, "remote provider call refused: too many in flight");
+                let refusal = Response { v: REMOTE_VERSION, result: Err(busy(&subject)) };
+                if let Err(error) = client.publish(reply, encode(&refusal).into()).await {
+                    tracing::warn!(%error, "cannot answer a remote provider call");
+                }
+                continue;
+            };
             let provider = provider.clone();
             let client = client.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let result = match rmp_serde::from_slice::<Request>(&message.payload) {
                     Ok(request) if request.v == REMOTE_VERSION => {
                         answer(provider.as_ref(), request.call).await.map_err(WireError::from)

@@ -172,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let mut config = HostConfig::new(NatsConfig::new([nats.url()]), lattice_name.clone());
     config.default_limits.max_concurrency = 256;
+    config.artifact_dir = Some(dir.path().to_owned());
     let host = lattice::start(config, runtime).await?;
     let control = LatticeClient::connect(&NatsConfig::new([nats.url()]), lattice_name.clone()).await?;
     let actor = Name::new("kv-counter")?;

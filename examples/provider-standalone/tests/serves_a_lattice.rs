@@ -31,7 +31,9 @@ async fn a_standalone_provider_process_serves_an_actor_on_a_host() -> anyhow::Re
     );
     let lattice_name = Name::new("standalone-test")?;
     let runtime = RuntimeBuilder::new().policy(Policy { allow_unsigned: true, ..Policy::default() }).build()?;
-    let host = lattice::start(HostConfig::new(NatsConfig::new([nats.url()]), lattice_name.clone()), runtime).await?;
+    let mut config = HostConfig::new(NatsConfig::new([nats.url()]), lattice_name.clone());
+    config.artifact_dir = std::path::Path::new(lattice_test_actors::KV_COUNTER).parent().map(ToOwned::to_owned);
+    let host = lattice::start(config, runtime).await?;
     let client = LatticeClient::connect(&NatsConfig::new([nats.url()]), lattice_name).await?;
     let actor = Name::new("kv-counter")?;
     let request = StartActor {

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use super::artifact_dir::PathArtifactError;
 use super::artifacts::{self, ArtifactError};
 use super::{Shared, serve};
 use crate::{ActorConfig, ActorLimits, LinkError, LoadError};
@@ -29,6 +30,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<
     let mut verbs = client.subscribe(subjects.host_verbs_wildcard(&shared.id)).await?;
     let mut pings = client.subscribe(subjects.ping()).await?;
     let mut auctions = client.subscribe(subjects.auction()).await?;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_IN_FLIGHT));
     tokio::spawn(async move {
         loop {
             let (kind, message) = tokio::select! {
@@ -38,11 +40,42 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<
                 Some(m) = auctions.next() => (Kind::Auction, m),
                 else => break,
             };
+            // Admission: a bounded number of requests in flight; the excess is answered at once.
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                refuse_busy(&shared, kind, message).await;
+                continue;
+            };
             let shared = shared.clone();
-            tokio::spawn(async move { handle(shared, kind, message).await });
+            tokio::spawn(async move {
+                handle(shared, kind, message).await;
+                drop(permit);
+            });
         }
     });
     Ok(())
+}
+
+/// Control requests a host handles at once; more are answered at once with `unavailable`.
+pub(crate) const MAX_CONTROL_IN_FLIGHT: usize = 64;
+
+/// Answers a control request the host has no room for. Auctions stay unanswered (a busy host is no candidate).
+async fn refuse_busy(shared: &Shared, kind: Kind, message: Message) {
+    let Some(reply_to) = message.reply else { return };
+    if matches!(kind, Kind::Auction) {
+        return;
+    }
+    tracing::debug!(subject = %message.subject, "control request refused: too many in flight");
+    let error = WireError::new(
+        ErrorCode::Unavailable,
+        format!(
+            "host {} is busy: {MAX_CONTROL_IN_FLIGHT} control requests in flight (the most it handles at once); \
+             retry later",
+            shared.id
+        ),
+    );
+    if let Err(error) = shared.client.publish(reply_to, wire::encode::<Reply<Empty>>(&Err(error)).into()).await {
+        tracing::warn!(%error, "cannot send control reply");
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -181,9 +214,7 @@ fn load_error_code(error: &LoadError) -> ErrorCode {
 
 async fn read_artifact(shared: &Shared, artifact: &ArtifactRef) -> Result<Vec<u8>, WireError> {
     match artifact {
-        ArtifactRef::Path(path) => tokio::fs::read(path)
-            .await
-            .map_err(|e| WireError::new(ErrorCode::NotFound, format!("cannot read {path} on host {}: {e}", shared.id))),
+        ArtifactRef::Path(path) => read_path_artifact(shared, path).await,
         ArtifactRef::Lattice(name) => {
             artifacts::fetch(&shared.jetstream, &shared.subjects.artifact_bucket(), name, shared.max_component_bytes)
                 .await
@@ -191,6 +222,29 @@ async fn read_artifact(shared: &Shared, artifact: &ArtifactRef) -> Result<Vec<u8
         }
         _ => Err(WireError::new(ErrorCode::BadRequest, "unsupported artifact reference")),
     }
+}
+
+/// Reads a component from a local path, only from inside the host's artifact directory (see `artifact_dir`).
+async fn read_path_artifact(shared: &Shared, path: &str) -> Result<Vec<u8>, WireError> {
+    let host = shared.id.to_string();
+    let Some(dir) = shared.artifact_dir.clone() else {
+        return Err(path_artifact_error(PathArtifactError::Disabled { host }));
+    };
+    let (path, limit) = (path.to_owned(), shared.max_component_bytes);
+    tokio::task::spawn_blocking(move || dir.read(&path, &host, limit))
+        .await
+        .map_err(|e| WireError::new(ErrorCode::Internal, format!("artifact reader task failed: {e}")))?
+        .map_err(path_artifact_error)
+}
+
+fn path_artifact_error(error: PathArtifactError) -> WireError {
+    let code = match &error {
+        PathArtifactError::Disabled { .. } => ErrorCode::Rejected,
+        PathArtifactError::NotFound { .. } => ErrorCode::NotFound,
+        PathArtifactError::NotAFile { .. } | PathArtifactError::TooLarge { .. } => ErrorCode::InvalidConfig,
+        _ => ErrorCode::Unavailable,
+    };
+    WireError::new(code, error.to_string())
 }
 
 async fn start(shared: &Arc<Shared>, request: StartActor) -> Reply<ActorStarted> {
@@ -215,10 +269,12 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
     let links = actor_links(shared, &request.name, &requested);
     let link_texts: Vec<String> = links.iter().map(ToString::to_string).collect();
     check_remote_providers(shared, &links).await?;
+    let limits = apply_limits(&shared.default_limits, &request.limits);
+    check_pool(shared, limits.max_concurrency)?;
     let bytes = read_artifact(shared, &request.artifact).await?;
     let issuer = lattice_core::claims::inspect(&bytes).ok().flatten().map(|signed| signed.claims.issuer.to_string());
     let config_links = links.clone();
-    let config = ActorConfig { limits: apply_limits(&shared.default_limits, &request.limits), links };
+    let config = ActorConfig { limits, links };
     let actor = match shared.runtime.load(request.name.as_str(), bytes, config).await {
         Ok(actor) => actor,
         Err(error) => {
@@ -255,7 +311,10 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         shared.tracker.clone(),
         stop.clone(),
     ));
-    shared.table.install(info.clone(), actor, stop).await.map_err(|_| shutting_down())?;
+    if let Err(full) = shared.table.install(info.clone(), actor, stop.clone()).await.map_err(|_| shutting_down())? {
+        stop.cancel();
+        return Err(WireError::new(ErrorCode::InvalidConfig, format!("cannot start on host {}: {full}", shared.id)));
+    }
     // A link change that arrived while the actor loaded found nothing to re-link: apply it now. (A change
     // published after this read finds the actor installed, so none is lost in between.)
     let current = actor_links(shared, &request.name, &requested);
@@ -301,9 +360,25 @@ async fn scale(shared: &Arc<Shared>, request: ScaleActor) -> Reply<ActorInfo> {
             "max concurrency must be at least 1 (stop the actor to run none)",
         ));
     }
+    check_pool(shared, request.max_concurrency)?;
     shared.table.rescale(request.name.clone(), request.max_concurrency).await.map_err(|_| shutting_down())?.ok_or_else(
         || WireError::new(ErrorCode::NotFound, format!("actor `{}` does not run on host {}", request.name, shared.id)),
     )
+}
+
+/// Refuses a max concurrency the host's instance pool could never hold.
+fn check_pool(shared: &Shared, max_concurrency: u32) -> Result<(), WireError> {
+    let pool = shared.runtime.max_instances();
+    if max_concurrency > pool {
+        return Err(WireError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "max concurrency {max_concurrency} exceeds host {}'s instance pool of {pool} (--max-instances)",
+                shared.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn label(shared: &Arc<Shared>, key: String, value: Option<String>) -> Reply<Labels> {
@@ -325,7 +400,7 @@ async fn stop_host(shared: &Arc<Shared>, request: StopHost) -> Reply<HostStoppin
 async fn start_provider(shared: &Arc<Shared>, request: StartProvider) -> Reply<ProviderStarted> {
     let name = lattice_core::subject::Name::new(request.name.clone())
         .map_err(|e| WireError::new(ErrorCode::BadRequest, format!("invalid provider name: {e}")))?;
-    let provider = super::providers::build_keyvalue(&request.kind, &request.config)
+    let provider = super::providers::build_keyvalue(&request.kind, &request.config, shared.kv_quota)
         .await
         .map_err(|message| WireError::new(ErrorCode::InvalidConfig, message))?;
     // Registered here, served to the other hosts of the lattice, and supervised from now on.

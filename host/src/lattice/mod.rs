@@ -7,6 +7,7 @@
 //!
 //! **Invariant:** the runtime (`crate::runtime`) never sees NATS; everything NATS lives in this module.
 
+mod artifact_dir;
 mod artifacts;
 mod client;
 mod control;
@@ -18,6 +19,7 @@ mod serve;
 mod supervise;
 mod table;
 
+pub use artifact_dir::PathArtifactError;
 pub use artifacts::{ArtifactError, DIGEST_KEY};
 pub use client::{CallReply, ClientError, HostStatus, LatticeClient, Pushed, check_traceparent, new_traceparent};
 pub use nats::{ConnectError, NatsConfig};
@@ -67,6 +69,12 @@ pub struct HostConfig {
     pub max_component_bytes: usize,
     /// How provider instances started on this host are health-checked and restarted.
     pub supervision: Supervision,
+    /// The only directory `start` may read components from by path (`--artifact-dir`); `None` refuses every
+    /// path start.
+    pub artifact_dir: Option<std::path::PathBuf>,
+    /// Per-bucket quota of in-memory key-value providers started on this host (`provider start --kind
+    /// inmemory`); the runtime's built-in `inmemory` instance gets its own from [`crate::RuntimeBuilder`].
+    pub kv_quota: crate::KeyValueQuota,
 }
 
 impl HostConfig {
@@ -82,6 +90,8 @@ impl HostConfig {
             default_limits: ActorLimits::default(),
             max_component_bytes: 64 << 20,
             supervision: Supervision::default(),
+            artifact_dir: None,
+            kv_quota: crate::KeyValueQuota::default(),
         }
     }
 }
@@ -161,6 +171,10 @@ pub(crate) struct Shared {
     pub(crate) supervision: Supervision,
     /// Every actor's links in the lattice, kept current by the link watcher.
     pub(crate) links: tokio::sync::watch::Receiver<Arc<links::LinkTable>>,
+    /// Where path artifacts may come from; `None`: path starts are refused.
+    pub(crate) artifact_dir: Option<artifact_dir::ArtifactDir>,
+    /// Per-bucket quota of in-memory key-value providers started on request.
+    pub(crate) kv_quota: crate::KeyValueQuota,
     grace: Duration,
     stop: CancellationToken,
     requested_grace: Mutex<Option<Duration>>,
@@ -286,6 +300,13 @@ async fn events_stream(js: &jetstream::Context, subjects: &Subjects) -> Result<(
 
 /// Joins the lattice and starts serving. Returns once the host has announced itself.
 pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, HostError> {
+    let artifact_dir = match &config.artifact_dir {
+        Some(dir) => Some(
+            artifact_dir::ArtifactDir::open(dir)
+                .map_err(|e| HostError::Setup { what: "the artifact directory", message: e.to_string() })?,
+        ),
+        None => None,
+    };
     let client = config.nats.connect(&format!("lattice-host-{}", config.id)).await?;
     let jetstream = jetstream::new(client.clone());
     let subjects = Arc::new(Subjects::new(config.lattice.clone()));
@@ -311,6 +332,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         Some(Arc::new(remote) as Arc<dyn lattice_provider_sdk::KeyValue>)
     }));
 
+    let pool = runtime.max_instances();
     let shared = Arc::new(Shared {
         id: config.id.clone(),
         lattice: config.lattice.clone(),
@@ -318,7 +340,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         jetstream,
         subjects: subjects.clone(),
         runtime,
-        table: Table::spawn(labels),
+        table: Table::spawn(labels, pool),
         events: Events::new(client.clone(), subjects.clone(), config.id.clone()),
         tracker: TaskTracker::new(),
         default_limits: config.default_limits.clone(),
@@ -327,6 +349,8 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         heartbeat: config.heartbeat,
         supervision: config.supervision.clone(),
         links: links_rx,
+        artifact_dir,
+        kv_quota: config.kv_quota,
         grace: config.grace,
         stop: CancellationToken::new(),
         requested_grace: Mutex::new(None),

@@ -3,11 +3,19 @@
 //! The request payload is the message data; headers carry topic, content type, trace context and metadata.
 //! The reply carries `Lattice-Status: ok` and the actor's reply as payload, or `Lattice-Status: error` with
 //! `Lattice-Error-Code` and the error message as payload.
+//!
+//! Admission: a call is taken into work only when the actor has a free concurrency permit or room in its small
+//! bounded queue ([`queue_limit`]); otherwise it is answered at once with `unavailable`, so callers get
+//! backpressure and the host never holds an unbounded pile of waiting tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ErrorCode, headers};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -35,9 +43,20 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     let _serving = tracker.token();
-    let spawn = |message: Message| {
+    let queued = Arc::new(AtomicUsize::new(0));
+    // Admission: run at once with a free permit, else wait in the bounded queue, else hand the message back
+    // to be refused (in this task, so refusals never pile up as tasks either).
+    let spawn = |message: Message| -> Option<Message> {
+        let admitted = match actor.try_acquire_permit() {
+            Some(permit) => Admitted::Now(permit),
+            None => match QueueSlot::take(&queued, queue_limit(actor.max_concurrency())) {
+                Some(slot) => Admitted::Queued(slot),
+                None => return Some(message),
+            },
+        };
         let (actor, client, host) = (actor.clone(), client.clone(), host.clone());
-        tracker.spawn(async move { invoke(actor, client, host, message).await });
+        tracker.spawn(async move { invoke(actor, client, host, message, admitted).await });
+        None
     };
     loop {
         let message = tokio::select! {
@@ -47,14 +66,18 @@ pub(crate) async fn serve(
                 None => break,
             },
         };
-        spawn(message);
+        if let Some(refused) = spawn(message) {
+            refuse(&actor, &client, &host, refused).await;
+        }
     }
     match subscription.drain().await {
         Ok(()) => {
             // The stream ends once the client has dropped the subscription.
             let drained = tokio::time::timeout(DRAIN_LIMIT, async {
                 while let Some(message) = subscription.next().await {
-                    spawn(message);
+                    if let Some(refused) = spawn(message) {
+                        refuse(&actor, &client, &host, refused).await;
+                    }
                 }
             })
             .await;
@@ -94,11 +117,77 @@ pub(crate) fn error_code(error: &InvokeError) -> ErrorCode {
     }
 }
 
-async fn invoke(actor: Actor, client: Client, host: Name, message: Message) {
+/// The smallest per-actor admission queue: invocations that may wait for a permit on one host.
+pub(crate) const MIN_ADMISSION_QUEUE: usize = 8;
+
+/// How many invocations of an actor with `max_concurrency` may wait for a permit on one host, beyond those
+/// running: `max(8, max_concurrency / 4)`. Past that, calls are refused at once with `unavailable`.
+pub(crate) fn queue_limit(max_concurrency: u32) -> usize {
+    (max_concurrency as usize / 4).max(MIN_ADMISSION_QUEUE)
+}
+
+/// A place in an actor's admission queue, given back when the invocation gets its permit (or is dropped).
+struct QueueSlot(Arc<AtomicUsize>);
+
+impl QueueSlot {
+    fn take(queued: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).ok()?;
+        Some(Self(queued.clone()))
+    }
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How an invocation was admitted.
+enum Admitted {
+    /// A permit was free.
+    Now(OwnedSemaphorePermit),
+    /// It waits for a permit in the bounded queue.
+    Queued(QueueSlot),
+}
+
+/// Answers a call the actor has no room for: `unavailable`, at once.
+async fn refuse(actor: &Actor, client: &Client, host: &Name, message: Message) {
+    let Some(reply_to) = message.reply else {
+        tracing::debug!(actor = actor.name(), "call without a reply subject dropped: actor at capacity");
+        return;
+    };
+    let max_concurrency = actor.max_concurrency();
+    let text = format!(
+        "actor `{}` on host {host} is at capacity: {max_concurrency} running (max concurrency) and {} waiting \
+         (its queue is full); retry later",
+        actor.name(),
+        queue_limit(max_concurrency)
+    );
+    tracing::debug!(actor = actor.name(), "call refused: actor at capacity");
+    let mut reply_headers = HeaderMap::new();
+    reply_headers.insert(headers::HOST, host.as_str());
+    reply_headers.insert(headers::STATUS, "error");
+    reply_headers.insert(headers::ERROR_CODE, ErrorCode::Unavailable.as_str());
+    if let Err(error) = client.publish_with_headers(reply_to, reply_headers, text.into()).await {
+        tracing::warn!(actor = actor.name(), %error, "cannot send the at-capacity reply");
+    }
+}
+
+async fn invoke(actor: Actor, client: Client, host: Name, message: Message, admitted: Admitted) {
     let traceparent = message.headers.as_ref().and_then(|h| h.get(headers::TRACEPARENT)).map(|v| v.as_str().to_owned());
     let span = tracing::debug_span!("invoke", actor = actor.name(), traceparent = traceparent.as_deref());
+    let permit = async {
+        match admitted {
+            Admitted::Now(permit) => permit,
+            Admitted::Queued(slot) => {
+                let permit = actor.acquire_permit().await;
+                drop(slot);
+                permit
+            }
+        }
+    };
     // The instance is torn down after the reply is sent.
-    let (outcome, retired) = actor.invoke_retaining(incoming(&message)).instrument(span).await;
+    let (outcome, retired) = actor.invoke_retaining_with(permit, incoming(&message)).instrument(span).await;
     let Some(reply_to) = message.reply else {
         if let Err(error) = outcome.result {
             tracing::warn!(actor = actor.name(), %error, "invocation without a reply subject failed");

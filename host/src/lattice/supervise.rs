@@ -120,7 +120,7 @@ pub(crate) async fn supervise(
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(policy.max_backoff);
-        match super::providers::build_keyvalue(&kind, &config).await {
+        match super::providers::build_keyvalue(&kind, &config, shared.kv_quota).await {
             Ok(fresh) => match install(&shared, &name, fresh.clone()).await {
                 Ok(()) => {
                     tracing::info!(provider = %name, attempt, "provider restarted");

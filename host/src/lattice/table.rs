@@ -17,13 +17,15 @@ use crate::{Actor, LinkError};
 /// One actor running on this host.
 struct Running {
     actor: Actor,
+    /// The max concurrency asked for (start or scale); the actor runs with its share of the pool (`shares`).
+    cap: u32,
     /// Cancelled to make the serving task unsubscribe and stop taking invocations.
     stop: CancellationToken,
     info: ActorInfo,
 }
 
 enum Command {
-    Install { info: ActorInfo, actor: Actor, stop: CancellationToken, done: oneshot::Sender<()> },
+    Install { info: ActorInfo, actor: Actor, stop: CancellationToken, done: oneshot::Sender<Result<(), PoolFull>> },
     Remove { name: Name, done: oneshot::Sender<bool> },
     Rescale { name: Name, max_concurrency: u32, done: oneshot::Sender<Option<ActorInfo>> },
     Relink { name: Name, links: Vec<LinkSpec>, done: oneshot::Sender<Option<Result<(), LinkError>>> },
@@ -40,15 +42,27 @@ pub(crate) struct Table {
     tx: mpsc::Sender<Command>,
 }
 
+/// Every slot of the host's instance pool already belongs to a running actor: one more could get none.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "host's instance pool of {pool} (--max-instances) is fully shared: {actors} actors run and each needs at least \
+     one instance; stop an actor or raise --max-instances"
+)]
+pub(crate) struct PoolFull {
+    pub(crate) pool: u32,
+    pub(crate) actors: usize,
+}
+
 /// The table task is gone: the host is shutting down.
 #[derive(Debug, thiserror::Error)]
 #[error("the host is shutting down")]
 pub(crate) struct TableClosed;
 
 impl Table {
-    pub(crate) fn spawn(labels: BTreeMap<String, String>) -> Self {
+    /// The table task; `pool` is the runtime's instance pool, shared among the actors (see [`shares`]).
+    pub(crate) fn spawn(labels: BTreeMap<String, String>, pool: u32) -> Self {
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run(rx, labels));
+        tokio::spawn(run(rx, labels, pool));
         Self { tx }
     }
 
@@ -58,13 +72,14 @@ impl Table {
         answer.await.map_err(|_| TableClosed)
     }
 
-    /// Installs an actor, replacing (and stopping) one of the same name.
+    /// Installs an actor, replacing (and stopping) one of the same name; refused when the pool has no slot
+    /// left to give a new actor.
     pub(crate) async fn install(
         &self,
         info: ActorInfo,
         actor: Actor,
         stop: CancellationToken,
-    ) -> Result<(), TableClosed> {
+    ) -> Result<Result<(), PoolFull>, TableClosed> {
         self.ask(|done| Command::Install { info, actor, stop, done }).await
     }
 
@@ -122,30 +137,78 @@ impl Table {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, String>) {
+/// Each actor's share of an instance pool of `pool` slots, from the caps asked for: the caps themselves when
+/// they fit; otherwise every actor gets one slot plus a part of the remaining slots in proportion to its cap
+/// beyond one. Shares never exceed the caps and never sum above the pool (given at most `pool` actors), so
+/// a saturated actor can never hold the slots another actor's share needs.
+pub(crate) fn shares(caps: &[u32], pool: u32) -> Vec<u32> {
+    let total: u64 = caps.iter().map(|&c| u64::from(c)).sum();
+    if total <= u64::from(pool) {
+        return caps.to_vec();
+    }
+    let n = caps.len() as u64;
+    let spare = u64::from(pool).saturating_sub(n);
+    let beyond_one = total - n;
+    caps.iter()
+        .map(|&cap| {
+            let extra = u64::from(cap.saturating_sub(1)) * spare / beyond_one.max(1);
+            u32::try_from(1 + extra).unwrap_or(cap).min(cap.max(1))
+        })
+        .collect()
+}
+
+/// Gives every running actor its share of the pool (takes effect as running invocations finish).
+fn rebalance(actors: &HashMap<Name, Running>, pool: u32) {
+    let running: Vec<&Running> = actors.values().collect();
+    let caps: Vec<u32> = running.iter().map(|r| r.cap).collect();
+    for (running, share) in running.iter().zip(shares(&caps, pool)) {
+        if running.actor.max_concurrency() != share {
+            tracing::info!(
+                actor = %running.info.name,
+                cap = running.cap,
+                share,
+                pool,
+                "instance pool oversubscribed: actor runs with its share"
+            );
+            running.actor.set_max_concurrency(share);
+        }
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, String>, pool: u32) {
     let mut actors: HashMap<Name, Running> = HashMap::new();
     let mut served: HashMap<String, lattice_provider_sdk::remote::Serving> = HashMap::new();
     while let Some(command) = rx.recv().await {
         match command {
             Command::Install { info, actor, stop, done } => {
-                if let Some(old) = actors.insert(info.name.clone(), Running { actor, stop, info }) {
+                if !actors.contains_key(&info.name) && actors.len() >= pool as usize {
+                    let _ = done.send(Err(PoolFull { pool, actors: actors.len() }));
+                    continue;
+                }
+                let cap = actor.max_concurrency();
+                if let Some(old) = actors.insert(info.name.clone(), Running { actor, cap, stop, info }) {
                     old.stop.cancel();
                 }
-                let _ = done.send(());
+                rebalance(&actors, pool);
+                let _ = done.send(Ok(()));
             }
             Command::Remove { name, done } => {
                 let removed = actors.remove(&name);
                 if let Some(running) = &removed {
                     running.stop.cancel();
+                    rebalance(&actors, pool);
                 }
                 let _ = done.send(removed.is_some());
             }
             Command::Rescale { name, max_concurrency, done } => {
                 let info = actors.get_mut(&name).map(|running| {
-                    running.actor.set_max_concurrency(max_concurrency);
+                    running.cap = max_concurrency.max(1);
                     running.info.max_concurrency = max_concurrency;
                     running.info.clone()
                 });
+                if info.is_some() {
+                    rebalance(&actors, pool);
+                }
                 let _ = done.send(info);
             }
             Command::Relink { name, links, done } => {
@@ -193,5 +256,26 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
     // Every handle is gone: stop serving whatever is left.
     for running in actors.values() {
         running.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shares;
+
+    #[test]
+    fn shares_are_the_caps_when_they_fit() {
+        assert_eq!(shares(&[4, 4], 8), vec![4, 4]);
+        assert_eq!(shares(&[1, 2, 3], 100), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn oversubscribed_shares_fit_the_pool_and_give_everyone_a_slot() {
+        for (caps, pool) in [(vec![8, 8], 8), (vec![64; 20], 1000), (vec![1000, 1, 1], 10), (vec![5, 5, 5], 3)] {
+            let shares = shares(&caps, pool);
+            assert!(shares.iter().sum::<u32>() <= pool, "{caps:?} in {pool}: {shares:?}");
+            assert!(shares.iter().zip(&caps).all(|(s, c)| *s >= 1 && s <= c), "{caps:?} in {pool}: {shares:?}");
+        }
+        assert_eq!(shares(&[8, 8], 8), vec![4, 4]);
     }
 }

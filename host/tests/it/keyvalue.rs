@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use lattice_host::{ActorConfig, IncomingMessage};
+use lattice_host::{ActorConfig, IncomingMessage, KeyValueQuota, RuntimeBuilder};
 use lattice_test_actors::{KV_COUNTER, KV_PROBE};
 
 use crate::{call, kv_default, load, runtime};
@@ -120,4 +120,26 @@ async fn logs_from_wasi_logging_stdout_and_stderr_are_captured() {
     assert!(outcome.result.is_ok());
     let messages: Vec<_> = outcome.logs.iter().map(|l| l.message.as_str()).collect();
     assert_eq!(messages, ["through wasi:logging", "through stdout", "through stderr"]);
+}
+
+#[tokio::test]
+async fn over_quota_writes_are_error_values_and_the_host_keeps_serving() {
+    let rt = RuntimeBuilder::new()
+        .policy(crate::allow_unsigned())
+        .inmemory_keyvalue_quota(KeyValueQuota { max_bytes: 1 << 20, max_keys: 2 })
+        .build()
+        .expect("runtime");
+    let probe = load(&rt, KV_PROBE, kv_default()).await;
+    // `batch` writes three keys at once: over a two-key quota, set-many gets an error value (which the guest
+    // returns as its handler error), not a trap, and nothing is written.
+    let outcome = probe.invoke(IncomingMessage::new("batch")).await;
+    let error = outcome.result.expect_err("three keys over a two-key quota").to_string();
+    assert!(error.contains("set-many") && error.contains("quota exceeded") && error.contains("2 keys"), "{error}");
+    // The host keeps serving, within the quota: one key here, a second one from another actor.
+    assert_eq!(call(&probe, "cas").await, "seen=v1;conflict-current=v2;final=v3");
+    let counter = load(&rt, KV_COUNTER, kv_default()).await;
+    assert_eq!(call(&counter, "hits").await, "1");
+    assert_eq!(call(&counter, "hits").await, "2", "overwriting a key at the key limit is allowed");
+    let third = counter.invoke(IncomingMessage::new("more")).await.result.expect_err("a third key").to_string();
+    assert!(third.contains("quota exceeded"), "{third}");
 }

@@ -4,6 +4,11 @@
 //! every actor and every invocation on a host, so state survives between invocations (not between host
 //! restarts). Buckets are created on first use. Keys list in lexicographic order.
 //!
+//! Every bucket has a [`Quota`] on its bytes (keys plus values) and its number of keys, so an actor cannot
+//! grow the host's memory without bound: a write that would exceed it fails with [`KvError::QuotaExceeded`]
+//! and changes nothing (a batch is refused whole). An overwrite that keeps or shrinks a value is always
+//! allowed, even at the limit, and deletes always are.
+//!
 //! ```
 //! use lattice_keyvalue_inmemory::InMemoryKeyValue;
 //! use lattice_provider_sdk::KeyValue;
@@ -24,24 +29,124 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use lattice_provider_sdk::{CasOutcome, KeyPage, KeyValue, KvError, LIST_PAGE_SIZE, async_trait, parse_counter};
 
-type Bucket = Mutex<BTreeMap<String, Vec<u8>>>;
+/// Per-bucket limits of an [`InMemoryKeyValue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Bytes of keys plus values one bucket may hold (default 64 MiB).
+    pub max_bytes: u64,
+    /// Keys one bucket may hold (default 100,000).
+    pub max_keys: u64,
+}
+
+impl Quota {
+    /// Default bytes per bucket: 64 MiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+    /// Default keys per bucket: 100,000.
+    pub const DEFAULT_MAX_KEYS: u64 = 100_000;
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Self { max_bytes: Self::DEFAULT_MAX_BYTES, max_keys: Self::DEFAULT_MAX_KEYS }
+    }
+}
+
+/// One bucket's data and how many bytes it holds.
+#[derive(Default)]
+struct Data {
+    map: BTreeMap<String, Vec<u8>>,
+    bytes: u64,
+}
+
+fn size(key: &str, value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
+impl Data {
+    /// Checks that changing `key` from `old` (its size, `None` if absent) to `new` bytes keeps the bucket within
+    /// `quota`, given the bucket now holds `bytes` in `keys` keys.
+    fn admits(
+        quota: &Quota,
+        bucket: &str,
+        (bytes, keys): (u64, u64),
+        old: Option<u64>,
+        new: u64,
+    ) -> Result<(), KvError> {
+        let exceeded =
+            |what: &str, limit: u64| KvError::QuotaExceeded { bucket: bucket.to_owned(), what: what.to_owned(), limit };
+        if old.is_none() && keys >= quota.max_keys {
+            return Err(exceeded("keys", quota.max_keys));
+        }
+        let after = bytes - old.unwrap_or(0) + new;
+        if new > old.unwrap_or(0) && after > quota.max_bytes {
+            return Err(exceeded("bytes", quota.max_bytes));
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, quota: &Quota, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        let old = self.map.get(key).map(|v| size(key, v));
+        let new = size(key, &value);
+        Self::admits(quota, bucket, (self.bytes, self.map.len() as u64), old, new)?;
+        self.bytes = self.bytes - old.unwrap_or(0) + new;
+        self.map.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(value) = self.map.remove(key) {
+            self.bytes -= size(key, &value);
+        }
+    }
+
+    /// Writes every pair, or none if the whole batch would exceed the quota.
+    fn put_many(&mut self, quota: &Quota, bucket: &str, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
+        let (mut bytes, mut keys) = (self.bytes, self.map.len() as u64);
+        let mut batch: HashMap<&str, u64> = HashMap::new();
+        for (key, value) in &pairs {
+            let old = batch.get(key.as_str()).copied().or_else(|| self.map.get(key).map(|v| size(key, v)));
+            let new = size(key, value);
+            Self::admits(quota, bucket, (bytes, keys), old, new)?;
+            bytes = bytes - old.unwrap_or(0) + new;
+            keys += u64::from(old.is_none());
+            batch.insert(key, new);
+        }
+        // The simulation above computed the bytes the batch leaves.
+        self.map.extend(pairs);
+        self.bytes = bytes;
+        Ok(())
+    }
+}
+
+type Bucket = Mutex<Data>;
 
 /// An in-memory key-value store; cheap to clone (clones share the data).
 #[derive(Clone, Default)]
 pub struct InMemoryKeyValue {
     buckets: Arc<RwLock<HashMap<String, Arc<Bucket>>>>,
+    quota: Quota,
 }
 
 impl std::fmt::Debug for InMemoryKeyValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InMemoryKeyValue").finish_non_exhaustive()
+        f.debug_struct("InMemoryKeyValue").field("quota", &self.quota).finish_non_exhaustive()
     }
 }
 
 impl InMemoryKeyValue {
-    /// An empty store.
+    /// An empty store with the default [`Quota`] per bucket.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store with `quota` per bucket.
+    pub fn with_quota(quota: Quota) -> Self {
+        Self { quota, ..Self::default() }
+    }
+
+    /// The per-bucket quota.
+    pub fn quota(&self) -> Quota {
+        self.quota
     }
 
     fn bucket(&self, name: &str) -> Arc<Bucket> {
@@ -53,7 +158,7 @@ impl InMemoryKeyValue {
         self.buckets.write().unwrap_or_else(PoisonError::into_inner).entry(name.to_owned()).or_default().clone()
     }
 
-    fn with_bucket<T>(&self, name: &str, f: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) -> T) -> T {
+    fn with_bucket<T>(&self, name: &str, f: impl FnOnce(&mut Data) -> T) -> T {
         let bucket = self.bucket(name);
         let mut guard: MutexGuard<'_, _> = bucket.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut guard)
@@ -63,12 +168,11 @@ impl InMemoryKeyValue {
 #[async_trait]
 impl KeyValue for InMemoryKeyValue {
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.with_bucket(bucket, |b| b.get(key).cloned()))
+        Ok(self.with_bucket(bucket, |b| b.map.get(key).cloned()))
     }
 
     async fn set(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        self.with_bucket(bucket, |b| b.insert(key.to_owned(), value));
-        Ok(())
+        self.with_bucket(bucket, |b| b.put(&self.quota, bucket, key, value))
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), KvError> {
@@ -77,7 +181,7 @@ impl KeyValue for InMemoryKeyValue {
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
-        Ok(self.with_bucket(bucket, |b| b.contains_key(key)))
+        Ok(self.with_bucket(bucket, |b| b.map.contains_key(key)))
     }
 
     async fn list_keys(&self, bucket: &str, cursor: Option<String>) -> Result<KeyPage, KvError> {
@@ -87,6 +191,7 @@ impl KeyValue for InMemoryKeyValue {
                 None => std::ops::Bound::Unbounded,
             };
             let mut keys: Vec<String> = b
+                .map
                 .range::<str, _>((start, std::ops::Bound::Unbounded))
                 .take(LIST_PAGE_SIZE + 1)
                 .map(|(k, _)| k.clone())
@@ -103,9 +208,9 @@ impl KeyValue for InMemoryKeyValue {
 
     async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         self.with_bucket(bucket, |b| {
-            let current = parse_counter(key, b.get(key).map(Vec::as_slice))?;
+            let current = parse_counter(key, b.map.get(key).map(Vec::as_slice))?;
             let next = current.checked_add(delta).ok_or_else(|| KvError::Overflow { key: key.to_owned() })?;
-            b.insert(key.to_owned(), next.to_string().into_bytes());
+            b.put(&self.quota, bucket, key, next.to_string().into_bytes())?;
             Ok(next)
         })
     }
@@ -117,22 +222,22 @@ impl KeyValue for InMemoryKeyValue {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     ) -> Result<CasOutcome, KvError> {
-        Ok(self.with_bucket(bucket, |b| {
-            let current = b.get(key);
+        self.with_bucket(bucket, |b| {
+            let current = b.map.get(key);
             if current == expected.as_ref() {
-                b.insert(key.to_owned(), new);
-                CasOutcome::Swapped
+                b.put(&self.quota, bucket, key, new)?;
+                Ok(CasOutcome::Swapped)
             } else {
-                CasOutcome::Conflict { current: current.cloned() }
+                Ok(CasOutcome::Conflict { current: current.cloned() })
             }
-        }))
+        })
     }
 
     async fn get_many(&self, bucket: &str, keys: Vec<String>) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
         Ok(self.with_bucket(bucket, |b| {
             keys.into_iter()
                 .map(|k| {
-                    let v = b.get(&k).cloned();
+                    let v = b.map.get(&k).cloned();
                     (k, v)
                 })
                 .collect()
@@ -140,8 +245,7 @@ impl KeyValue for InMemoryKeyValue {
     }
 
     async fn set_many(&self, bucket: &str, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
-        self.with_bucket(bucket, |b| b.extend(pairs));
-        Ok(())
+        self.with_bucket(bucket, |b| b.put_many(&self.quota, bucket, pairs))
     }
 
     async fn delete_many(&self, bucket: &str, keys: Vec<String>) -> Result<(), KvError> {
@@ -218,6 +322,36 @@ mod tests {
             let second = kv.list_keys("big", first.cursor).await.expect("page 2");
             assert_eq!(second.keys.len(), 5);
             assert_eq!(second.cursor, None);
+        });
+    }
+
+    #[test]
+    fn quotas_refuse_growth_but_allow_shrinking_overwrites_and_deletes() {
+        rt().block_on(async {
+            let kv = InMemoryKeyValue::with_quota(Quota { max_bytes: 10, max_keys: 2 });
+            kv.set("b", "k", b"123456789".to_vec()).await.expect("10 bytes fit");
+            let over = kv.set("b", "j", b"1".to_vec()).await;
+            assert!(
+                matches!(&over, Err(KvError::QuotaExceeded { what, limit: 10, .. }) if what == "bytes"),
+                "{over:?}"
+            );
+            kv.set("b", "k", b"987654321".to_vec()).await.expect("same size at the limit");
+            kv.set("b", "k", b"1".to_vec()).await.expect("shrinking");
+            kv.set("b", "j", b"2".to_vec()).await.expect("second key");
+            let keys = kv.set("b", "i", Vec::new()).await;
+            assert!(matches!(&keys, Err(KvError::QuotaExceeded { what, limit: 2, .. }) if what == "keys"), "{keys:?}");
+            let batch = kv.set_many("b", vec![("k".into(), b"2".to_vec()), ("z".into(), Vec::new())]).await;
+            assert!(matches!(batch, Err(KvError::QuotaExceeded { .. })));
+            assert_eq!(kv.get("b", "k").await, Ok(Some(b"1".to_vec())), "a refused batch writes nothing");
+            kv.delete("b", "j").await.expect("delete");
+            kv.set("b", "i", Vec::new()).await.expect("room again after a delete");
+            assert!(matches!(kv.increment("b", "k", 1_000_000_000).await, Err(KvError::QuotaExceeded { .. })));
+            assert!(matches!(
+                kv.compare_and_swap("b", "k", Some(b"1".to_vec()), b"123456789".to_vec()).await,
+                Err(KvError::QuotaExceeded { .. })
+            ));
+            // Other buckets have their own quota.
+            kv.set("other", "k", b"123456789".to_vec()).await.expect("own quota");
         });
     }
 

@@ -35,7 +35,7 @@ async fn starts_failures_stops_and_heartbeats_are_published() -> Result<()> {
     assert_eq!(event.data, EventData::ActorStarted(started.actor.clone()));
 
     // Junk bytes: the reply says why, and actor.failed carries the same error.
-    let junk = tempfile::NamedTempFile::new()?;
+    let junk = tempfile::NamedTempFile::new_in(crate::guest_dir())?;
     std::fs::write(junk.path(), b"this is not a WebAssembly component")?;
     let broken = name("broken");
     let path = junk.path().to_string_lossy().into_owned();

@@ -8,6 +8,7 @@ mod artifacts;
 mod control;
 mod errors;
 mod events;
+mod exhaustion;
 mod links;
 mod placement;
 mod providers;
@@ -79,6 +80,7 @@ impl TestLattice {
         config.id = name(id);
         config.labels = labels(pairs);
         config.heartbeat = HEARTBEAT;
+        config.artifact_dir = Some(guest_dir());
         config
     }
 
@@ -91,6 +93,14 @@ impl TestLattice {
     pub async fn client(&self) -> Result<LatticeClient> {
         Ok(LatticeClient::connect(&self.nats_config(), self.name.clone()).await?.with_timeout(CONTROL_TIMEOUT))
     }
+}
+
+/// The directory of the test actors' components: every test host's artifact directory.
+pub fn guest_dir() -> std::path::PathBuf {
+    std::path::Path::new(lattice_test_actors::KV_COUNTER)
+        .parent()
+        .unwrap_or_else(|| panic!("{} has a parent directory", lattice_test_actors::KV_COUNTER))
+        .to_owned()
 }
 
 /// Starts `kv-counter` from the workspace's build, linked to the in-memory key-value store.
