@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("actor-mem-bomb", "MEM_BOMB"),
     ("actor-recurse", "RECURSE"),
     ("actor-huge-reply", "HUGE_REPLY"),
+    ("actor-msg-probe", "MSG_PROBE"),
 ];
 
 fn main() {

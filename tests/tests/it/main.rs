@@ -8,6 +8,7 @@ mod artifacts;
 mod control;
 mod errors;
 mod events;
+mod isolation;
 mod links;
 mod placement;
 mod providers;
