@@ -55,6 +55,64 @@ pub struct HostArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub app_nats: AppNatsArgs,
+}
+
+/// The separate NATS connection for actors' messaging (docs/security.md).
+#[derive(Debug, Clone, Default, Args)]
+pub struct AppNatsArgs {
+    /// NATS server URL(s) for actors' messaging (the `nats` messaging provider), comma-separated; with any
+    /// --app-nats-* credential alone, the lattice's servers [the lattice's connection]
+    #[arg(long = "app-nats", env = "LATTICE_APP_NATS", value_delimiter = ',', value_name = "URL")]
+    pub servers: Vec<String>,
+    /// NATS credentials file (.creds) of the application connection
+    #[arg(long, env = "LATTICE_APP_NATS_CREDS", value_name = "FILE")]
+    pub app_nats_creds: Option<PathBuf>,
+    /// NATS user of the application connection (with --app-nats-password)
+    #[arg(long, env = "LATTICE_APP_NATS_USER")]
+    pub app_nats_user: Option<String>,
+    /// NATS password of the application connection (with --app-nats-user)
+    #[arg(long, env = "LATTICE_APP_NATS_PASSWORD", hide_env_values = true)]
+    pub app_nats_password: Option<String>,
+    /// NATS token of the application connection
+    #[arg(long, env = "LATTICE_APP_NATS_TOKEN", hide_env_values = true)]
+    pub app_nats_token: Option<String>,
+    /// NATS nkey seed (SU...) of the application connection
+    #[arg(long, env = "LATTICE_APP_NATS_NKEY", hide_env_values = true)]
+    pub app_nats_nkey: Option<String>,
+}
+
+impl AppNatsArgs {
+    /// The application connection, if flags, environment or `file` ask for one. It verifies the server with
+    /// the lattice connection's CA and TLS requirement, but never presents the lattice's client certificate
+    /// (that would authenticate it as the lattice's NATS user).
+    fn config(&self, file: &HostFile, lattice: &NatsConfig) -> Option<NatsConfig> {
+        let servers =
+            if self.servers.is_empty() { file.app_nats.clone().unwrap_or_default() } else { self.servers.clone() };
+        let config = NatsConfig {
+            servers,
+            user: self.app_nats_user.clone().or_else(|| file.app_nats_user.clone()),
+            password: self.app_nats_password.clone().or_else(|| file.app_nats_password.clone()),
+            token: self.app_nats_token.clone().or_else(|| file.app_nats_token.clone()),
+            nkey_seed: self.app_nats_nkey.clone().or_else(|| file.app_nats_nkey.clone()),
+            creds_file: self.app_nats_creds.clone().or_else(|| file.app_nats_creds.clone()),
+            tls_ca: lattice.tls_ca.clone(),
+            tls_cert: None,
+            tls_key: None,
+            require_tls: lattice.require_tls,
+        };
+        let credentials = config.user.is_some()
+            || config.password.is_some()
+            || config.token.is_some()
+            || config.nkey_seed.is_some()
+            || config.creds_file.is_some();
+        if config.servers.is_empty() && !credentials {
+            return None;
+        }
+        let servers = if config.servers.is_empty() { lattice.servers.clone() } else { config.servers };
+        Some(NatsConfig { servers, ..config })
+    }
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -106,6 +164,18 @@ pub struct HostFile {
     pub kv_max_bytes: Option<String>,
     /// Keys per in-memory key-value bucket.
     pub kv_max_keys: Option<u64>,
+    /// NATS server URLs of the application connection (actors' messaging).
+    pub app_nats: Option<Vec<String>>,
+    /// NATS creds file of the application connection.
+    pub app_nats_creds: Option<PathBuf>,
+    /// NATS user of the application connection.
+    pub app_nats_user: Option<String>,
+    /// NATS password of the application connection.
+    pub app_nats_password: Option<String>,
+    /// NATS token of the application connection.
+    pub app_nats_token: Option<String>,
+    /// NATS nkey seed of the application connection.
+    pub app_nats_nkey: Option<String>,
 }
 
 impl HostFile {
@@ -161,6 +231,7 @@ pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     config.artifact_dir = args.artifact_dir.clone().or_else(|| file.artifact_dir.clone());
     config.kv_quota =
         args.kv_quota.quota(file.kv_max_bytes.as_deref(), file.kv_max_keys).map_err(anyhow::Error::msg)?;
+    config.app_nats = args.app_nats.config(&file, &config.nats);
 
     let mut engine = EngineConfig::default();
     if let Some(m) = args.max_memory {
@@ -319,4 +390,51 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let name = lattice.lattice.as_deref().unwrap_or("default");
     eprintln!("lattice `{name}` on {url}: from another terminal, `lattice hosts --nats {url} --lattice {name}`");
     run_host(host).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lattice() -> NatsConfig {
+        NatsConfig {
+            tls_ca: Some("ca.pem".into()),
+            tls_cert: Some("host.pem".into()),
+            tls_key: Some("host.key".into()),
+            require_tls: true,
+            ..NatsConfig::new(["nats://lattice:4222"])
+        }
+    }
+
+    #[test]
+    fn no_app_settings_means_no_app_connection() {
+        assert!(AppNatsArgs::default().config(&HostFile::default(), &lattice()).is_none());
+    }
+
+    #[test]
+    fn app_credentials_alone_use_the_lattice_servers_without_its_client_certificate() {
+        let file: HostFile =
+            toml::from_str("app_nats_user = \"app\"\napp_nats_password = \"pw\"").expect("valid host config");
+        let app = AppNatsArgs::default().config(&file, &lattice()).expect("an app connection");
+        assert_eq!(app.servers, ["nats://lattice:4222"]);
+        assert_eq!((app.user.as_deref(), app.password.as_deref()), (Some("app"), Some("pw")));
+        assert_eq!(app.tls_ca.as_deref(), Some(Path::new("ca.pem")));
+        assert!(app.require_tls);
+        assert!(app.tls_cert.is_none() && app.tls_key.is_none());
+    }
+
+    #[test]
+    fn app_flags_override_the_file() {
+        let file: HostFile = toml::from_str("app_nats = [\"nats://file:4222\"]\napp_nats_creds = \"file.creds\"")
+            .expect("valid host config");
+        let args = AppNatsArgs {
+            servers: vec!["nats://flag:4222".into()],
+            app_nats_token: Some("t".into()),
+            ..AppNatsArgs::default()
+        };
+        let app = args.config(&file, &lattice()).expect("an app connection");
+        assert_eq!(app.servers, ["nats://flag:4222"]);
+        assert_eq!(app.creds_file.as_deref(), Some(Path::new("file.creds")));
+        assert_eq!(app.token.as_deref(), Some("t"));
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`claims`]: signed actor claims in a component custom section: sign, inspect, verify against a policy,
 //!   and check a component's imports against the capabilities its claims allow.
 //! - [`subject`]: every NATS subject, queue group and bucket name, and validated [`subject::Name`]s.
+//! - [`reserved`]: the subject namespaces actors may never publish, request or subscribe on.
 //! - [`wire`]: versioned MessagePack control messages, events and invocation headers.
 //!
 //! **Invariant:** this crate does no IO and runs no async runtime.
@@ -13,5 +14,6 @@
 pub mod claims;
 pub mod keys;
 pub mod link;
+pub mod reserved;
 pub mod subject;
 pub mod wire;

@@ -51,8 +51,11 @@ pub use engine::{EngineConfig, EngineError};
 pub use lattice_keyvalue_inmemory::Quota as KeyValueQuota;
 pub use limits::{ActorLimits, LimitsError};
 pub use links::{LinkError, LinkSet, Providers, RemoteKeyValue};
-pub use logging::ACTOR_LOG_TARGET;
-pub use messaging::{DEFAULT_REQUEST_TIMEOUT, ReplySubject, ReplyTo};
+pub use logging::{ACTOR_LOG_TARGET, MAX_LOG_BYTES, MAX_LOG_CONTEXT_BYTES, MAX_LOG_LINE_BYTES};
+pub use messaging::{
+    DEFAULT_REQUEST_TIMEOUT, MAX_METADATA_ENTRIES, MAX_RESOURCES, MIN_MESSAGE_BYTES, ReplySubject, ReplyTo,
+    message_bytes_limit,
+};
 pub use runtime::{
     Actor, ActorConfig, INMEMORY_PROVIDER, IncomingMessage, InvocationOutcome, InvokeError, LoadError, LoadReport,
     LogLine, LogSource, Reply, Runtime, RuntimeBuilder, RuntimeError,

@@ -131,7 +131,12 @@ pub(crate) struct KeyValueLink {
 /// A messaging link resolved to its provider instance, with what it subscribes to.
 ///
 /// Config keys the host reads: `subscribe`, subjects separated by `|` (wildcards allowed; `,` separates config
-/// entries), and `queue`, the queue group of that subscription. Other keys are left to the provider.
+/// entries), `queue`, the queue group of that subscription, and `publish`, the patterns (same syntax) the
+/// actor may send and request to through this link (absent: any subject outside the reserved namespaces).
+/// Other keys are left to the provider.
+///
+/// A `subscribe` or `publish` pattern that could match a subject in a reserved namespace
+/// ([`lattice_core::reserved`]: `lattice.>`, `$JS.>`, `_INBOX.>`…) is refused: the link does not resolve.
 #[derive(Clone)]
 pub(crate) struct MessagingLink {
     pub(crate) provider: Arc<dyn Messaging>,
@@ -140,18 +145,32 @@ pub(crate) struct MessagingLink {
     /// Subjects delivered to the actor's handler (empty: the link only sends and requests).
     pub(crate) subscribe: Vec<String>,
     pub(crate) queue: Option<String>,
+    /// The patterns sends and requests must match (`None`: no allow-list).
+    pub(crate) publish: Option<Arc<[String]>>,
+}
+
+/// The `|`-separated patterns of config `key`, each a valid subject pattern outside the reserved namespaces.
+fn patterns(spec: &LinkSpec, key: &str) -> Result<Option<Vec<String>>, LinkError> {
+    let Some(text) = spec.config.get(key) else { return Ok(None) };
+    let invalid = |reason: String| LinkError::Config { link: spec.to_string(), reason: format!("{key}: {reason}") };
+    let patterns: Vec<String> = text.split('|').map(str::to_owned).collect();
+    for pattern in &patterns {
+        validate_subject(pattern, true).map_err(|e| invalid(e.to_string()))?;
+        lattice_core::reserved::check_subscribe(pattern).map_err(|reserved| {
+            invalid(format!(
+                "pattern `{pattern}` overlaps the reserved namespace `{}`: actors may not use it",
+                reserved.namespace
+            ))
+        })?;
+    }
+    Ok(Some(patterns))
 }
 
 impl MessagingLink {
     fn resolve(spec: &LinkSpec, provider: Arc<dyn Messaging>) -> Result<Self, LinkError> {
         let invalid = |reason: String| LinkError::Config { link: spec.to_string(), reason };
-        let subscribe: Vec<String> = match spec.config.get("subscribe") {
-            Some(subjects) => subjects.split('|').map(str::to_owned).collect(),
-            None => Vec::new(),
-        };
-        for subject in &subscribe {
-            validate_subject(subject, true).map_err(|e| invalid(e.to_string()))?;
-        }
+        let subscribe = patterns(spec, "subscribe")?.unwrap_or_default();
+        let publish = patterns(spec, "publish")?.map(Arc::from);
         let queue = spec.config.get("queue").cloned();
         if let Some(queue) = &queue {
             if subscribe.is_empty() {
@@ -159,7 +178,7 @@ impl MessagingLink {
             }
             validate_queue(queue).map_err(|e| invalid(e.to_string()))?;
         }
-        Ok(MessagingLink { provider, provider_name: spec.provider.as_str().into(), subscribe, queue })
+        Ok(MessagingLink { provider, provider_name: spec.provider.as_str().into(), subscribe, queue, publish })
     }
 }
 

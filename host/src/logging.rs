@@ -1,5 +1,9 @@
 //! `wasi:logging` for actors: each line goes to the host's tracing with the actor's id, and is kept (bounded)
 //! in the invocation's outcome so `lattice run` can print what the actor logged.
+//!
+//! **Bounds.** A context longer than [`MAX_LOG_CONTEXT_BYTES`] and a message longer than [`MAX_LOG_LINE_BYTES`]
+//! are cut (with a `…[N bytes cut]` marker) before they are logged or kept; an invocation keeps at most
+//! [`MAX_LOG_LINES`] lines and [`MAX_LOG_BYTES`] bytes of them, and counts the rest in `logs_dropped`.
 
 use crate::bindings::wasi::logging::logging::{self, Level};
 use crate::runtime::{LogLine, LogSource};
@@ -9,19 +13,39 @@ use crate::state::InvocationState;
 pub const ACTOR_LOG_TARGET: &str = "lattice::actor";
 /// Lines kept per invocation; later lines are counted, not stored.
 pub(crate) const MAX_LOG_LINES: usize = 1000;
-/// Bytes kept per log message.
-const MAX_LINE_BYTES: usize = 4096;
+/// Bytes kept (and logged) per log message; the rest is cut, with a marker saying how much.
+pub const MAX_LOG_LINE_BYTES: usize = 4096;
+/// Bytes kept (and logged) per log context; the rest is cut, with a marker.
+pub const MAX_LOG_CONTEXT_BYTES: usize = 256;
+/// Bytes of log lines (context and message) kept per invocation; later lines are counted, not stored.
+pub const MAX_LOG_BYTES: usize = 256 << 10;
+
+/// Cuts `text` to at most `max` bytes (on a character boundary) and marks the cut.
+fn truncate(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("…[{cut} bytes cut]"));
+    // The guest's string may have been huge: keep only what is kept.
+    text.shrink_to_fit();
+}
 
 impl InvocationState {
-    pub(crate) fn push_log(&mut self, source: LogSource, level: tracing::Level, context: String, mut message: String) {
-        if message.len() > MAX_LINE_BYTES {
-            let mut end = MAX_LINE_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
-        }
+    pub(crate) fn push_log(
+        &mut self,
+        source: LogSource,
+        level: tracing::Level,
+        mut context: String,
+        mut message: String,
+    ) {
+        truncate(&mut context, MAX_LOG_CONTEXT_BYTES);
+        truncate(&mut message, MAX_LOG_LINE_BYTES);
         match level {
             tracing::Level::ERROR => {
                 tracing::error!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}")
@@ -37,7 +61,9 @@ impl InvocationState {
             }
             _ => tracing::trace!(target: ACTOR_LOG_TARGET, actor = %self.actor, %context, "{message}"),
         }
-        if self.logs.len() < MAX_LOG_LINES {
+        let bytes = context.len() + message.len();
+        if self.logs.len() < MAX_LOG_LINES && self.log_bytes + bytes <= MAX_LOG_BYTES {
+            self.log_bytes += bytes;
             self.logs.push(LogLine { source, level, context, message });
         } else {
             self.logs_dropped += 1;

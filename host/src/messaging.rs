@@ -22,6 +22,21 @@
 //! - a message without a reply address (published without one, created by the guest, or a reply from
 //!   `request`): an error value.
 //!
+//! **Reserved subjects.** Whatever the provider, `producer.send` and `request-reply.request` to a subject in a
+//! reserved namespace ([`lattice_core::reserved`]: `lattice.>`, `$JS.>`, `$JSC.>`, `$KV.>`, `$O.>`, `$SYS.>`,
+//! `_INBOX.>`) get `permission-denied`, naming the subject and the namespace; so does a reply to a received
+//! message whose reply subject is reserved (only `_INBOX.>` is allowed there), which keeps a sender from
+//! choosing, say, `$JS.API.STREAM.DELETE.…` as its reply subject and having the actor send it. A link with
+//! `publish=a|b` also refuses sends and requests to subjects no pattern matches (replies are not subject to
+//! it). A guest cannot set a reply subject: replies go only through the route of a message it received.
+//!
+//! **Host memory.** What the guest makes the host hold for it (messages, request options, clients) is bounded
+//! per invocation: [`MAX_RESOURCES`] resources alive, [`message_bytes_limit`] bytes of messages (data,
+//! metadata, topic and content type), and [`MAX_METADATA_ENTRIES`] metadata entries set on one message. Where the WIT function returns a `result` (`connect`, `request`),
+//! exceeding a bound is an error value; where it does not (`message.new`, `set-data`, `add-metadata`,
+//! request-options' constructor…), the invocation traps with
+//! [`InvokeError::HostResources`](crate::InvokeError::HostResources).
+//!
 //! **Size.** Every outbound payload (send, request, reply through a provider) is capped by the actor's
 //! `ActorLimits::max_reply_bytes` (default 1 MiB): a larger one is refused with an error value before it
 //! reaches the provider.
@@ -29,7 +44,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lattice_provider_sdk::{InboundMessage, Messaging, MsgError, OutboundMessage};
+use lattice_provider_sdk::{InboundMessage, Messaging, MsgError, OutboundMessage, subject_matches};
 use wasmtime::component::Resource;
 
 use crate::bindings::wasi::messaging::{producer, request_reply, types};
@@ -39,10 +54,79 @@ use crate::state::InvocationState;
 /// How long `request-reply.request` waits when the guest sets no timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Messaging resources (messages, request options, clients) one invocation may hold at once.
+pub const MAX_RESOURCES: usize = 1024;
+
+/// Metadata entries one message may carry when the guest sets them (each `add-metadata` looks through them).
+pub const MAX_METADATA_ENTRIES: usize = 1024;
+
+/// The least [`message_bytes_limit`] is, whatever the actor's `max_reply_bytes`.
+pub const MIN_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Bytes of messages (data, metadata, topic, content type) one invocation may hold at once: four times the
+/// actor's `max_reply_bytes`, at least [`MIN_MESSAGE_BYTES`] (so a reply too large to send is still refused as
+/// [`InvokeError::ReplyTooLarge`](crate::InvokeError::ReplyTooLarge)).
+pub fn message_bytes_limit(max_reply_bytes: usize) -> usize {
+    max_reply_bytes.saturating_mul(4).max(MIN_MESSAGE_BYTES)
+}
+
+/// A per-invocation bound on host memory was exceeded by a call that cannot return an error value: the trap
+/// that ends the invocation (reported as [`InvokeError::HostResources`](crate::InvokeError::HostResources)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("host resource limit exceeded: at most {limit} {bound} per invocation")]
+pub(crate) struct HostResourceLimit {
+    /// What is bounded.
+    pub(crate) bound: &'static str,
+    /// The bound.
+    pub(crate) limit: usize,
+}
+
+/// What an invocation's messaging resources hold now, against the bounds.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    alive: usize,
+    bytes: usize,
+    max_bytes: usize,
+    /// Set when a bound was exceeded by a call that traps.
+    pub(crate) exceeded: Option<HostResourceLimit>,
+}
+
+impl Budget {
+    pub(crate) fn new(max_reply_bytes: usize) -> Self {
+        Self { alive: 0, bytes: 0, max_bytes: message_bytes_limit(max_reply_bytes), exceeded: None }
+    }
+
+    /// Takes `count` more resources and `bytes` more bytes, or refuses (and takes nothing).
+    fn take(&mut self, count: usize, bytes: usize) -> Result<(), HostResourceLimit> {
+        if self.alive.saturating_add(count) > MAX_RESOURCES {
+            return Err(HostResourceLimit { bound: "messaging resources alive", limit: MAX_RESOURCES });
+        }
+        if self.bytes.saturating_add(bytes) > self.max_bytes {
+            return Err(HostResourceLimit { bound: "bytes of messages alive", limit: self.max_bytes });
+        }
+        self.alive += count;
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    /// Takes them without checking (the invocation's own message, which the transport already bounded).
+    fn charge(&mut self, count: usize, bytes: usize) {
+        self.alive = self.alive.saturating_add(count);
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    fn release(&mut self, count: usize, bytes: usize) {
+        self.alive = self.alive.saturating_sub(count);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+}
+
 /// A connected messaging client: the provider its link resolved to.
 pub struct ClientHandle {
     link: String,
     provider: Arc<dyn Messaging>,
+    /// The link's `publish=` allow-list.
+    publish: Option<Arc<[String]>>,
     connected: bool,
 }
 
@@ -125,9 +209,20 @@ pub struct Message {
     pub(crate) content_type: Option<String>,
     pub(crate) metadata: Vec<(String, String)>,
     pub(crate) route: Route,
+    /// The bytes this message is charged for in the invocation's [`Budget`].
+    pub(crate) charged: usize,
 }
 
 impl Message {
+    /// What the message makes the host hold: data, topic, content type and metadata (with each entry's own
+    /// size, so many empty entries still count).
+    fn footprint(&self) -> usize {
+        self.data.len()
+            + self.topic.as_ref().map_or(0, String::len)
+            + self.content_type.as_ref().map_or(0, String::len)
+            + self.metadata.iter().map(|(k, v)| k.len() + v.len() + size_of::<(String, String)>()).sum::<usize>()
+    }
+
     fn outbound(&self) -> OutboundMessage {
         OutboundMessage {
             data: self.data.clone(),
@@ -147,6 +242,7 @@ impl Message {
             content_type: inbound.content_type,
             metadata: inbound.metadata,
             route: Route::RequestReply,
+            charged: 0,
         }
     }
 }
@@ -182,14 +278,89 @@ fn to_wit(error: MsgError) -> types::Error {
     }
 }
 
+/// Refuses a reply subject in a reserved namespace (inboxes are allowed).
+fn check_reply_subject(actor: &str, subject: &str) -> Result<(), types::Error> {
+    lattice_core::reserved::check_reply(subject).map_err(|reserved| {
+        tracing::debug!(%actor, %subject, namespace = reserved.namespace, "reply refused: reserved subject");
+        types::Error::PermissionDenied(reserved.to_string())
+    })
+}
+
 impl InvocationState {
-    /// The client's provider, or the error value for a disconnected client.
-    fn provider(&self, client: &Resource<ClientHandle>) -> wasmtime::Result<Result<Arc<dyn Messaging>, types::Error>> {
+    /// The client's provider for a send or request to `topic`; an error value for a disconnected client, a
+    /// reserved subject, or a subject outside the link's `publish=` allow-list.
+    fn provider(
+        &self,
+        client: &Resource<ClientHandle>,
+        topic: &str,
+    ) -> wasmtime::Result<Result<Arc<dyn Messaging>, types::Error>> {
         let handle = self.table.get(client)?;
         if !handle.connected {
             return Ok(Err(types::Error::Connection(format!("client `{}` is disconnected", handle.link))));
         }
+        if let Err(reserved) = lattice_core::reserved::check_publish(topic) {
+            tracing::debug!(actor = %self.actor, subject = %topic, namespace = reserved.namespace, "publish refused: reserved subject");
+            return Ok(Err(types::Error::PermissionDenied(reserved.to_string())));
+        }
+        if let Some(allowed) = &handle.publish
+            && !allowed.iter().any(|pattern| subject_matches(pattern, topic))
+        {
+            let allowed = allowed.join("|");
+            tracing::debug!(actor = %self.actor, subject = %topic, link = %handle.link, %allowed, "publish refused: not allowed by the link");
+            return Ok(Err(types::Error::PermissionDenied(format!(
+                "publish to `{topic}` is refused: link `{}` allows only publish={allowed}",
+                handle.link
+            ))));
+        }
         Ok(Ok(handle.provider.clone()))
+    }
+
+    /// Puts a message in the table, charged to the invocation's budget; traps past the bounds.
+    fn push_message(&mut self, mut message: Message) -> wasmtime::Result<Resource<Message>> {
+        let bytes = message.footprint();
+        self.take_or_trap(1, bytes)?;
+        message.charged = bytes;
+        Ok(self.table.push(message)?)
+    }
+
+    /// Puts the invocation's own message in the table (charged, never refused: its transport bounded it).
+    pub(crate) fn push_invocation_message(&mut self, mut message: Message) -> wasmtime::Result<Resource<Message>> {
+        let bytes = message.footprint();
+        self.resources.charge(1, bytes);
+        message.charged = bytes;
+        Ok(self.table.push(message)?)
+    }
+
+    /// Takes a message out of the table and releases what it was charged.
+    fn delete_message(&mut self, message: Resource<Message>) -> wasmtime::Result<Message> {
+        let message = self.table.delete(message)?;
+        self.resources.release(1, message.charged);
+        Ok(message)
+    }
+
+    /// Changes a message in place, charging the difference in size; traps past the bytes bound.
+    fn update_message(&mut self, msg: &Resource<Message>, change: impl FnOnce(&mut Message)) -> wasmtime::Result<()> {
+        let message = self.table.get_mut(msg)?;
+        change(message);
+        if message.metadata.len() > MAX_METADATA_ENTRIES {
+            let limit = HostResourceLimit { bound: "metadata entries in one message", limit: MAX_METADATA_ENTRIES };
+            tracing::debug!(actor = %self.actor, bound = limit.bound, limit = limit.limit, "host resource limit exceeded");
+            self.resources.exceeded = Some(limit.clone());
+            return Err(limit.into());
+        }
+        let (before, after) = (message.charged, message.footprint());
+        message.charged = after;
+        self.resources.release(0, before);
+        self.take_or_trap(0, after)
+    }
+
+    fn take_or_trap(&mut self, count: usize, bytes: usize) -> wasmtime::Result<()> {
+        if let Err(limit) = self.resources.take(count, bytes) {
+            tracing::debug!(actor = %self.actor, bound = limit.bound, limit = limit.limit, "host resource limit exceeded");
+            self.resources.exceeded = Some(limit.clone());
+            return Err(limit.into());
+        }
+        Ok(())
     }
 
     /// Refuses an outbound payload above the actor's size cap.
@@ -213,7 +384,16 @@ impl types::HostClient for InvocationState {
             tracing::debug!(actor = %self.actor, %name, "client.connect without a link: permission denied");
             return Ok(Err(types::Error::PermissionDenied(format!("no messaging link named `{name}`"))));
         };
-        let handle = ClientHandle { link: name, provider: link.provider.clone(), connected: true };
+        let handle = ClientHandle {
+            link: name,
+            provider: link.provider.clone(),
+            publish: link.publish.clone(),
+            connected: true,
+        };
+        if let Err(limit) = self.resources.take(1, 0) {
+            tracing::debug!(actor = %self.actor, bound = limit.bound, "client.connect refused: host resource limit");
+            return Ok(Err(types::Error::Other(limit.to_string())));
+        }
         Ok(Ok(self.table.push(handle)?))
     }
 
@@ -224,13 +404,14 @@ impl types::HostClient for InvocationState {
 
     async fn drop(&mut self, client: Resource<ClientHandle>) -> wasmtime::Result<()> {
         self.table.delete(client)?;
+        self.resources.release(1, 0);
         Ok(())
     }
 }
 
 impl types::HostMessage for InvocationState {
     async fn new(&mut self, data: Vec<u8>) -> wasmtime::Result<Resource<Message>> {
-        Ok(self.table.push(Message { data, ..Message::default() })?)
+        self.push_message(Message { data, ..Message::default() })
     }
 
     async fn topic(&mut self, msg: Resource<Message>) -> wasmtime::Result<Option<String>> {
@@ -242,8 +423,7 @@ impl types::HostMessage for InvocationState {
     }
 
     async fn set_content_type(&mut self, msg: Resource<Message>, content_type: String) -> wasmtime::Result<()> {
-        self.table.get_mut(&msg)?.content_type = Some(content_type);
-        Ok(())
+        self.update_message(&msg, |m| m.content_type = Some(content_type))
     }
 
     async fn data(&mut self, msg: Resource<Message>) -> wasmtime::Result<Vec<u8>> {
@@ -251,8 +431,7 @@ impl types::HostMessage for InvocationState {
     }
 
     async fn set_data(&mut self, msg: Resource<Message>, data: Vec<u8>) -> wasmtime::Result<()> {
-        self.table.get_mut(&msg)?.data = data;
-        Ok(())
+        self.update_message(&msg, |m| m.data = data)
     }
 
     async fn metadata(&mut self, msg: Resource<Message>) -> wasmtime::Result<Option<types::Metadata>> {
@@ -261,25 +440,23 @@ impl types::HostMessage for InvocationState {
     }
 
     async fn add_metadata(&mut self, msg: Resource<Message>, key: String, value: String) -> wasmtime::Result<()> {
-        let metadata = &mut self.table.get_mut(&msg)?.metadata;
-        // The WIT says "replacing any existing value for `key`".
-        metadata.retain(|(k, _)| *k != key);
-        metadata.push((key, value));
-        Ok(())
+        self.update_message(&msg, |m| {
+            // The WIT says "replacing any existing value for `key`".
+            m.metadata.retain(|(k, _)| *k != key);
+            m.metadata.push((key, value));
+        })
     }
 
     async fn set_metadata(&mut self, msg: Resource<Message>, meta: types::Metadata) -> wasmtime::Result<()> {
-        self.table.get_mut(&msg)?.metadata = meta;
-        Ok(())
+        self.update_message(&msg, |m| m.metadata = meta)
     }
 
     async fn remove_metadata(&mut self, msg: Resource<Message>, key: String) -> wasmtime::Result<()> {
-        self.table.get_mut(&msg)?.metadata.retain(|(k, _)| *k != key);
-        Ok(())
+        self.update_message(&msg, |m| m.metadata.retain(|(k, _)| *k != key))
     }
 
     async fn drop(&mut self, msg: Resource<Message>) -> wasmtime::Result<()> {
-        self.table.delete(msg)?;
+        self.delete_message(msg)?;
         Ok(())
     }
 }
@@ -291,8 +468,8 @@ impl producer::Host for InvocationState {
         topic: types::Topic,
         message: Resource<Message>,
     ) -> Fallible<()> {
-        let message = self.table.delete(message)?;
-        let provider = match self.provider(&client)? {
+        let message = self.delete_message(message)?;
+        let provider = match self.provider(&client, &topic)? {
             Ok(provider) => provider,
             Err(error) => return Ok(Err(error)),
         };
@@ -315,10 +492,13 @@ impl request_reply::Host for InvocationState {
         message: Resource<Message>,
         options: Option<Resource<RequestOptions>>,
     ) -> Fallible<Vec<Resource<Message>>> {
-        let options = options.map(|options| self.table.delete(options)).transpose()?;
+        let options = options.map(|options| self.delete_options(options)).transpose()?;
         let (timeout, expected) = RequestOptions::resolve(options.as_ref());
+        // Never collect more replies than the invocation has room for (0 would mean "all within the timeout").
+        let room = u32::try_from(MAX_RESOURCES.saturating_sub(self.resources.alive)).unwrap_or(u32::MAX).max(1);
+        let expected = if expected == 0 { room } else { expected.min(room) };
         let outbound = self.table.get(&message)?.outbound();
-        let provider = match self.provider(&client)? {
+        let provider = match self.provider(&client, &topic)? {
             Ok(provider) => provider,
             Err(error) => return Ok(Err(error)),
         };
@@ -332,19 +512,29 @@ impl request_reply::Host for InvocationState {
                 return Ok(Err(to_wit(error)));
             }
         };
+        let replies: Vec<Message> = replies.into_iter().map(Message::reply).collect();
+        let bytes = replies.iter().map(Message::footprint).sum();
+        if let Err(limit) = self.resources.take(replies.len(), bytes) {
+            tracing::debug!(actor = %self.actor, %topic, replies = replies.len(), bytes, "request replies refused: host resource limit");
+            return Ok(Err(types::Error::Other(format!("{} replies refused: {limit}", replies.len()))));
+        }
         let mut resources = Vec::with_capacity(replies.len());
-        for reply in replies {
-            resources.push(self.table.push(Message::reply(reply))?);
+        for mut reply in replies {
+            reply.charged = reply.footprint();
+            resources.push(self.table.push(reply)?);
         }
         Ok(Ok(resources))
     }
 
     async fn reply(&mut self, reply_to: Resource<Message>, message: Resource<Message>) -> Fallible<()> {
         let route = self.table.get(&reply_to)?.route.clone();
-        let message = self.table.delete(message)?;
+        let message = self.delete_message(message)?;
         match route {
             Route::Invocation => Ok(self.reply_to_invocation(message)),
             Route::Subject(to) => {
+                if let Err(error) = check_reply_subject(&self.actor, &to.subject) {
+                    return Ok(Err(error));
+                }
                 if let Err(error) = self.check_size("reply", message.data.len()) {
                     return Ok(Err(error));
                 }
@@ -357,7 +547,14 @@ impl request_reply::Host for InvocationState {
             Route::RequestReply => {
                 Ok(Err(types::Error::Other("a reply received from `request` cannot be replied to".into())))
             }
-            Route::None => Ok(Err(types::Error::Other("the message replied to has no reply address".into()))),
+            Route::None => {
+                tracing::debug!(actor = %self.actor, "reply refused: the message has no reply address");
+                Ok(Err(types::Error::PermissionDenied(
+                    "the message replied to has no reply address: replies go only to messages the actor received \
+                     with a reply subject"
+                        .into(),
+                )))
+            }
         }
     }
 }
@@ -380,8 +577,17 @@ impl InvocationState {
     }
 }
 
+impl InvocationState {
+    fn delete_options(&mut self, options: Resource<RequestOptions>) -> wasmtime::Result<RequestOptions> {
+        let options = self.table.delete(options)?;
+        self.resources.release(1, 0);
+        Ok(options)
+    }
+}
+
 impl request_reply::HostRequestOptions for InvocationState {
     async fn new(&mut self) -> wasmtime::Result<Resource<RequestOptions>> {
+        self.take_or_trap(1, 0)?;
         Ok(self.table.push(RequestOptions::default())?)
     }
 
@@ -396,7 +602,7 @@ impl request_reply::HostRequestOptions for InvocationState {
     }
 
     async fn drop(&mut self, opts: Resource<RequestOptions>) -> wasmtime::Result<()> {
-        self.table.delete(opts)?;
+        self.delete_options(opts)?;
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use crate::cache::{CacheError, CompiledCache};
 use crate::engine::{EngineConfig, EngineError, EpochTicker};
 use crate::limits::{ActorLimits, Limiter, LimitsError};
 use crate::links::{LinkError, LinkSet, Providers};
-use crate::messaging::{Message, ReplyTo};
+use crate::messaging::{Budget, Message, ReplyTo};
 use crate::output::CapturedOutput;
 use crate::state::InvocationState;
 use crate::subscriptions::{SubscribeError, Subscriptions};
@@ -439,6 +439,17 @@ pub enum InvokeError {
         /// The actor's limit.
         limit: usize,
     },
+    /// The guest made the host hold more for it than one invocation may (messages, their bytes, request
+    /// options): at most [`MAX_RESOURCES`](crate::MAX_RESOURCES) resources and
+    /// [`message_bytes_limit`](crate::message_bytes_limit) bytes of messages alive.
+    #[error("host resource limit exceeded: the actor held more than {limit} {bound} in one invocation")]
+    HostResources {
+        /// What is bounded (`messaging resources alive`, `bytes of messages alive`, `metadata entries in one
+        /// message`).
+        bound: &'static str,
+        /// The bound.
+        limit: usize,
+    },
     /// The handler returned an error value.
     #[error("actor returned an error: {0}")]
     Handler(String),
@@ -705,7 +716,9 @@ impl ActorInner {
             max_reply_bytes: self.limits.max_reply_bytes,
             reply: None,
             reply_refused: None,
+            resources: Budget::new(self.limits.max_reply_bytes),
             logs: Vec::new(),
+            log_bytes: 0,
             logs_dropped: 0,
             stdout,
             stderr,
@@ -751,8 +764,10 @@ impl ActorInner {
             content_type: message.content_type,
             metadata: message.metadata,
             route: message.reply_to.into(),
+            charged: 0,
         };
-        let message = store.data_mut().table.push(message).map_err(|e| InvokeError::Instantiate(e.to_string()))?;
+        let message =
+            store.data_mut().push_invocation_message(message).map_err(|e| InvokeError::Instantiate(e.to_string()))?;
         match actor.wasi_messaging_incoming_handler().call_handle(&mut *store, message).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(InvokeError::Handler(describe_messaging_error(&error))),
@@ -766,6 +781,9 @@ impl ActorInner {
         }
         if let Some(requested) = state.limiter.memory_denied {
             return InvokeError::MemoryLimit { requested, cap: self.limits.memory_bytes };
+        }
+        if let Some(limit) = &state.resources.exceeded {
+            return InvokeError::HostResources { bound: limit.bound, limit: limit.limit };
         }
         if let Some(wasmtime::Trap::StackOverflow) = error.downcast_ref::<wasmtime::Trap>() {
             return InvokeError::StackOverflow;

@@ -7,6 +7,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::limits::Limiter;
 use crate::links::LinkSet;
+use crate::messaging::Budget;
 use crate::output::CapturedOutput;
 use crate::runtime::{LogLine, Reply};
 
@@ -24,7 +25,11 @@ pub(crate) struct InvocationState {
     pub(crate) reply: Option<Reply>,
     /// Set when the guest tried to reply with more than `max_reply_bytes`.
     pub(crate) reply_refused: Option<usize>,
+    /// Messaging resources the guest holds, against the per-invocation bounds.
+    pub(crate) resources: Budget,
     pub(crate) logs: Vec<LogLine>,
+    /// Bytes of `logs` (context and message), against the per-invocation bound.
+    pub(crate) log_bytes: usize,
     pub(crate) logs_dropped: usize,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,

@@ -16,6 +16,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("actor-recurse", "RECURSE"),
     ("actor-huge-reply", "HUGE_REPLY"),
     ("actor-sleep", "SLEEP"),
+    ("actor-msg-probe", "MSG_PROBE"),
 ];
 
 fn main() {

@@ -52,6 +52,14 @@ pub enum ClientError {
         /// The failure.
         message: String,
     },
+    /// A messaging link subscribes or publishes in a namespace reserved for the lattice (no host would apply it).
+    #[error("link `{link}`: {reason}")]
+    ReservedLink {
+        /// The link, as written.
+        link: String,
+        /// Which pattern and namespace.
+        reason: lattice_core::reserved::Reserved,
+    },
 }
 
 impl ClientError {
@@ -303,7 +311,10 @@ impl LatticeClient {
     }
 
     /// Stores a link of `actor` in the lattice; every host running the actor applies it to the next invocation.
+    /// A messaging link whose `subscribe=` or `publish=` overlaps a reserved namespace is refused here.
     pub async fn put_link(&self, actor: &Name, link: &LinkSpec) -> Result<(), ClientError> {
+        lattice_core::reserved::check_link(link)
+            .map_err(|reason| ClientError::ReservedLink { link: link.to_string(), reason })?;
         let key = self.subjects.link_key(actor, link.interface.as_str(), &link.name);
         let record = LinkRecord { actor: actor.clone(), link: link.to_string() };
         self.state()

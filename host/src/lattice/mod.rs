@@ -75,6 +75,10 @@ pub struct HostConfig {
     /// Per-bucket quota of in-memory key-value providers started on this host (`provider start --kind
     /// inmemory`); the runtime's built-in `inmemory` instance gets its own from [`crate::RuntimeBuilder`].
     pub kv_quota: crate::KeyValueQuota,
+    /// A separate NATS connection for actors' application messaging (the built-in `nats` messaging provider),
+    /// typically in a NATS account that cannot see the lattice's subjects at all. `None`: actors' messaging
+    /// shares the lattice's connection (the host still refuses the reserved subjects).
+    pub app_nats: Option<NatsConfig>,
 }
 
 impl HostConfig {
@@ -92,6 +96,7 @@ impl HostConfig {
             supervision: Supervision::default(),
             artifact_dir: None,
             kv_quota: crate::KeyValueQuota::default(),
+            app_nats: None,
         }
     }
 }
@@ -130,7 +135,8 @@ pub fn automatic_labels() -> BTreeMap<String, String> {
     labels
 }
 
-/// The messaging provider every host offers: application subjects on the lattice's NATS connection.
+/// The messaging provider every host offers: application subjects on the lattice's NATS connection, or on the
+/// separate application connection when [`HostConfig::app_nats`] is set.
 pub const NATS_MESSAGING_PROVIDER: &str = "nats";
 
 /// Per-call timeout of key-value calls to a provider served by another host.
@@ -317,8 +323,17 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     let mut labels = automatic_labels();
     labels.extend(config.labels.clone());
 
-    // Messaging links to `nats` publish and subscribe on the lattice's own NATS connection.
-    runtime.insert_messaging_provider(NATS_MESSAGING_PROVIDER, Arc::new(NatsMessaging::new(client.clone())));
+    // Messaging links to `nats` publish and subscribe on the application connection if there is one, else on
+    // the lattice's own (the runtime refuses the reserved subjects either way).
+    let app_client = match &config.app_nats {
+        Some(app) => {
+            let app_client = app.connect(&format!("lattice-host-app-{}", config.id)).await?;
+            tracing::info!(host = %config.id, servers = %app.servers.join(","), "actors' messaging on its own NATS connection");
+            app_client
+        }
+        None => client.clone(),
+    };
+    runtime.insert_messaging_provider(NATS_MESSAGING_PROVIDER, Arc::new(NatsMessaging::new(app_client)));
     // Links to providers no local instance has go to the host serving them, over the lattice.
     let remote_client = client.clone();
     let remote_subjects = subjects.clone();

@@ -1,5 +1,6 @@
 //! Integration tests of the actor runtime with real components built from this workspace.
 
+mod bounds;
 mod cache;
 mod claims;
 mod hostile;

@@ -17,6 +17,7 @@ pub const NATS_SERVER_ENV: &str = "LATTICE_NATS_SERVER";
 const LOG_FILE: &str = "nats-server.log";
 const STORE_DIR: &str = "store";
 const PORTS_DIR: &str = "ports";
+const CONFIG_FILE: &str = "nats-server.conf";
 
 /// Configures a [`NatsServer`]; from [`NatsServer::builder`].
 #[derive(Debug, Clone)]
@@ -26,13 +27,21 @@ pub struct NatsServerBuilder {
     startup_timeout: Duration,
     binary: Option<PathBuf>,
     args: Vec<OsString>,
+    config: Option<String>,
     // Room for cluster settings (cluster name, routes, a cluster port): not implemented
     // yet. They will be one more field here and a few more `launch` arguments.
 }
 
 impl Default for NatsServerBuilder {
     fn default() -> Self {
-        Self { jetstream: true, port: None, startup_timeout: DEFAULT_STARTUP_TIMEOUT, binary: None, args: Vec::new() }
+        Self {
+            jetstream: true,
+            port: None,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            binary: None,
+            args: Vec::new(),
+            config: None,
+        }
     }
 }
 
@@ -67,6 +76,15 @@ impl NatsServerBuilder {
         self
     }
 
+    /// A nats-server configuration file's text (accounts, users, permissions…), written into the server's
+    /// tempdir and passed with `-c`. The listen address, port, JetStream switch and store directory still
+    /// come from the builder (command-line flags override the file), so the free-port and kill-on-drop
+    /// behaviour is unchanged.
+    pub fn config(mut self, text: impl Into<String>) -> Self {
+        self.config = Some(text.into());
+        self
+    }
+
     /// Starts the server and waits until it accepts clients (and JetStream is up).
     pub fn start(self) -> Result<NatsServer> {
         let binary = match self.binary {
@@ -75,9 +93,16 @@ impl NatsServerBuilder {
         };
         let dir =
             tempfile::Builder::new().prefix("lattice-nats-").tempdir().context("creating a tempdir for nats-server")?;
+        let mut args = Vec::new();
+        if let Some(text) = &self.config {
+            let path = dir.path().join(CONFIG_FILE);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            args.push(OsString::from("-c"));
+            args.push(path.into_os_string());
+        }
+        args.extend(self.args);
         let process = ServerProcess { name: "nats-server", binary, dir, log_file: LOG_FILE, port: 0, child: None };
-        let mut server =
-            NatsServer { process, jetstream: self.jetstream, startup_timeout: self.startup_timeout, args: self.args };
+        let mut server = NatsServer { process, jetstream: self.jetstream, startup_timeout: self.startup_timeout, args };
         let (child, port) = server.launch(self.port)?;
         server.process.port = port;
         server.process.child = Some(child);

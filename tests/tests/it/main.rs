@@ -9,6 +9,7 @@ mod control;
 mod errors;
 mod events;
 mod exhaustion;
+mod isolation;
 mod links;
 mod placement;
 mod providers;
