@@ -2,19 +2,24 @@
 //! (`links.<actor>.<interface>.<hex name>` -> `LinkRecord`). Every host watches it and re-links the actors it
 //! runs on every change, so `lattice link put` takes effect on the next invocation everywhere, without a
 //! restart; invocations already running finish on the links they started with.
+//!
+//! A host that trusts operators applies only records signed by one of them ([`LinkGuard`]); a refused record
+//! removes whatever link its key held (fail closed), with a warning and a `control.refused` event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
+use lattice_core::control_auth::{OperatorPolicy, Refusal};
 use lattice_core::link::LinkSpec;
 use lattice_core::subject::{Name, Subjects};
-use lattice_core::wire::{self, LinkRecord};
+use lattice_core::wire::{self, EventData, LinkRecord};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::HostError;
+use super::events::Events;
 use super::table::Table;
 
 /// Every actor's links as last seen in the bucket, keyed by bucket key so deletes find their entry.
@@ -43,6 +48,7 @@ pub(crate) async fn watch_links(
     subjects: Arc<Subjects>,
     actors: Table,
     out: watch::Sender<Arc<LinkTable>>,
+    guard: LinkGuard,
     stop: CancellationToken,
 ) {
     let mut watcher = match store.watch_with_history(subjects.links_filter()).await {
@@ -69,6 +75,12 @@ pub(crate) async fn watch_links(
         let actor = match entry.operation {
             kv::Operation::Put => match wire::decode::<LinkRecord>(&entry.value) {
                 Ok(record) => match record.link.parse::<LinkSpec>() {
+                    Ok(spec) if !guard.admit(&subjects, &entry.key, &record, &spec).await => {
+                        match forget_key(&mut table, &entry.key) {
+                            Some(actor) => actor,
+                            None => continue,
+                        }
+                    }
                     Ok(spec) => {
                         table.entry(record.actor.clone()).or_default().insert(entry.key.clone(), spec);
                         record.actor
@@ -103,5 +115,58 @@ pub(crate) async fn watch_links(
             Ok(None) => {}
             Err(_) => break,
         }
+    }
+}
+
+/// Removes the link stored under `key` from `table`; returns its actor, if the key held one.
+fn forget_key(table: &mut LinkTable, key: &str) -> Option<Name> {
+    let actor = table.iter().find(|(_, links)| links.contains_key(key)).map(|(a, _)| a.clone())?;
+    if let Some(links) = table.get_mut(&actor) {
+        links.remove(key);
+    }
+    Some(actor)
+}
+
+/// Which link records a host applies: all of them when it trusts no operator; otherwise only those signed by a
+/// trusted operator and stored under the key their actor, interface and name give.
+pub(crate) struct LinkGuard {
+    policy: OperatorPolicy,
+    events: Events,
+}
+
+impl LinkGuard {
+    pub(crate) fn new(policy: OperatorPolicy, events: Events) -> Self {
+        Self { policy, events }
+    }
+
+    /// Whether the record stored under `key` may be applied. A refusal is logged and published as a
+    /// `control.refused` event.
+    async fn admit(&self, subjects: &Subjects, key: &str, record: &LinkRecord, spec: &LinkSpec) -> bool {
+        if !self.policy.enforced() {
+            return true;
+        }
+        let operator = record.signature.as_ref().map(|s| s.operator.to_string());
+        let verdict = self.policy.verify_link(subjects.lattice().as_str(), record).map(drop).and_then(|()| {
+            // A signed record copied under another key would make a link that `link del` cannot remove.
+            let expected = subjects.link_key(&record.actor, spec.interface.as_str(), &spec.name);
+            if expected == key {
+                Ok(())
+            } else {
+                Err(Refusal::Malformed(format!("record for `{expected}` stored under another key")))
+            }
+        });
+        let Err(refusal) = verdict else { return true };
+        let reason = refusal.to_string();
+        tracing::warn!(
+            %key,
+            actor = %record.actor,
+            operator = operator.as_deref().unwrap_or("none"),
+            %reason,
+            "link record refused: not applied, and the link this key held is removed"
+        );
+        self.events
+            .publish(EventData::ControlRefused { subject: key.to_owned(), verb: "link".into(), reason, operator })
+            .await;
+        false
     }
 }

@@ -8,6 +8,7 @@
 //! **Invariant:** the runtime (`crate::runtime`) never sees NATS; everything NATS lives in this module.
 
 mod artifacts;
+mod auth;
 mod client;
 mod control;
 mod events;
@@ -30,6 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::Client;
 use async_nats::jetstream::{self, kv};
+use lattice_core::control_auth::OperatorPolicy;
 use lattice_core::subject::{Name, Subjects};
 use lattice_core::wire::{self, ActorInfo, EventData, HostInfo};
 use tokio::task::JoinHandle;
@@ -67,6 +69,8 @@ pub struct HostConfig {
     pub max_component_bytes: usize,
     /// How provider instances started on this host are health-checked and restarted.
     pub supervision: Supervision,
+    /// Which operators may send mutating control requests and write link records (none: no check).
+    pub operators: OperatorPolicy,
 }
 
 impl HostConfig {
@@ -82,6 +86,7 @@ impl HostConfig {
             default_limits: ActorLimits::default(),
             max_component_bytes: 64 << 20,
             supervision: Supervision::default(),
+            operators: OperatorPolicy::default(),
         }
     }
 }
@@ -141,6 +146,9 @@ pub enum HostError {
         /// Why.
         message: String,
     },
+    /// The configuration contradicts itself.
+    #[error("invalid host config: {0}")]
+    InvalidConfig(String),
 }
 
 /// What the host's tasks share (read-only after start, apart from handles).
@@ -161,6 +169,8 @@ pub(crate) struct Shared {
     pub(crate) supervision: Supervision,
     /// Every actor's links in the lattice, kept current by the link watcher.
     pub(crate) links: tokio::sync::watch::Receiver<Arc<links::LinkTable>>,
+    /// The operator policy applied to control requests.
+    pub(crate) gate: auth::Gate,
     grace: Duration,
     stop: CancellationToken,
     requested_grace: Mutex<Option<Duration>>,
@@ -286,6 +296,11 @@ async fn events_stream(js: &jetstream::Context, subjects: &Subjects) -> Result<(
 
 /// Joins the lattice and starts serving. Returns once the host has announced itself.
 pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, HostError> {
+    if config.operators.require_signed_reads && !config.operators.enforced() {
+        return Err(HostError::InvalidConfig(
+            "signed reads are required but no operator is trusted: add at least one trusted operator".into(),
+        ));
+    }
     let client = config.nats.connect(&format!("lattice-host-{}", config.id)).await?;
     let jetstream = jetstream::new(client.clone());
     let subjects = Arc::new(Subjects::new(config.lattice.clone()));
@@ -327,13 +342,22 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         heartbeat: config.heartbeat,
         supervision: config.supervision.clone(),
         links: links_rx,
+        gate: auth::Gate::new(config.operators.clone()),
         grace: config.grace,
         stop: CancellationToken::new(),
         requested_grace: Mutex::new(None),
     });
 
     let tasks_stop = CancellationToken::new();
-    tokio::spawn(links::watch_links(state, subjects.clone(), shared.table.clone(), links_tx, tasks_stop.clone()));
+    let link_guard = links::LinkGuard::new(shared.gate.policy().clone(), shared.events.clone());
+    tokio::spawn(links::watch_links(
+        state,
+        subjects.clone(),
+        shared.table.clone(),
+        links_tx,
+        link_guard,
+        tasks_stop.clone(),
+    ));
     control::run(shared.clone(), tasks_stop.clone())
         .await
         .map_err(|e| HostError::Setup { what: "control subscriptions", message: e.to_string() })?;
