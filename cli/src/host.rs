@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::args::{CacheArgs, LimitArgs, parse_bytes};
 use crate::connect::{DEFAULT_NATS, LatticeArgs};
+use crate::operator::TrustArgs;
 use crate::policy::PolicyArgs;
 
 /// Settings of `lattice host`. Precedence: flags, then LATTICE_* environment variables, then --config.
@@ -24,6 +25,8 @@ pub struct HostArgs {
     pub lattice: LatticeArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub operators: TrustArgs,
     /// TOML host config file (see docs/host.md); flags and environment override it
     #[arg(long, env = "LATTICE_HOST_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -94,6 +97,12 @@ pub struct HostFile {
     /// Require TLS.
     #[serde(default)]
     pub require_tls: bool,
+    /// Operators (public keys `O…`, or `dev`) whose signed control requests and link records are accepted.
+    #[serde(default)]
+    pub trusted_operators: Vec<String>,
+    /// Require a trusted operator's signature on read-only requests too.
+    #[serde(default)]
+    pub require_signed_reads: bool,
 }
 
 impl HostFile {
@@ -146,6 +155,7 @@ pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     config.heartbeat = duration(args.heartbeat, file.heartbeat.as_deref(), "heartbeat", config.heartbeat)?;
     config.grace = duration(args.grace, file.grace.as_deref(), "grace", config.grace)?;
     config.default_limits = args.limits.to_limits();
+    config.operators = args.operators.to_policy(&file.trusted_operators, file.require_signed_reads)?;
 
     let mut engine = EngineConfig::default();
     if let Some(m) = args.max_memory {
@@ -196,6 +206,8 @@ async fn wait_for_signal() {
 
 /// Start a local development stack in the foreground: nats-server (unless one is reachable) and one host.
 ///
+/// The host trusts this machine's development operator (created on first use; `lattice keys dev --kind
+/// operator`), which the control verbs sign with by default, in addition to any --trusted-operator.
 /// Ctrl-C stops both cleanly.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -263,6 +275,9 @@ fn free_port() -> anyhow::Result<u16> {
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut host = args.host;
+    // The development stack trusts this machine's development operator (created on first use), which the
+    // control verbs sign with by default: the demo works unchanged while unsigned changes are refused.
+    host.operators.trust_dev = true;
     let lattice = &mut host.lattice;
     let url = lattice.servers.first().cloned().unwrap_or_else(|| DEFAULT_NATS.to_owned());
     let _nats = if reachable(&url) && args.nats_port.is_none() {
