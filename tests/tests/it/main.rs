@@ -9,6 +9,7 @@ mod control;
 mod errors;
 mod events;
 mod links;
+mod operators;
 mod placement;
 mod providers;
 mod reconnect;
