@@ -15,6 +15,7 @@ use lattice_host::lattice::{LatticeClient, check_traceparent, new_traceparent};
 
 use crate::args::{LimitArgs, Output};
 use crate::connect::LatticeArgs;
+use crate::operator::OperatorKeyArgs;
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -91,6 +92,8 @@ pub async fn hosts(args: HostsArgs) -> anyhow::Result<()> {
 pub struct InventoryArgs {
     #[command(flatten)]
     pub lattice: LatticeArgs,
+    #[command(flatten)]
+    pub operator: OperatorKeyArgs,
     /// The host's id (see `lattice hosts`)
     pub host: Name,
     /// Output format
@@ -114,7 +117,7 @@ fn actors_table(host: &HostInfo) -> Table {
 
 pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
     let lattice = &args.lattice;
-    let client = lattice.client().await?;
+    let client = args.operator.sign(lattice.client().await?)?;
     let info = client.inventory(&args.host).await?;
     if args.output == Output::Json {
         return print_json(&info);
@@ -181,6 +184,8 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
 pub struct StartArgs {
     #[command(flatten)]
     pub lattice: LatticeArgs,
+    #[command(flatten)]
+    pub operator: OperatorKeyArgs,
     /// The actor's name in the lattice (also the artifact's name unless --artifact or --path is given)
     pub actor: Name,
     /// Artifact name in the lattice's store [the actor's name]
@@ -247,7 +252,7 @@ async fn placement(
 
 pub async fn start(args: StartArgs) -> anyhow::Result<()> {
     let lattice = &args.lattice;
-    let client = lattice.client().await?;
+    let client = args.operator.sign(lattice.client().await?)?;
     let artifact = match &args.path {
         Some(path) => ArtifactRef::Path(path.display().to_string()),
         None => ArtifactRef::Lattice(args.artifact.clone().unwrap_or_else(|| args.actor.to_string())),
@@ -308,6 +313,8 @@ async fn hosts_running(client: &LatticeClient, actor: &Name) -> anyhow::Result<V
 pub struct StopArgs {
     #[command(flatten)]
     pub lattice: LatticeArgs,
+    #[command(flatten)]
+    pub operator: OperatorKeyArgs,
     /// The actor
     pub actor: Name,
     /// Only on this host (repeatable)
@@ -317,7 +324,7 @@ pub struct StopArgs {
 
 pub async fn stop(args: StopArgs) -> anyhow::Result<()> {
     let lattice = &args.lattice;
-    let client = lattice.client().await?;
+    let client = args.operator.sign(lattice.client().await?)?;
     let hosts = if args.hosts.is_empty() { hosts_running(&client, &args.actor).await? } else { args.hosts };
     for host in hosts {
         let stopped = client.stop_actor(&host, &args.actor).await?;
@@ -331,6 +338,8 @@ pub async fn stop(args: StopArgs) -> anyhow::Result<()> {
 pub struct ScaleArgs {
     #[command(flatten)]
     pub lattice: LatticeArgs,
+    #[command(flatten)]
+    pub operator: OperatorKeyArgs,
     /// The actor
     pub actor: Name,
     /// New max concurrency per host
@@ -343,7 +352,7 @@ pub struct ScaleArgs {
 
 pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let lattice = &args.lattice;
-    let client = lattice.client().await?;
+    let client = args.operator.sign(lattice.client().await?)?;
     let hosts = if args.hosts.is_empty() { hosts_running(&client, &args.actor).await? } else { args.hosts };
     for host in hosts {
         let info: ActorInfo = client.scale_actor(&host, &args.actor, args.max_concurrency).await?;
@@ -454,6 +463,12 @@ fn describe(data: &EventData) -> String {
         EventData::ProviderRestarting { name, attempt, reason } => format!("{name}: restart {attempt} ({reason})"),
         EventData::ProviderRecovered { name } => format!("{name}: healthy again"),
         EventData::ProviderFailed { name, reason } => format!("{name}: restarted too often, giving up ({reason})"),
+        EventData::ControlRefused { subject, verb, reason, operator } => {
+            format!(
+                "{verb} on {subject}: {reason}{}",
+                operator.as_ref().map(|o| format!(" (operator {o})")).unwrap_or_default()
+            )
+        }
         other => format!("{other:?}"),
     }
 }
@@ -494,6 +509,8 @@ pub struct LabelArgs {
     pub command: LabelCommand,
     #[command(flatten)]
     pub lattice: LatticeArgs,
+    #[command(flatten)]
+    pub operator: OperatorKeyArgs,
 }
 
 /// What to do with a label.
@@ -517,7 +534,7 @@ pub enum LabelCommand {
 }
 
 pub async fn label(args: LabelArgs) -> anyhow::Result<()> {
-    let client = args.lattice.client().await?;
+    let client = args.operator.sign(args.lattice.client().await?)?;
     let labels = match args.command {
         LabelCommand::Put { host, label: (k, v) } => client.put_label(&host, &k, &v).await?,
         LabelCommand::Del { host, key } => client.delete_label(&host, &key).await?,
@@ -533,6 +550,8 @@ pub struct LinkArgs {
     pub command: LinkCommand,
     #[command(flatten)]
     pub lattice: LatticeArgs,
+    #[command(flatten)]
+    pub operator: OperatorKeyArgs,
 }
 
 /// What to do with links.
@@ -571,7 +590,7 @@ pub enum LinkCommand {
 }
 
 pub async fn link(args: LinkArgs) -> anyhow::Result<()> {
-    let client = args.lattice.client().await?;
+    let client = args.operator.sign(args.lattice.client().await?)?;
     match args.command {
         LinkCommand::Put { actor, interface, name, provider, config } => {
             let spec = lattice_core::link::LinkSpec { interface, name, provider, config: config.into_iter().collect() };
@@ -610,6 +629,8 @@ pub struct ProviderArgs {
     pub command: ProviderCommand,
     #[command(flatten)]
     pub lattice: LatticeArgs,
+    #[command(flatten)]
+    pub operator: OperatorKeyArgs,
 }
 
 /// What to do with providers.
@@ -632,7 +653,7 @@ pub enum ProviderCommand {
 }
 
 pub async fn provider(args: ProviderArgs) -> anyhow::Result<()> {
-    let client = args.lattice.client().await?;
+    let client = args.operator.sign(args.lattice.client().await?)?;
     match args.command {
         ProviderCommand::Start { kind, host, name, config } => {
             let name = name.unwrap_or_else(|| kind.clone());

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::args::{CacheArgs, KvQuotaArgs, LimitArgs, parse_bytes};
 use crate::connect::{DEFAULT_NATS, LatticeArgs};
+use crate::operator::TrustArgs;
 use crate::policy::PolicyArgs;
 
 /// Settings of `lattice host`. Precedence: flags, then LATTICE_* environment variables, then --config.
@@ -24,6 +25,8 @@ pub struct HostArgs {
     pub lattice: LatticeArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub operators: TrustArgs,
     /// TOML host config file (see docs/host.md); flags and environment override it
     #[arg(long, env = "LATTICE_HOST_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -64,7 +67,13 @@ pub struct HostArgs {
 pub struct AppNatsArgs {
     /// NATS server URL(s) for actors' messaging (the `nats` messaging provider), comma-separated; with any
     /// --app-nats-* credential alone, the lattice's servers [the lattice's connection]
-    #[arg(long = "app-nats", env = "LATTICE_APP_NATS", value_delimiter = ',', value_name = "URL")]
+    #[arg(
+        id = "app_nats_servers",
+        long = "app-nats",
+        env = "LATTICE_APP_NATS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
     pub servers: Vec<String>,
     /// NATS credentials file (.creds) of the application connection
     #[arg(long, env = "LATTICE_APP_NATS_CREDS", value_name = "FILE")]
@@ -176,6 +185,12 @@ pub struct HostFile {
     pub app_nats_token: Option<String>,
     /// NATS nkey seed of the application connection.
     pub app_nats_nkey: Option<String>,
+    /// Operators (public keys `O…`, or `dev`) whose signed control requests and link records are accepted.
+    #[serde(default)]
+    pub trusted_operators: Vec<String>,
+    /// Require a trusted operator's signature on read-only requests too.
+    #[serde(default)]
+    pub require_signed_reads: bool,
 }
 
 impl HostFile {
@@ -232,6 +247,7 @@ pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     config.kv_quota =
         args.kv_quota.quota(file.kv_max_bytes.as_deref(), file.kv_max_keys).map_err(anyhow::Error::msg)?;
     config.app_nats = args.app_nats.config(&file, &config.nats);
+    config.operators = args.operators.to_policy(&file.trusted_operators, file.require_signed_reads)?;
 
     let mut engine = EngineConfig::default();
     if let Some(m) = args.max_memory {
@@ -283,6 +299,8 @@ async fn wait_for_signal() {
 
 /// Start a local development stack in the foreground: nats-server (unless one is reachable) and one host.
 ///
+/// The host trusts this machine's development operator (created on first use; `lattice keys dev --kind
+/// operator`), which the control verbs sign with by default, in addition to any --trusted-operator.
 /// Ctrl-C stops both cleanly.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -350,6 +368,9 @@ fn free_port() -> anyhow::Result<u16> {
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut host = args.host;
+    // The development stack trusts this machine's development operator (created on first use), which the
+    // control verbs sign with by default: the demo works unchanged while unsigned changes are refused.
+    host.operators.trust_dev = true;
     let lattice = &mut host.lattice;
     let url = lattice.servers.first().cloned().unwrap_or_else(|| DEFAULT_NATS.to_owned());
     let _nats = if reachable(&url) && args.nats_port.is_none() {

@@ -1,4 +1,4 @@
-//! `lattice keys`: generate issuer and actor keys; the development issuer; seed files.
+//! `lattice keys`: generate issuer, actor and operator keys; the development issuer and operator; seed files.
 //!
 //! Seeds (private keys) are only ever written to files created with mode 0600 and are printed only on request.
 //! The public key is always the last line on stdout, so scripts can take it with `tail -n1`.
@@ -13,11 +13,16 @@ use lattice_core::keys::{KeyKind, SeedKey};
 
 /// File name of the development issuer's seed in the config directory.
 const DEV_ISSUER_FILE: &str = "dev-issuer.seed";
+/// File name of the development operator's seed in the config directory.
+const DEV_OPERATOR_FILE: &str = "dev-operator.seed";
 
-/// Generate and show keys (issuers sign actors, actors are identified by theirs).
+/// Generate and show keys (issuers sign actors, actors are identified by theirs, operators sign control
+/// requests).
 ///
 /// An issuer key (public key `A…`, seed `SA…`) signs actor claims; hosts trust a list of issuer public keys.
 /// An actor key (`M…`, seed `SM…`) is an actor's identity, the subject of its claims.
+/// An operator key (`O…`, seed `SO…`) signs control requests and link records; hosts started with
+/// --trusted-operator accept changes only from the operators they list.
 #[derive(Debug, Args)]
 pub struct KeysArgs {
     #[command(subcommand)]
@@ -36,7 +41,8 @@ enum KeysCommand {
 /// Example: lattice keys gen --kind issuer --out ci-issuer.seed
 #[derive(Debug, Args)]
 struct GenArgs {
-    /// What the key is for: `issuer` (signs actor claims) or `actor` (an actor's identity)
+    /// What the key is for: `issuer` (signs actor claims), `actor` (an actor's identity) or `operator` (signs
+    /// control requests)
     #[arg(long, value_enum, default_value_t = Kind::Issuer)]
     kind: Kind,
     /// Write the seed to this file, created with mode 0600 (refused if it exists, unless --force)
@@ -50,13 +56,27 @@ struct GenArgs {
     print_seed: bool,
 }
 
-/// Print the development issuer's public key, creating its seed on first use.
+/// Print the development issuer's (or operator's) public key, creating its seed on first use.
 ///
 /// The development issuer is a per-user issuer for local work: `lattice claims sign --issuer dev` signs with
 /// it and `lattice run --trusted-issuer dev` trusts it. Its seed is `dev-issuer.seed` in the config directory
-/// (LATTICE_CONFIG_DIR, or the user config dir, e.g. ~/.config/lattice). Do not trust it in production.
+/// (LATTICE_CONFIG_DIR, or the user config dir, e.g. ~/.config/lattice). The development operator
+/// (`--kind operator`, seed `dev-operator.seed`) signs the control verbs when no --operator-key is given;
+/// `lattice up` trusts it. Do not trust either in production.
 #[derive(Debug, Args)]
-struct DevArgs {}
+struct DevArgs {
+    /// Which development key: `issuer` (signs actor claims) or `operator` (signs control requests)
+    #[arg(long, value_enum, default_value_t = DevKind::Issuer)]
+    kind: DevKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DevKind {
+    /// The development issuer (public key `A…`)
+    Issuer,
+    /// The development operator (public key `O…`)
+    Operator,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Kind {
@@ -64,6 +84,8 @@ enum Kind {
     Issuer,
     /// Identifies an actor (public key `M…`, seed `SM…`)
     Actor,
+    /// Signs control requests and link records (public key `O…`, seed `SO…`)
+    Operator,
 }
 
 impl From<Kind> for KeyKind {
@@ -71,6 +93,7 @@ impl From<Kind> for KeyKind {
         match kind {
             Kind::Issuer => KeyKind::Issuer,
             Kind::Actor => KeyKind::Actor,
+            Kind::Operator => KeyKind::Operator,
         }
     }
 }
@@ -78,9 +101,12 @@ impl From<Kind> for KeyKind {
 pub fn run(args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
         KeysCommand::Gen(args) => generate(args),
-        KeysCommand::Dev(DevArgs {}) => {
-            let issuer = dev_issuer()?;
-            println!("{}", issuer.public_key());
+        KeysCommand::Dev(DevArgs { kind }) => {
+            let key = match kind {
+                DevKind::Issuer => dev_issuer()?,
+                DevKind::Operator => dev_operator()?,
+            };
+            println!("{}", key.public_key());
             Ok(())
         }
     }
@@ -120,6 +146,22 @@ pub fn config_dir() -> anyhow::Result<PathBuf> {
 pub fn dev_issuer() -> anyhow::Result<SeedKey> {
     let path = config_dir()?.join(DEV_ISSUER_FILE);
     load_or_create(&path, KeyKind::Issuer, "development issuer")
+}
+
+/// The development operator, created (with its seed file) on first use.
+pub fn dev_operator() -> anyhow::Result<SeedKey> {
+    let path = config_dir()?.join(DEV_OPERATOR_FILE);
+    load_or_create(&path, KeyKind::Operator, "development operator")
+}
+
+/// The development operator if this machine has one (never creates it).
+pub fn existing_dev_operator() -> anyhow::Result<Option<SeedKey>> {
+    let path = config_dir()?.join(DEV_OPERATOR_FILE);
+    match read_seed(&path, KeyKind::Operator) {
+        Ok(key) => Ok(Some(key)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The seed in `path`, or a new key of `kind` written there (mode 0600) when the file does not exist.

@@ -10,6 +10,7 @@ mod connect;
 mod ctl;
 mod host;
 mod keys;
+mod operator;
 mod policy;
 mod run;
 

@@ -1,4 +1,4 @@
-//! Ed25519 keys of issuers and actors, with printable, checksummed encodings.
+//! Ed25519 keys of issuers, actors and operators, with printable, checksummed encodings.
 //!
 //! The encoding is the NATS nkeys one, so keys can be read and made by NATS tooling (`nk`) as well:
 //! base32 (RFC 4648, upper case, no padding) of a prefix byte, the 32 key bytes and a CRC-16/XMODEM of both,
@@ -8,8 +8,10 @@
 //! |-------------|----------------------------------------------|----------------|
 //! | `A`         | an issuer's public key (signs actor claims)  | account        |
 //! | `M`         | an actor's public key (the claims' subject)  | module         |
+//! | `O`         | an operator's public key (signs control requests and link records) | operator |
 //! | `SA`        | an issuer's seed (private key)               | account seed   |
 //! | `SM`        | an actor's seed                              | module seed    |
+//! | `SO`        | an operator's seed                           | operator seed  |
 //!
 //! ```
 //! use lattice_core::keys::{KeyKind, PublicKey, SeedKey};
@@ -48,6 +50,8 @@ const PREFIX_SEED: u8 = 18 << 3;
 const PREFIX_ISSUER: u8 = 0;
 /// nkeys prefix byte of a module key (`M`), used for actors.
 const PREFIX_ACTOR: u8 = 12 << 3;
+/// nkeys prefix byte of an operator key (`O`), used for operators (who sign control requests).
+const PREFIX_OPERATOR: u8 = 14 << 3;
 
 /// Decoded length of a public key: prefix, key, checksum.
 const PUBLIC_RAW_LEN: usize = 1 + 32 + 2;
@@ -62,14 +66,17 @@ pub enum KeyKind {
     Issuer,
     /// Identifies an actor: the subject of its claims. Encoded with an `M` (seed `SM`).
     Actor,
+    /// Signs control requests and link records; trusted (or not) by hosts. Encoded with an `O` (seed `SO`).
+    Operator,
 }
 
 impl KeyKind {
-    /// The first character of a public key of this kind (`A` or `M`).
+    /// The first character of a public key of this kind (`A`, `M` or `O`).
     pub fn prefix_char(self) -> char {
         match self {
             KeyKind::Issuer => 'A',
             KeyKind::Actor => 'M',
+            KeyKind::Operator => 'O',
         }
     }
 
@@ -77,6 +84,7 @@ impl KeyKind {
         match self {
             KeyKind::Issuer => PREFIX_ISSUER,
             KeyKind::Actor => PREFIX_ACTOR,
+            KeyKind::Operator => PREFIX_OPERATOR,
         }
     }
 
@@ -84,6 +92,7 @@ impl KeyKind {
         match byte {
             PREFIX_ISSUER => Some(KeyKind::Issuer),
             PREFIX_ACTOR => Some(KeyKind::Actor),
+            PREFIX_OPERATOR => Some(KeyKind::Operator),
             _ => None,
         }
     }
@@ -94,6 +103,7 @@ impl fmt::Display for KeyKind {
         f.write_str(match self {
             KeyKind::Issuer => "issuer",
             KeyKind::Actor => "actor",
+            KeyKind::Operator => "operator",
         })
     }
 }
@@ -118,8 +128,11 @@ pub enum KeyError {
     /// The checksum does not match: a character was mistyped or the key was truncated or edited.
     #[error("key checksum mismatch (the key was mistyped or altered)")]
     Checksum,
-    /// The prefix is not that of an issuer or actor key.
-    #[error("unknown key prefix `{prefix}` (expected `A` for an issuer key or `M` for an actor key)")]
+    /// The prefix is not that of an issuer, actor or operator key.
+    #[error(
+        "unknown key prefix `{prefix}` (expected `A` for an issuer key, `M` for an actor key or `O` for an \
+         operator key)"
+    )]
     UnknownPrefix {
         /// The first character of the key (or of the key after `S`, for a seed).
         prefix: char,
@@ -130,7 +143,7 @@ pub enum KeyError {
     /// A public key was given where a seed was expected.
     #[error("this is a public key, expected a seed (starting with `S`)")]
     PublicKeyNotSeed,
-    /// A key of the other kind was given (e.g. an actor key where an issuer key is required).
+    /// A key of another kind was given (e.g. an actor key where an issuer key is required).
     #[error("expected an {expected} key (starting with `{}`), found an {found} key (starting with `{}`)",
         expected.prefix_char(), found.prefix_char())]
     WrongKind {
@@ -150,9 +163,9 @@ pub enum KeyError {
     },
 }
 
-/// A public key of an issuer or an actor.
+/// A public key of an issuer, an actor or an operator.
 ///
-/// Printed (`Display`) and parsed (`FromStr`) as its checksummed nkeys text (`A…` or `M…`, 56 characters);
+/// Printed (`Display`) and parsed (`FromStr`) as its checksummed nkeys text (`A…`, `M…` or `O…`, 56 characters);
 /// serialised the same way.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PublicKey {
@@ -181,7 +194,7 @@ impl PublicKey {
         if self.kind == kind { Ok(()) } else { Err(KeyError::WrongKind { expected: kind, found: self.kind }) }
     }
 
-    /// Issuer or actor.
+    /// Issuer, actor or operator.
     pub fn kind(&self) -> KeyKind {
         self.kind
     }
@@ -246,9 +259,9 @@ impl<'de> serde::Deserialize<'de> for PublicKey {
     }
 }
 
-/// A private key of an issuer or an actor, with its kind.
+/// A private key of an issuer, an actor or an operator, with its kind.
 ///
-/// Written out only through [`SeedKey::to_seed_string`] (`SA…` or `SM…`, 58 characters). `Debug` shows the
+/// Written out only through [`SeedKey::to_seed_string`] (`SA…`, `SM…` or `SO…`, 58 characters). `Debug` shows the
 /// kind and public key, never the seed; there is no `Serialize`. The secret bytes are zeroed on drop.
 #[derive(Clone)]
 pub struct SeedKey {
@@ -271,7 +284,8 @@ impl SeedKey {
         SeedKey { kind, key: SigningKey::from_bytes(seed) }
     }
 
-    /// Parses a seed written by [`SeedKey::to_seed_string`] (or by NATS tooling, for account and module seeds).
+    /// Parses a seed written by [`SeedKey::to_seed_string`] (or by NATS tooling, for account, module and operator
+    /// seeds).
     pub fn from_seed_str(text: &str) -> Result<SeedKey, KeyError> {
         if !text.starts_with('S') {
             return Err(if text.parse::<PublicKey>().is_ok() {
@@ -296,7 +310,8 @@ impl SeedKey {
         result
     }
 
-    /// The seed as checksummed text (`SA…` for an issuer, `SM…` for an actor). Keep it secret.
+    /// The seed as checksummed text (`SA…` for an issuer, `SM…` for an actor, `SO…` for an operator). Keep it
+    /// secret.
     pub fn to_seed_string(&self) -> String {
         let prefix = self.kind.prefix_byte();
         let mut raw = Vec::with_capacity(SEED_RAW_LEN);
@@ -309,7 +324,7 @@ impl SeedKey {
         text
     }
 
-    /// Issuer or actor.
+    /// Issuer, actor or operator.
     pub fn kind(&self) -> KeyKind {
         self.kind
     }
@@ -393,6 +408,10 @@ mod tests {
         SeedKey::from_seed_bytes(KeyKind::Actor, &[9; 32])
     }
 
+    fn operator() -> SeedKey {
+        SeedKey::from_seed_bytes(KeyKind::Operator, &[5; 32])
+    }
+
     #[test]
     fn crc16_matches_xmodem_check_value() {
         assert_eq!(crc16(b"123456789"), 0x31C3);
@@ -400,7 +419,7 @@ mod tests {
 
     #[test]
     fn public_keys_round_trip_with_kind_prefix() {
-        for (seed, prefix) in [(issuer(), 'A'), (actor(), 'M')] {
+        for (seed, prefix) in [(issuer(), 'A'), (actor(), 'M'), (operator(), 'O')] {
             let public = seed.public_key();
             let text = public.to_string();
             assert_eq!(text.len(), 56);
@@ -413,7 +432,7 @@ mod tests {
 
     #[test]
     fn seeds_round_trip_and_start_with_s() {
-        for (seed, prefix) in [(issuer(), "SA"), (actor(), "SM")] {
+        for (seed, prefix) in [(issuer(), "SA"), (actor(), "SM"), (operator(), "SO")] {
             let text = seed.to_seed_string();
             assert_eq!(text.len(), 58);
             assert!(text.starts_with(prefix), "{text}");
@@ -439,6 +458,12 @@ mod tests {
         let module = SeedKey::from_seed_bytes(KeyKind::Actor, &[0; 32]).to_seed_string();
         let raw = BASE32_NOPAD.decode(module.as_bytes()).unwrap();
         assert_eq!(raw.get(..2), Some(&[147u8, 0][..]));
+        // nkeys operator: prefix byte 14 << 3 (`O`), seed prefix bytes `S` | `O`.
+        let op = SeedKey::from_seed_bytes(KeyKind::Operator, &[0; 32]);
+        let raw = BASE32_NOPAD.decode(op.public_key().to_string().as_bytes()).unwrap();
+        assert_eq!(raw.first(), Some(&112u8));
+        let raw = BASE32_NOPAD.decode(op.to_seed_string().as_bytes()).unwrap();
+        assert_eq!(raw.get(..2), Some(&[147u8, 128][..]));
     }
 
     #[test]
@@ -466,6 +491,9 @@ mod tests {
             "expected an issuer key (starting with `A`), found an actor key (starting with `M`)"
         );
         assert!(PublicKey::parse_as(&text, KeyKind::Actor).is_ok());
+        let operator = operator().public_key().to_string();
+        let err = PublicKey::parse_as(&operator, KeyKind::Issuer).unwrap_err();
+        assert!(matches!(err, KeyError::WrongKind { expected: KeyKind::Issuer, found: KeyKind::Operator }));
     }
 
     #[test]

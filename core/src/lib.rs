@@ -2,7 +2,9 @@
 //!
 //! Plain functions over data, driven by unit tests without a server:
 //! - [`link`]: link specifications (`(interface, name) -> (provider, config)`) and their parsing.
-//! - [`keys`]: issuer and actor ed25519 keys with checksummed, nkeys-compatible text forms (`A…`, `M…`, `S…`).
+//! - [`keys`]: issuer, actor and operator ed25519 keys with checksummed, nkeys-compatible text forms (`A…`, `M…`,
+//!   `O…`, `S…`).
+//! - [`control_auth`]: operator signatures on control requests and link records, freshness and replay checks.
 //! - [`claims`]: signed actor claims in a component custom section: sign, inspect, verify against a policy,
 //!   and check a component's imports against the capabilities its claims allow.
 //! - [`subject`]: every NATS subject, queue group and bucket name, and validated [`subject::Name`]s.
@@ -12,6 +14,7 @@
 //! **Invariant:** this crate does no IO and runs no async runtime.
 
 pub mod claims;
+pub mod control_auth;
 pub mod keys;
 pub mod link;
 pub mod reserved;

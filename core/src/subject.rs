@@ -137,6 +137,12 @@ impl HostVerb {
         }
     }
 
+    /// Whether the verb only reads (`inventory`). Every other verb, including any added later, is mutating:
+    /// hosts that trust operators accept it only when signed by one.
+    pub fn is_read_only(self) -> bool {
+        matches!(self, HostVerb::Inventory)
+    }
+
     /// The verb named by a subject suffix.
     pub fn from_suffix(suffix: &str) -> Option<HostVerb> {
         HostVerb::ALL.into_iter().find(|v| v.as_str() == suffix)

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::keys::PublicKey;
 use crate::subject::Name;
 
 /// The protocol version this build speaks.
@@ -83,6 +84,9 @@ pub enum ErrorCode {
     Timeout,
     /// A bug or an unexpected failure on the host.
     Internal,
+    /// The control request (or link record) is not signed by an operator the host trusts, or its signature is
+    /// forged, expired, from the future or replayed; the message says which.
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -100,6 +104,7 @@ impl ErrorCode {
             ErrorCode::InvocationFailed => "invocation-failed",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
         }
     }
 
@@ -116,6 +121,7 @@ impl ErrorCode {
             ErrorCode::Unavailable,
             ErrorCode::InvocationFailed,
             ErrorCode::Timeout,
+            ErrorCode::Unauthorized,
         ]
         .into_iter()
         .find(|c| c.as_str() == text)
@@ -175,6 +181,14 @@ pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";
     /// On replies: which host served the invocation.
     pub const HOST: &str = "Lattice-Host";
+    /// On signed control requests: the operator's public key (`O…`).
+    pub const OPERATOR: &str = "Lattice-Operator";
+    /// On signed control requests: when it was signed, unix milliseconds (decimal).
+    pub const AUTH_IAT: &str = "Lattice-Auth-Iat";
+    /// On signed control requests: a random 16-byte nonce, hex.
+    pub const AUTH_NONCE: &str = "Lattice-Auth-Nonce";
+    /// On signed control requests: the ed25519 signature, hex (see `control_auth::request_message`).
+    pub const AUTH_SIG: &str = "Lattice-Auth-Sig";
 }
 
 /// Where a host gets an actor's component.
@@ -364,6 +378,22 @@ pub struct LinkRecord {
     pub actor: Name,
     /// The link spec, `<interface>:<name>=<provider>[,k=v...]`.
     pub link: String,
+    /// An operator's signature of the record; hosts that trust operators apply only records signed by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<LinkSignature>,
+}
+
+/// An operator's signature of a [`LinkRecord`] (see `control_auth::link_message` for the signed bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSignature {
+    /// The operator's public key.
+    pub operator: PublicKey,
+    /// When it was signed, unix milliseconds.
+    pub issued_at_ms: u64,
+    /// A random 16-byte nonce, hex.
+    pub nonce: String,
+    /// The ed25519 signature, hex.
+    pub signature: String,
 }
 
 /// `auction`: which hosts could run an actor with these label constraints?
@@ -452,6 +482,18 @@ pub enum EventData {
         /// The issuer its claims named, if any could be read.
         issuer: Option<String>,
     },
+    /// A control request or a link record was refused by the operator policy (unsigned, forged, untrusted,
+    /// expired, from the future or replayed).
+    ControlRefused {
+        /// The request's subject, or the link record's key in the state bucket.
+        subject: String,
+        /// The verb (`actor.start`, `ping`, …), or `link` for a link record.
+        verb: String,
+        /// Why, e.g. `replayed: its nonce was already used within the last 60 s`.
+        reason: String,
+        /// The operator the signature named, if any.
+        operator: Option<String>,
+    },
 }
 
 impl EventData {
@@ -468,6 +510,7 @@ impl EventData {
             EventData::ProviderRestarting { .. } => "provider.restarting",
             EventData::ProviderRecovered { .. } => "provider.recovered",
             EventData::ProviderFailed { .. } => "provider.failed",
+            EventData::ControlRefused { .. } => "control.refused",
         }
     }
 }
@@ -511,7 +554,7 @@ mod tests {
 
     #[test]
     fn error_codes_have_stable_text() {
-        for code in [ErrorCode::NotFound, ErrorCode::Timeout, ErrorCode::InvocationFailed] {
+        for code in [ErrorCode::NotFound, ErrorCode::Timeout, ErrorCode::InvocationFailed, ErrorCode::Unauthorized] {
             assert_eq!(ErrorCode::parse(code.as_str()), code);
         }
         assert_eq!(ErrorCode::parse("whatever"), ErrorCode::Internal);

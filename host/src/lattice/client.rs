@@ -1,6 +1,9 @@
 //! The control client: what the CLI and tests use to drive a lattice.
 //!
 //! Every call reports the host's outcome: a typed result or the exact [`WireError`] the host replied with.
+//!
+//! With an operator key ([`LatticeClient::with_operator_key`]) every control request carries the operator's
+//! signature in headers and every link record it stores is signed; hosts that trust no operator ignore both.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +12,8 @@ use async_nats::jetstream::{self, kv, object_store};
 use async_nats::{Client, HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use lattice_core::control_auth::{self, RequestAuth};
+use lattice_core::keys::SeedKey;
 use lattice_core::link::{Interface, LinkSpec};
 use lattice_core::subject::{HostVerb, Name, Subjects};
 use lattice_core::wire::{
@@ -44,6 +49,9 @@ pub enum ClientError {
     /// The host answered with an error.
     #[error("{0}")]
     Remote(WireError),
+    /// The request could not be signed with the operator key.
+    #[error("cannot sign the request: {0}")]
+    Sign(String),
     /// NATS failed otherwise.
     #[error("{what}: {message}")]
     Nats {
@@ -111,6 +119,8 @@ pub struct LatticeClient {
     client: Client,
     subjects: Subjects,
     timeout: Duration,
+    /// Signs control requests and link records when set.
+    operator: Option<SeedKey>,
 }
 
 impl LatticeClient {
@@ -122,7 +132,26 @@ impl LatticeClient {
 
     /// Uses an existing NATS connection.
     pub fn new(client: Client, lattice: Name) -> Self {
-        Self { client, subjects: Subjects::new(lattice), timeout: Duration::from_secs(30) }
+        Self { client, subjects: Subjects::new(lattice), timeout: Duration::from_secs(30), operator: None }
+    }
+
+    /// Signs every control request (and every link record stored) with this operator key, so hosts that
+    /// trust the operator accept them.
+    pub fn with_operator_key(mut self, key: SeedKey) -> Self {
+        self.operator = Some(key);
+        self
+    }
+
+    /// The signature headers of a control request, when an operator key is set.
+    fn auth_headers(&self, subject: &str, payload: &[u8]) -> Result<Option<HeaderMap>, ClientError> {
+        let Some(key) = &self.operator else { return Ok(None) };
+        let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
+        let auth = RequestAuth::sign(key, subject, payload, super::now_ms(), nonce);
+        let mut map = HeaderMap::new();
+        for (name, value) in auth.headers() {
+            map.insert(name, value.as_str());
+        }
+        Ok(Some(map))
     }
 
     /// Sets how long control requests wait for their outcome (default 30 s: starts may compile).
@@ -167,7 +196,12 @@ impl LatticeClient {
     ) -> Result<Resp, ClientError> {
         let subject = self.subjects.host_verb(host, verb);
         let what = format!("{} on host {host}", verb.as_str());
-        let request = async_nats::Request::new().payload(wire::encode(request).into()).timeout(Some(self.timeout));
+        let payload = wire::encode(request);
+        let auth = self.auth_headers(&subject, &payload)?;
+        let mut request = async_nats::Request::new().payload(payload.into()).timeout(Some(self.timeout));
+        if let Some(auth) = auth {
+            request = request.headers(auth);
+        }
         let reply = self.client.send_request(subject, request).await.map_err(|e| match e.kind() {
             RequestErrorKind::NoResponders => {
                 ClientError::NoResponders(format!("no host `{host}` in lattice `{}`", self.subjects.lattice()))
@@ -188,10 +222,14 @@ impl LatticeClient {
             |what: &str, e: &dyn std::fmt::Display| ClientError::Nats { what: what.to_owned(), message: e.to_string() };
         let inbox = self.client.new_inbox();
         let mut replies = self.client.subscribe(inbox.clone()).await.map_err(|e| nats("subscribing to replies", &e))?;
-        self.client
-            .publish_with_reply(subject.clone(), inbox, wire::encode(request).into())
-            .await
-            .map_err(|e| nats(&subject, &e))?;
+        let payload = wire::encode(request);
+        match self.auth_headers(&subject, &payload)? {
+            Some(auth) => {
+                self.client.publish_with_reply_and_headers(subject.clone(), inbox, auth, payload.into()).await
+            }
+            None => self.client.publish_with_reply(subject.clone(), inbox, payload.into()).await,
+        }
+        .map_err(|e| nats(&subject, &e))?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut out = Vec::new();
         while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
@@ -202,8 +240,8 @@ impl LatticeClient {
 
     /// Every live host, answering a ping within `wait`.
     pub async fn ping(&self, wait: Duration) -> Result<Vec<HostInfo>, ClientError> {
-        let mut hosts: Vec<HostInfo> =
-            self.gather(self.subjects.ping(), &Empty {}, wait).await?.into_iter().filter_map(Result::ok).collect();
+        let replies = self.gather(self.subjects.ping(), &Empty {}, wait).await?;
+        let mut hosts: Vec<HostInfo> = only_answers(replies)?;
         hosts.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(hosts)
     }
@@ -247,12 +285,8 @@ impl LatticeClient {
         constraints: BTreeMap<String, String>,
         wait: Duration,
     ) -> Result<Vec<Bid>, ClientError> {
-        let mut bids: Vec<Bid> = self
-            .gather(self.subjects.auction(), &Auction { constraints }, wait)
-            .await?
-            .into_iter()
-            .filter_map(Result::ok)
-            .collect();
+        let replies = self.gather(self.subjects.auction(), &Auction { constraints }, wait).await?;
+        let mut bids: Vec<Bid> = only_answers(replies)?;
         bids.sort_by(|a, b| a.actors.cmp(&b.actors).then_with(|| a.host.cmp(&b.host)));
         Ok(bids)
     }
@@ -316,7 +350,16 @@ impl LatticeClient {
         lattice_core::reserved::check_link(link)
             .map_err(|reason| ClientError::ReservedLink { link: link.to_string(), reason })?;
         let key = self.subjects.link_key(actor, link.interface.as_str(), &link.name);
-        let record = LinkRecord { actor: actor.clone(), link: link.to_string() };
+        let link = link.to_string();
+        let signature = match &self.operator {
+            Some(operator) => {
+                let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
+                let lattice = self.subjects.lattice().as_str();
+                Some(control_auth::sign_link(operator, lattice, actor.as_str(), &link, super::now_ms(), nonce))
+            }
+            None => None,
+        };
+        let record = LinkRecord { actor: actor.clone(), link, signature };
         self.state()
             .await?
             .put(key, wire::encode(&record).into())
@@ -468,6 +511,24 @@ impl LatticeClient {
             .await
             .map_err(|e| ClientError::Nats { what: "subscribing to events".into(), message: e.to_string() })?;
         Ok(subscriber.map(|m| wire::decode::<Event>(&m.payload)))
+    }
+}
+
+/// The successful replies of a scatter/gather; when there is none but some host refused the request as
+/// unauthorized, that refusal (so a caller learns why nobody answered).
+fn only_answers<T>(replies: Vec<Reply<T>>) -> Result<Vec<T>, ClientError> {
+    let mut refusal = None;
+    let mut out = Vec::new();
+    for reply in replies {
+        match reply {
+            Ok(answer) => out.push(answer),
+            Err(error) if error.code == ErrorCode::Unauthorized => refusal = Some(error),
+            Err(_) => {}
+        }
+    }
+    match refusal {
+        Some(error) if out.is_empty() => Err(ClientError::Remote(error)),
+        _ => Ok(out),
     }
 }
 

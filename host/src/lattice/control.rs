@@ -90,6 +90,12 @@ async fn handle(shared: Arc<Shared>, kind: Kind, message: Message) {
         tracing::debug!(subject = %message.subject, "control request without reply subject ignored");
         return;
     };
+    if let Err(refused) = check_operator(&shared, kind, &message).await {
+        if let Err(error) = shared.client.publish(reply_to, refused.into()).await {
+            tracing::warn!(%error, "cannot send control reply");
+        }
+        return;
+    }
     let payload = &message.payload;
     let reply: Option<Vec<u8>> = match kind {
         Kind::Ping => Some(respond(payload, |_: Empty| async { host_info(&shared).await }).await),
@@ -107,6 +113,41 @@ async fn handle(shared: Arc<Shared>, kind: Kind, message: Message) {
     {
         tracing::warn!(%error, "cannot send control reply");
     }
+}
+
+/// Applies the operator policy to a request before its body is decoded. A refusal is logged, published as a
+/// `control.refused` event and returned as the encoded `unauthorized` error reply. Ping, auction and the
+/// read-only verbs are open unless signed reads are required; every other verb, including one this host does
+/// not know, needs a signature.
+async fn check_operator(shared: &Shared, kind: Kind, message: &Message) -> Result<(), Vec<u8>> {
+    let subject = message.subject.as_str();
+    let (verb, read_only) = match kind {
+        Kind::Ping => ("ping", true),
+        Kind::Auction => ("auction", true),
+        Kind::Verb => match shared.subjects.parse_host_verb(&shared.id, subject) {
+            Some(verb) => (verb.as_str(), verb.is_read_only()),
+            None => ("unknown", false),
+        },
+    };
+    let Err(refused) = shared.gate.check_request(message, read_only) else {
+        return Ok(());
+    };
+    let reason = refused.refusal.to_string();
+    let operator = refused.operator.map(|o| o.to_string());
+    tracing::warn!(%subject, verb, operator = operator.as_deref().unwrap_or("none"), %reason, "control request refused");
+    shared
+        .events
+        .publish(EventData::ControlRefused {
+            subject: subject.to_owned(),
+            verb: verb.to_owned(),
+            reason: reason.clone(),
+            operator,
+        })
+        .await;
+    Err(wire::encode::<Reply<Empty>>(&Err(WireError::new(
+        ErrorCode::Unauthorized,
+        format!("control request `{verb}` refused by host {}: {reason}", shared.id),
+    ))))
 }
 
 /// Decodes the request, runs `f`, and encodes its outcome; decoding errors become error replies.

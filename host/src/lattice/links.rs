@@ -2,6 +2,9 @@
 //! (`links.<actor>.<interface>.<hex name>` -> `LinkRecord`). Every host watches it and re-links the actors it
 //! runs on every change, so `lattice link put` takes effect on the next invocation everywhere, without a
 //! restart; invocations already running finish on the links they started with.
+//!
+//! A host that trusts operators applies only records signed by one of them ([`LinkGuard`]); a refused record
+//! removes whatever link its key held (fail closed), with a warning and a `control.refused` event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,13 +14,15 @@ use std::time::Duration;
 use async_nats::Client;
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
+use lattice_core::control_auth::{OperatorPolicy, Refusal};
 use lattice_core::link::LinkSpec;
 use lattice_core::subject::{Name, Subjects};
-use lattice_core::wire::{self, LinkRecord};
+use lattice_core::wire::{self, EventData, LinkRecord};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::HostError;
+use super::events::Events;
 use super::table::Table;
 
 /// Every actor's links as last seen in the bucket, keyed by bucket key so deletes find their entry.
@@ -68,6 +73,7 @@ pub(crate) async fn watch_links(
     client: Client,
     actors: Table,
     out: watch::Sender<Arc<LinkTable>>,
+    guard: LinkGuard,
     stop: CancellationToken,
 ) {
     let mut table = LinkTable::new();
@@ -76,7 +82,7 @@ pub(crate) async fn watch_links(
         let connects = client.statistics().connects.load(Ordering::Relaxed);
         match store.watch_with_history(subjects.links_filter()).await {
             Ok(watcher) => {
-                let end = follow(watcher, &mut table, &actors, &out, &stop, || {
+                let end = follow(watcher, &mut table, &actors, &out, &guard, &subjects, &stop, || {
                     client.statistics().connects.load(Ordering::Relaxed) != connects
                 })
                 .await;
@@ -102,11 +108,14 @@ pub(crate) async fn watch_links(
 
 /// Applies the entries of one watch to `table` and the actors until it ends; `reconnected` says whether the
 /// client reconnected since the watch started.
+#[allow(clippy::too_many_arguments)]
 async fn follow(
     mut watcher: kv::Watch,
     table: &mut LinkTable,
     actors: &Table,
     out: &watch::Sender<Arc<LinkTable>>,
+    guard: &LinkGuard,
+    subjects: &Subjects,
     stop: &CancellationToken,
     reconnected: impl Fn() -> bool,
 ) -> WatchEnd {
@@ -131,7 +140,7 @@ async fn follow(
             }
             None => return WatchEnd::Ended,
         };
-        let Some(actor) = apply_entry(table, &entry) else { continue };
+        let Some(actor) = apply_entry(table, &entry, guard, subjects).await else { continue };
         let links = links_of(table, &actor);
         out.send_replace(Arc::new(table.clone()));
         match actors.relink(actor.clone(), links).await {
@@ -143,8 +152,9 @@ async fn follow(
     }
 }
 
-/// Applies one bucket entry to `table`; returns the actor whose links it changed, if any.
-fn apply_entry(table: &mut LinkTable, entry: &kv::Entry) -> Option<Name> {
+/// Applies one bucket entry to `table`; returns the actor whose links it changed, if any. A record the guard
+/// refuses removes the link its key held.
+async fn apply_entry(table: &mut LinkTable, entry: &kv::Entry, guard: &LinkGuard, subjects: &Subjects) -> Option<Name> {
     match entry.operation {
         kv::Operation::Put => {
             let record = match wire::decode::<LinkRecord>(&entry.value) {
@@ -161,16 +171,66 @@ fn apply_entry(table: &mut LinkTable, entry: &kv::Entry) -> Option<Name> {
                     return None;
                 }
             };
+            if !guard.admit(subjects, &entry.key, &record, &spec).await {
+                return forget_key(table, &entry.key);
+            }
             let links = table.entry(record.actor.clone()).or_default();
             // A replayed entry that changes nothing re-links nobody.
             (links.insert(entry.key.clone(), spec.clone()).as_ref() != Some(&spec)).then_some(record.actor)
         }
-        kv::Operation::Delete | kv::Operation::Purge => {
-            let actor = table.iter().find(|(_, links)| links.contains_key(&entry.key)).map(|(a, _)| a.clone())?;
-            if let Some(links) = table.get_mut(&actor) {
-                links.remove(&entry.key);
-            }
-            Some(actor)
+        kv::Operation::Delete | kv::Operation::Purge => forget_key(table, &entry.key),
+    }
+}
+
+/// Removes the link stored under `key` from `table`; returns its actor, if the key held one.
+fn forget_key(table: &mut LinkTable, key: &str) -> Option<Name> {
+    let actor = table.iter().find(|(_, links)| links.contains_key(key)).map(|(a, _)| a.clone())?;
+    if let Some(links) = table.get_mut(&actor) {
+        links.remove(key);
+    }
+    Some(actor)
+}
+
+/// Which link records a host applies: all of them when it trusts no operator; otherwise only those signed by a
+/// trusted operator and stored under the key their actor, interface and name give.
+pub(crate) struct LinkGuard {
+    policy: OperatorPolicy,
+    events: Events,
+}
+
+impl LinkGuard {
+    pub(crate) fn new(policy: OperatorPolicy, events: Events) -> Self {
+        Self { policy, events }
+    }
+
+    /// Whether the record stored under `key` may be applied. A refusal is logged and published as a
+    /// `control.refused` event.
+    async fn admit(&self, subjects: &Subjects, key: &str, record: &LinkRecord, spec: &LinkSpec) -> bool {
+        if !self.policy.enforced() {
+            return true;
         }
+        let operator = record.signature.as_ref().map(|s| s.operator.to_string());
+        let verdict = self.policy.verify_link(subjects.lattice().as_str(), record).map(drop).and_then(|()| {
+            // A signed record copied under another key would make a link that `link del` cannot remove.
+            let expected = subjects.link_key(&record.actor, spec.interface.as_str(), &spec.name);
+            if expected == key {
+                Ok(())
+            } else {
+                Err(Refusal::Malformed(format!("record for `{expected}` stored under another key")))
+            }
+        });
+        let Err(refusal) = verdict else { return true };
+        let reason = refusal.to_string();
+        tracing::warn!(
+            %key,
+            actor = %record.actor,
+            operator = operator.as_deref().unwrap_or("none"),
+            %reason,
+            "link record refused: not applied, and the link this key held is removed"
+        );
+        self.events
+            .publish(EventData::ControlRefused { subject: key.to_owned(), verb: "link".into(), reason, operator })
+            .await;
+        false
     }
 }

@@ -9,6 +9,7 @@
 
 mod artifact_dir;
 mod artifacts;
+mod auth;
 mod client;
 mod control;
 mod events;
@@ -32,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::Client;
 use async_nats::jetstream::{self, kv};
+use lattice_core::control_auth::OperatorPolicy;
 use lattice_core::subject::{Name, Subjects};
 use lattice_core::wire::{self, ActorInfo, EventData, HostInfo};
 use tokio::task::JoinHandle;
@@ -79,6 +81,8 @@ pub struct HostConfig {
     /// typically in a NATS account that cannot see the lattice's subjects at all. `None`: actors' messaging
     /// shares the lattice's connection (the host still refuses the reserved subjects).
     pub app_nats: Option<NatsConfig>,
+    /// Which operators may send mutating control requests and write link records (none: no check).
+    pub operators: OperatorPolicy,
 }
 
 impl HostConfig {
@@ -97,6 +101,7 @@ impl HostConfig {
             artifact_dir: None,
             kv_quota: crate::KeyValueQuota::default(),
             app_nats: None,
+            operators: OperatorPolicy::default(),
         }
     }
 }
@@ -157,6 +162,9 @@ pub enum HostError {
         /// Why.
         message: String,
     },
+    /// The configuration contradicts itself.
+    #[error("invalid host config: {0}")]
+    InvalidConfig(String),
 }
 
 /// What the host's tasks share (read-only after start, apart from handles).
@@ -181,6 +189,8 @@ pub(crate) struct Shared {
     pub(crate) artifact_dir: Option<artifact_dir::ArtifactDir>,
     /// Per-bucket quota of in-memory key-value providers started on request.
     pub(crate) kv_quota: crate::KeyValueQuota,
+    /// The operator policy applied to control requests.
+    pub(crate) gate: auth::Gate,
     grace: Duration,
     stop: CancellationToken,
     requested_grace: Mutex<Option<Duration>>,
@@ -313,6 +323,11 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         ),
         None => None,
     };
+    if config.operators.require_signed_reads && !config.operators.enforced() {
+        return Err(HostError::InvalidConfig(
+            "signed reads are required but no operator is trusted: add at least one trusted operator".into(),
+        ));
+    }
     let client = config.nats.connect(&format!("lattice-host-{}", config.id)).await?;
     let jetstream = jetstream::new(client.clone());
     let subjects = Arc::new(Subjects::new(config.lattice.clone()));
@@ -366,18 +381,21 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         links: links_rx,
         artifact_dir,
         kv_quota: config.kv_quota,
+        gate: auth::Gate::new(config.operators.clone()),
         grace: config.grace,
         stop: CancellationToken::new(),
         requested_grace: Mutex::new(None),
     });
 
     let tasks_stop = CancellationToken::new();
+    let link_guard = links::LinkGuard::new(shared.gate.policy().clone(), shared.events.clone());
     tokio::spawn(links::watch_links(
         state,
         subjects.clone(),
         client.clone(),
         shared.table.clone(),
         links_tx,
+        link_guard,
         tasks_stop.clone(),
     ));
     control::run(shared.clone(), tasks_stop.clone())

@@ -11,6 +11,7 @@ mod events;
 mod exhaustion;
 mod isolation;
 mod links;
+mod operators;
 mod placement;
 mod providers;
 mod reconnect;
