@@ -100,7 +100,8 @@ impl KvQuotaArgs {
         match (self.kv_max_bytes, file_bytes) {
             (Some(bytes), _) => quota.max_bytes = bytes as u64,
             (None, Some(text)) => {
-                quota.max_bytes = parse_bytes(text).map_err(|e| format!("invalid kv_max_bytes in host config: {e}"))? as u64
+                quota.max_bytes =
+                    parse_bytes(text).map_err(|e| format!("invalid kv_max_bytes in host config: {e}"))? as u64
             }
             (None, None) => {}
         }

@@ -159,7 +159,8 @@ pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     config.grace = duration(args.grace, file.grace.as_deref(), "grace", config.grace)?;
     config.default_limits = args.limits.to_limits();
     config.artifact_dir = args.artifact_dir.clone().or_else(|| file.artifact_dir.clone());
-    config.kv_quota = args.kv_quota.quota(file.kv_max_bytes.as_deref(), file.kv_max_keys).map_err(anyhow::Error::msg)?;
+    config.kv_quota =
+        args.kv_quota.quota(file.kv_max_bytes.as_deref(), file.kv_max_keys).map_err(anyhow::Error::msg)?;
 
     let mut engine = EngineConfig::default();
     if let Some(m) = args.max_memory {

@@ -114,14 +114,13 @@ impl ArtifactDir {
             return Err(not_found());
         }
         let not_a_file = || PathArtifactError::NotAFile { path: requested.to_owned(), host: host.to_owned() };
-        let too_large = |size: u64| PathArtifactError::TooLarge {
+        let too_large =
+            |size: u64| PathArtifactError::TooLarge { path: requested.to_owned(), host: host.to_owned(), size, limit };
+        let read_error = |e: std::io::Error| PathArtifactError::Read {
             path: requested.to_owned(),
             host: host.to_owned(),
-            size,
-            limit,
+            message: e.to_string(),
         };
-        let read_error =
-            |e: std::io::Error| PathArtifactError::Read { path: requested.to_owned(), host: host.to_owned(), message: e.to_string() };
         let metadata = std::fs::metadata(&resolved).map_err(|_| not_found())?;
         if !metadata.is_file() {
             return Err(not_a_file());

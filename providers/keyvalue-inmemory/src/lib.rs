@@ -72,7 +72,8 @@ impl Data {
         old: Option<u64>,
         new: u64,
     ) -> Result<(), KvError> {
-        let exceeded = |what: &str, limit: u64| KvError::QuotaExceeded { bucket: bucket.to_owned(), what: what.to_owned(), limit };
+        let exceeded =
+            |what: &str, limit: u64| KvError::QuotaExceeded { bucket: bucket.to_owned(), what: what.to_owned(), limit };
         if old.is_none() && keys >= quota.max_keys {
             return Err(exceeded("keys", quota.max_keys));
         }
@@ -330,7 +331,10 @@ mod tests {
             let kv = InMemoryKeyValue::with_quota(Quota { max_bytes: 10, max_keys: 2 });
             kv.set("b", "k", b"123456789".to_vec()).await.expect("10 bytes fit");
             let over = kv.set("b", "j", b"1".to_vec()).await;
-            assert!(matches!(&over, Err(KvError::QuotaExceeded { what, limit: 10, .. }) if what == "bytes"), "{over:?}");
+            assert!(
+                matches!(&over, Err(KvError::QuotaExceeded { what, limit: 10, .. }) if what == "bytes"),
+                "{over:?}"
+            );
             kv.set("b", "k", b"987654321".to_vec()).await.expect("same size at the limit");
             kv.set("b", "k", b"1".to_vec()).await.expect("shrinking");
             kv.set("b", "j", b"2".to_vec()).await.expect("second key");

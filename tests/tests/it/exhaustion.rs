@@ -161,11 +161,8 @@ async fn a_saturated_actor_cannot_starve_another_and_caps_beyond_the_pool_are_re
     let a = name("a");
     let b = name("b");
     let mut start_a = start_request(&a, ArtifactRef::Path(lattice_test_actors::SLEEP.to_owned()));
-    start_a.limits = lattice_core::wire::LimitsSpec {
-        max_concurrency: Some(POOL),
-        timeout_ms: Some(60_000),
-        ..Default::default()
-    };
+    start_a.limits =
+        lattice_core::wire::LimitsSpec { max_concurrency: Some(POOL), timeout_ms: Some(60_000), ..Default::default() };
     let mut start_b: StartActor = kv_counter(&b);
     start_b.limits.max_concurrency = Some(POOL);
     client.start_actor(id, &start_a).await?;
