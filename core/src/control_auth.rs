@@ -182,7 +182,7 @@ impl RequestAuth {
     /// the four headers is present; an error when some are missing or malformed.
     pub fn from_headers(get: impl Fn(&str) -> Option<String>) -> Result<Option<RequestAuth>, Refusal> {
         let names = [headers::OPERATOR, headers::AUTH_IAT, headers::AUTH_NONCE, headers::AUTH_SIG];
-        let values: Vec<Option<String>> = names.iter().map(|name| get(*name)).collect();
+        let values: [Option<String>; 4] = names.map(&get);
         if values.iter().all(Option::is_none) {
             return Ok(None);
         }
