@@ -7,9 +7,11 @@
 //!   and check a component's imports against the capabilities its claims allow.
 //! - [`subject`]: every NATS subject, queue group and bucket name, and validated [`subject::Name`]s.
 //! - [`wire`]: versioned MessagePack control messages, events and invocation headers.
+//! - [`allow`]: the URL patterns a host allows provider backends to connect to.
 //!
 //! **Invariant:** this crate does no IO and runs no async runtime.
 
+pub mod allow;
 pub mod claims;
 pub mod keys;
 pub mod link;
