@@ -45,6 +45,11 @@ pub struct HostArgs {
     /// Instances that may be alive at once across the host [1000]
     #[arg(long, env = "LATTICE_MAX_INSTANCES", value_name = "N")]
     pub max_instances: Option<u32>,
+    /// Backend URL `provider start` may connect to: scheme://host[:port], `*` within a host label or as the
+    /// port (e.g. redis://127.0.0.1:*, rediss://*.cache.internal:6379). Repeatable; comma-separated in
+    /// LATTICE_PROVIDER_ALLOW. None: every URL-bearing provider (redis) is refused [`lattice up`: loopback]
+    #[arg(long = "provider-allow", env = "LATTICE_PROVIDER_ALLOW", value_delimiter = ',', value_name = "PATTERN")]
+    pub provider_allow: Vec<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -94,6 +99,8 @@ pub struct HostFile {
     /// Require TLS.
     #[serde(default)]
     pub require_tls: bool,
+    /// Backend URL patterns `provider start` may connect to.
+    pub provider_allow: Option<Vec<String>>,
 }
 
 impl HostFile {
@@ -130,6 +137,11 @@ fn duration(flag: Option<Duration>, file: Option<&str>, what: &str, default: Dur
 
 /// Runs a host until SIGINT/SIGTERM or a `stop` request, then drains it.
 pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
+    run_host_allowing(args, &[]).await
+}
+
+/// [`run_host`], with `extra_provider_allow` patterns allowed on top of the configured ones.
+async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> anyhow::Result<()> {
     let lattice = &args.lattice;
     let file = match &args.config {
         Some(path) => HostFile::load(path)?,
@@ -146,6 +158,18 @@ pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     config.heartbeat = duration(args.heartbeat, file.heartbeat.as_deref(), "heartbeat", config.heartbeat)?;
     config.grace = duration(args.grace, file.grace.as_deref(), "grace", config.grace)?;
     config.default_limits = args.limits.to_limits();
+    let patterns = if args.provider_allow.is_empty() {
+        file.provider_allow.clone().unwrap_or_default()
+    } else {
+        args.provider_allow.clone()
+    };
+    for text in patterns.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let pattern = text.parse().map_err(|e| anyhow::anyhow!("--provider-allow: {e}"))?;
+        config.provider_allow.push(pattern);
+    }
+    for pattern in extra_provider_allow {
+        config.provider_allow.push(pattern.parse()?);
+    }
 
     let mut engine = EngineConfig::default();
     if let Some(m) = args.max_memory {
@@ -302,5 +326,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let url = lattice.servers.first().map_or(DEFAULT_NATS, String::as_str);
     let name = lattice.lattice.as_deref().unwrap_or("default");
     eprintln!("lattice `{name}` on {url}: from another terminal, `lattice hosts --nats {url} --lattice {name}`");
-    run_host(host).await
+    // Development: providers may reach a Redis on this machine.
+    run_host_allowing(host, &lattice_core::allow::LOOPBACK_REDIS).await
 }

@@ -127,7 +127,9 @@ impl FromStr for UrlPattern {
                 let labels: Vec<String> = host.split('.').map(str::to_owned).collect();
                 let ok = labels.iter().all(|l| !l.is_empty() && l.chars().all(|c| is_label_char(c) || c == '*'));
                 if !ok {
-                    return Err(error("the host must be labels of letters, digits, `-`, `_` or `*`, separated by dots"));
+                    return Err(error(
+                        "the host must be labels of letters, digits, `-`, `_` or `*`, separated by dots",
+                    ));
                 }
                 HostPattern::Labels(labels)
             };

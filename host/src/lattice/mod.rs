@@ -21,7 +21,7 @@ mod table;
 pub use artifacts::{ArtifactError, DIGEST_KEY};
 pub use client::{CallReply, ClientError, HostStatus, LatticeClient, Pushed, check_traceparent, new_traceparent};
 pub use nats::{ConnectError, NatsConfig};
-pub use providers::KEYVALUE_KINDS;
+pub use providers::{BUILTIN_PROVIDERS, KEYVALUE_KINDS};
 pub use supervise::Supervision;
 
 use std::collections::BTreeMap;
@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::Client;
 use async_nats::jetstream::{self, kv};
+use lattice_core::allow::AllowList;
 use lattice_core::subject::{Name, Subjects};
 use lattice_core::wire::{self, ActorInfo, EventData, HostInfo};
 use tokio::task::JoinHandle;
@@ -67,6 +68,8 @@ pub struct HostConfig {
     pub max_component_bytes: usize,
     /// How provider instances started on this host are health-checked and restarted.
     pub supervision: Supervision,
+    /// Backend URLs `provider.start` may connect to (empty: every URL-bearing provider is refused).
+    pub provider_allow: AllowList,
 }
 
 impl HostConfig {
@@ -82,6 +85,7 @@ impl HostConfig {
             default_limits: ActorLimits::default(),
             max_component_bytes: 64 << 20,
             supervision: Supervision::default(),
+            provider_allow: AllowList::default(),
         }
     }
 }
@@ -159,6 +163,7 @@ pub(crate) struct Shared {
     pub(crate) started_at_ms: u64,
     pub(crate) heartbeat: Duration,
     pub(crate) supervision: Supervision,
+    pub(crate) provider_allow: AllowList,
     /// Every actor's links in the lattice, kept current by the link watcher.
     pub(crate) links: tokio::sync::watch::Receiver<Arc<links::LinkTable>>,
     grace: Duration,
@@ -326,6 +331,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         started_at_ms: now_ms(),
         heartbeat: config.heartbeat,
         supervision: config.supervision.clone(),
+        provider_allow: config.provider_allow.clone(),
         links: links_rx,
         grace: config.grace,
         stop: CancellationToken::new(),

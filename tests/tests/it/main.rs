@@ -10,6 +10,7 @@ mod errors;
 mod events;
 mod links;
 mod placement;
+mod provider_isolation;
 mod providers;
 mod reconnect;
 mod redis;
