@@ -11,7 +11,7 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ActorInfo, ArtifactRef, Event, EventData, HostInfo, LimitsSpec, StartActor};
-use lattice_host::lattice::{LatticeClient, check_traceparent, new_traceparent};
+use lattice_host::lattice::{ClientError, LatticeClient, check_traceparent, new_traceparent};
 
 use crate::args::{LimitArgs, Output};
 use crate::connect::LatticeArgs;
@@ -571,6 +571,10 @@ pub enum LinkCommand {
         /// Provider config key=value (repeatable)
         #[arg(long = "config", value_parser = parse_label, value_name = "KEY=VALUE")]
         config: Vec<(String, String)>,
+        /// Store the link even if no host serves the provider yet (e.g. before `lattice provider start`);
+        /// without it, a provider no host serves is refused
+        #[arg(long)]
+        force: bool,
     },
     /// Remove a link (the actor then gets access-denied for that name)
     Del {
@@ -592,10 +596,18 @@ pub enum LinkCommand {
 pub async fn link(args: LinkArgs) -> anyhow::Result<()> {
     let client = args.operator.sign(args.lattice.client().await?)?;
     match args.command {
-        LinkCommand::Put { actor, interface, name, provider, config } => {
+        LinkCommand::Put { actor, interface, name, provider, config, force } => {
             let spec = lattice_core::link::LinkSpec { interface, name, provider, config: config.into_iter().collect() };
             // Validate the spec exactly as hosts will parse it.
             let spec: lattice_core::link::LinkSpec = spec.to_string().parse()?;
+            if !force {
+                client.check_link_provider(&spec, Duration::from_millis(500)).await.map_err(|e| match e {
+                    ClientError::UnknownProvider { .. } => {
+                        anyhow::anyhow!("{e}: start it first, or pass --force to store the link anyway")
+                    }
+                    other => other.into(),
+                })?;
+            }
             client.put_link(&actor, &spec).await?;
             println!("link {actor} {spec} stored");
         }
@@ -643,12 +655,23 @@ pub enum ProviderCommand {
         /// The host to start it on
         #[arg(long = "host", value_name = "ID")]
         host: Name,
-        /// Instance name actors link to [the kind]
+        /// Instance name actors link to [the kind]; not `inmemory` or `nats` (built in), nor a name already
+        /// started on the host
         #[arg(long)]
         name: Option<String>,
-        /// Kind-specific config key=value (redis: url, prefix, timeout)
+        /// Kind-specific config key=value (redis: url, prefix, timeout). A url must match one of the host's
+        /// --provider-allow patterns
         #[arg(long = "config", value_parser = parse_label, value_name = "KEY=VALUE")]
         config: Vec<(String, String)>,
+    },
+    /// Restart a provider whose supervisor gave up (after a `provider.failed` event): lattice provider restart
+    /// cache --host h1
+    Restart {
+        /// The instance name
+        name: String,
+        /// The host it runs on
+        #[arg(long = "host", value_name = "ID")]
+        host: Name,
     },
 }
 
@@ -659,6 +682,18 @@ pub async fn provider(args: ProviderArgs) -> anyhow::Result<()> {
             let name = name.unwrap_or_else(|| kind.clone());
             let started = client.start_provider(&host, &name, &kind, config.into_iter().collect()).await?;
             println!("started provider {} ({}) on host {}", started.name, started.kind, started.host);
+        }
+        ProviderCommand::Restart { name, host } => {
+            let restarted = client.restart_provider(&host, &name).await?;
+            match restarted.unhealthy {
+                None => {
+                    println!("restarted provider {} ({}) on host {}", restarted.name, restarted.kind, restarted.host)
+                }
+                Some(reason) => println!(
+                    "restarted provider {} ({}) on host {}, but its health check fails: {reason}; it is supervised again",
+                    restarted.name, restarted.kind, restarted.host
+                ),
+            }
         }
     }
     Ok(())

@@ -54,6 +54,11 @@ pub struct HostArgs {
     pub artifact_dir: Option<PathBuf>,
     #[command(flatten)]
     pub kv_quota: KvQuotaArgs,
+    /// Backend URL `provider start` may connect to: scheme://host[:port], `*` within a host label or as the
+    /// port (e.g. redis://127.0.0.1:*, rediss://*.cache.internal:6379). Repeatable; comma-separated in
+    /// LATTICE_PROVIDER_ALLOW. None: every URL-bearing provider (redis) is refused [`lattice up`: loopback]
+    #[arg(long = "provider-allow", env = "LATTICE_PROVIDER_ALLOW", value_delimiter = ',', value_name = "PATTERN")]
+    pub provider_allow: Vec<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -191,6 +196,8 @@ pub struct HostFile {
     /// Require a trusted operator's signature on read-only requests too.
     #[serde(default)]
     pub require_signed_reads: bool,
+    /// Backend URL patterns `provider start` may connect to.
+    pub provider_allow: Option<Vec<String>>,
 }
 
 impl HostFile {
@@ -227,6 +234,11 @@ fn duration(flag: Option<Duration>, file: Option<&str>, what: &str, default: Dur
 
 /// Runs a host until SIGINT/SIGTERM or a `stop` request, then drains it.
 pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
+    run_host_allowing(args, &[]).await
+}
+
+/// [`run_host`], with `extra_provider_allow` patterns allowed on top of the configured ones.
+async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> anyhow::Result<()> {
     let lattice = &args.lattice;
     let file = match &args.config {
         Some(path) => HostFile::load(path)?,
@@ -248,6 +260,18 @@ pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         args.kv_quota.quota(file.kv_max_bytes.as_deref(), file.kv_max_keys).map_err(anyhow::Error::msg)?;
     config.app_nats = args.app_nats.config(&file, &config.nats);
     config.operators = args.operators.to_policy(&file.trusted_operators, file.require_signed_reads)?;
+    let patterns = if args.provider_allow.is_empty() {
+        file.provider_allow.clone().unwrap_or_default()
+    } else {
+        args.provider_allow.clone()
+    };
+    for text in patterns.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let pattern = text.parse().map_err(|e| anyhow::anyhow!("--provider-allow: {e}"))?;
+        config.provider_allow.push(pattern);
+    }
+    for pattern in extra_provider_allow {
+        config.provider_allow.push(pattern.parse()?);
+    }
 
     let mut engine = EngineConfig::default();
     if let Some(m) = args.max_memory {
@@ -410,7 +434,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let url = lattice.servers.first().map_or(DEFAULT_NATS, String::as_str);
     let name = lattice.lattice.as_deref().unwrap_or("default");
     eprintln!("lattice `{name}` on {url}: from another terminal, `lattice hosts --nats {url} --lattice {name}`");
-    run_host(host).await
+    // Development: providers may reach a Redis on this machine.
+    run_host_allowing(host, &lattice_core::allow::LOOPBACK_REDIS).await
 }
 
 #[cfg(test)]

@@ -10,9 +10,11 @@
 //! - [`subject`]: every NATS subject, queue group and bucket name, and validated [`subject::Name`]s.
 //! - [`reserved`]: the subject namespaces actors may never publish, request or subscribe on.
 //! - [`wire`]: versioned MessagePack control messages, events and invocation headers.
+//! - [`allow`]: the URL patterns a host allows provider backends to connect to.
 //!
 //! **Invariant:** this crate does no IO and runs no async runtime.
 
+pub mod allow;
 pub mod claims;
 pub mod control_auth;
 pub mod keys;

@@ -4,7 +4,7 @@
 //! - `lattice.<l>.ctl.ping`: every host answers (scatter/gather).
 //! - `lattice.<l>.ctl.auction`: hosts whose labels match the constraints answer.
 //! - `lattice.<l>.ctl.host.<host>.<verb>`: one host's verbs (`inventory`, `actor.start`, `actor.stop`,
-//!   `actor.scale`, `label.put`, `label.del`, `stop`, `provider.start`).
+//!   `actor.scale`, `label.put`, `label.del`, `stop`, `provider.start`, `provider.restart`).
 //! - `lattice.<l>.evt.<kind>`: events (`host.started`, `host.heartbeat`, `actor.rejected`, …).
 //! - `lattice.<l>.provider.<name>.<interface>`: provider instances served to other hosts (remote providers).
 //! - `lattice.<l>.actor.<actor>.invoke`: invocations, served by every host running the actor in the queue
@@ -108,11 +108,13 @@ pub enum HostVerb {
     Stop,
     /// Start a provider instance on the host.
     StartProvider,
+    /// Restart a provider instance whose supervisor gave up.
+    RestartProvider,
 }
 
 impl HostVerb {
     /// Every verb, for subscribing and for tests.
-    pub const ALL: [HostVerb; 8] = [
+    pub const ALL: [HostVerb; 9] = [
         HostVerb::Inventory,
         HostVerb::StartActor,
         HostVerb::StopActor,
@@ -121,6 +123,7 @@ impl HostVerb {
         HostVerb::DeleteLabel,
         HostVerb::Stop,
         HostVerb::StartProvider,
+        HostVerb::RestartProvider,
     ];
 
     /// The verb's subject suffix.
@@ -134,6 +137,7 @@ impl HostVerb {
             HostVerb::DeleteLabel => "label.del",
             HostVerb::Stop => "stop",
             HostVerb::StartProvider => "provider.start",
+            HostVerb::RestartProvider => "provider.restart",
         }
     }
 

@@ -371,6 +371,28 @@ pub struct ProviderStarted {
     pub kind: String,
 }
 
+/// `provider.restart`: rebuild a provider instance whose supervisor gave up (`provider.failed`), with a fresh
+/// restart-intensity window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartProvider {
+    /// The instance's name.
+    pub name: String,
+}
+
+/// Reply to `provider.restart`: the instance was rebuilt and is supervised again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderRestarted {
+    /// The host.
+    pub host: Name,
+    /// The instance name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// `None` when the rebuilt instance passed its first health check; otherwise that check's error (the
+    /// supervisor keeps checking and restarting it as usual).
+    pub unhealthy: Option<String>,
+}
+
 /// A link as stored in the lattice's state bucket (key from [`crate::subject::Subjects::link_key`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRecord {

@@ -18,8 +18,8 @@ use lattice_core::link::{Interface, LinkSpec};
 use lattice_core::subject::{HostVerb, Name, Subjects};
 use lattice_core::wire::{
     self, ActorInfo, ActorStarted, ActorStopped, Auction, Bid, DeleteLabel, Empty, ErrorCode, Event, HostInfo,
-    HostStopping, Labels, LinkRecord, ProviderStarted, PutLabel, Reply, ScaleActor, StartActor, StartProvider,
-    StopActor, StopHost, WireError, headers,
+    HostStopping, Labels, LinkRecord, ProviderRestarted, ProviderStarted, PutLabel, Reply, RestartProvider, ScaleActor,
+    StartActor, StartProvider, StopActor, StopHost, WireError, headers,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -67,6 +67,21 @@ pub enum ClientError {
         link: String,
         /// Which pattern and namespace.
         reason: lattice_core::reserved::Reserved,
+    },
+    /// A link names a provider no host (or provider process) in the lattice serves.
+    #[error(
+        "no host in lattice `{lattice}` serves {interface} provider `{provider}` (served: {})",
+        if served.is_empty() { "none".to_owned() } else { served.join(", ") }
+    )]
+    UnknownProvider {
+        /// The lattice.
+        lattice: Name,
+        /// The link's interface.
+        interface: Interface,
+        /// The provider the link names.
+        provider: String,
+        /// The providers of that interface the hosts that answered serve, sorted.
+        served: Vec<String>,
     },
 }
 
@@ -335,6 +350,68 @@ impl LatticeClient {
     ) -> Result<ProviderStarted, ClientError> {
         let request = StartProvider { name: name.to_owned(), kind: kind.to_owned(), config };
         self.host_request(host, HostVerb::StartProvider, &request).await
+    }
+
+    /// Restarts a provider instance on `host` whose supervisor gave up (`provider.failed`): rebuilt, and
+    /// supervised again with a fresh restart-intensity window. Refused when no such instance was started
+    /// there (`NotFound`) or it has not failed (`BadRequest`).
+    pub async fn restart_provider(&self, host: &Name, name: &str) -> Result<ProviderRestarted, ClientError> {
+        self.host_request(host, HostVerb::RestartProvider, &RestartProvider { name: name.to_owned() }).await
+    }
+
+    /// Checks that some host in the lattice serves the provider `link` names for its interface: a host lists
+    /// it as `<interface>:<name>` (built-ins `inmemory` and `nats` count as soon as any host answers), or,
+    /// for key-value, a provider process answers on its subject. Hosts answer within `wait`.
+    pub async fn check_link_provider(&self, link: &LinkSpec, wait: Duration) -> Result<(), ClientError> {
+        let hosts = self.ping(wait).await?;
+        let prefix = format!("{}:", link.interface.as_str());
+        let builtin = match link.interface {
+            Interface::KeyValue => link.provider == crate::INMEMORY_PROVIDER,
+            Interface::Messaging => {
+                link.provider == crate::INMEMORY_PROVIDER || link.provider == super::NATS_MESSAGING_PROVIDER
+            }
+            _ => false,
+        };
+        if builtin && !hosts.is_empty() {
+            return Ok(());
+        }
+        let mut served: Vec<String> = hosts
+            .iter()
+            .flat_map(|h| h.providers.iter())
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .map(str::to_owned)
+            .collect();
+        served.sort();
+        served.dedup();
+        if served.contains(&link.provider) {
+            return Ok(());
+        }
+        // A provider in its own process (no host) serves key-value on the lattice's provider subject.
+        if link.interface == Interface::KeyValue
+            && let Ok(name) = Name::new(link.provider.clone())
+        {
+            let remote = lattice_provider_sdk::remote::RemoteKeyValue::new(
+                self.client.clone(),
+                self.subjects.provider(&name, "keyvalue"),
+                wait,
+            );
+            if remote.ping().await.is_ok() {
+                return Ok(());
+            }
+        }
+        Err(ClientError::UnknownProvider {
+            lattice: self.subjects.lattice().clone(),
+            interface: link.interface,
+            provider: link.provider.clone(),
+            served,
+        })
+    }
+
+    /// [`LatticeClient::put_link`] after [`LatticeClient::check_link_provider`]: refuses a link to a provider
+    /// nobody serves (use `put_link` to link before the provider starts).
+    pub async fn put_link_checked(&self, actor: &Name, link: &LinkSpec, wait: Duration) -> Result<(), ClientError> {
+        self.check_link_provider(link, wait).await?;
+        self.put_link(actor, link).await
     }
 
     async fn state(&self) -> Result<kv::Store, ClientError> {

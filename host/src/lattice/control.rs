@@ -10,8 +10,8 @@ use lattice_core::link::LinkSpec;
 use lattice_core::subject::HostVerb;
 use lattice_core::wire::{
     self, ActorInfo, ActorStarted, ActorStopped, ArtifactRef, Auction, Bid, DeleteLabel, Empty, ErrorCode, EventData,
-    HostInfo, HostStopping, Labels, LimitsSpec, ProviderStarted, PutLabel, Reply, ScaleActor, StartActor,
-    StartProvider, StopActor, StopHost, WireError,
+    HostInfo, HostStopping, Labels, LimitsSpec, ProviderRestarted, ProviderStarted, PutLabel, Reply, RestartProvider,
+    ScaleActor, StartActor, StartProvider, StopActor, StopHost, WireError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -178,6 +178,7 @@ async fn verb_reply(shared: &Arc<Shared>, verb: HostVerb, payload: &[u8]) -> Vec
         HostVerb::DeleteLabel => respond(payload, |req: DeleteLabel| label(shared, req.key, None)).await,
         HostVerb::Stop => respond(payload, |req: StopHost| stop_host(shared, req)).await,
         HostVerb::StartProvider => respond(payload, |req: StartProvider| start_provider(shared, req)).await,
+        HostVerb::RestartProvider => respond(payload, |req: RestartProvider| restart_provider(shared, req)).await,
         // Verbs added to core later than this host (the enum is non-exhaustive): say so, never stay silent.
         _ => wire::encode::<Reply<Empty>>(&Err(WireError::new(
             ErrorCode::BadRequest,
@@ -438,25 +439,134 @@ async fn stop_host(shared: &Arc<Shared>, request: StopHost) -> Reply<HostStoppin
     Ok(HostStopping { host: shared.id.clone(), in_flight })
 }
 
+/// Refuses a backend URL in `config` that the host's `--provider-allow` patterns do not allow.
+fn check_backend_urls(shared: &Shared, kind: &str, config: &BTreeMap<String, String>) -> Result<(), WireError> {
+    for (key, url) in super::providers::backend_urls(kind, config) {
+        if let Err(refusal) = shared.provider_allow.check(url) {
+            // The refusal shows the URL as scheme://host[:port] only: never a password.
+            tracing::warn!(host = %shared.id, kind, %refusal, "provider backend url refused");
+            let message = match refusal.url() {
+                Some(url) => format!(
+                    "backend url {url} is not allowed on host {}: add a --provider-allow pattern \
+                     (LATTICE_PROVIDER_ALLOW, provider_allow in the host config)",
+                    shared.id
+                ),
+                None => format!(
+                    "config `{key}`: {refusal}; host {} accepts only urls matching a --provider-allow pattern",
+                    shared.id
+                ),
+            };
+            return Err(WireError::new(ErrorCode::InvalidConfig, message));
+        }
+    }
+    Ok(())
+}
+
 async fn start_provider(shared: &Arc<Shared>, request: StartProvider) -> Reply<ProviderStarted> {
     let name = lattice_core::subject::Name::new(request.name.clone())
         .map_err(|e| WireError::new(ErrorCode::BadRequest, format!("invalid provider name: {e}")))?;
-    let provider = super::providers::build_keyvalue(&request.kind, &request.config, shared.kv_quota)
-        .await
-        .map_err(|message| WireError::new(ErrorCode::InvalidConfig, message))?;
-    // Registered here, served to the other hosts of the lattice, and supervised from now on.
-    super::supervise::install(shared, &name, provider.clone())
-        .await
-        .map_err(|message| WireError::new(ErrorCode::Unavailable, message))?;
+    if super::providers::BUILTIN_PROVIDERS.contains(&name.as_str()) {
+        return Err(WireError::new(
+            ErrorCode::InvalidConfig,
+            format!("provider name `{name}` is built into every host and cannot be taken: choose another name"),
+        ));
+    }
+    check_backend_urls(shared, &request.kind, &request.config)?;
+    // Claim the name first, atomically in the table task: of two concurrent starts only one builds,
+    // installs and supervises an instance.
+    let (restart, requests) = tokio::sync::mpsc::channel(4);
+    let slot = super::table::ProviderSlot { kind: request.kind.clone(), restart };
+    if let Err(kind) = shared.table.claim_provider(name.to_string(), slot).await.map_err(|_| shutting_down())? {
+        return Err(WireError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "provider `{name}` already runs on host {} (kind `{kind}`): choose another name, or restart it \
+                 with `lattice provider restart` if it failed",
+                shared.id
+            ),
+        ));
+    }
+    // Names the runtime was built with are taken too (instances are added at run time only under a claim).
+    if shared.runtime.providers().is_local_keyvalue(name.as_str()) {
+        let _ = shared.table.release_provider(name.to_string()).await;
+        return Err(WireError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "provider `{name}` already exists on host {} (built into its runtime): choose another name",
+                shared.id
+            ),
+        ));
+    }
+    let started = async {
+        let provider = super::providers::build_keyvalue(&request.kind, &request.config, shared.kv_quota)
+            .await
+            .map_err(|message| WireError::new(ErrorCode::InvalidConfig, message))?;
+        // Registered here, served to the other hosts of the lattice, and supervised from now on.
+        super::supervise::install(shared, &name, provider.clone())
+            .await
+            .map_err(|message| WireError::new(ErrorCode::Unavailable, message))?;
+        Ok::<_, WireError>(provider)
+    };
+    let provider = match started.await {
+        Ok(provider) => provider,
+        Err(error) => {
+            let _ = shared.table.release_provider(name.to_string()).await;
+            return Err(error);
+        }
+    };
     tokio::spawn(super::supervise::supervise(
         shared.clone(),
         name,
         request.kind.clone(),
         request.config.clone(),
         provider,
+        requests,
     ));
     tracing::info!(provider = %request.name, kind = %request.kind, "provider started");
     Ok(ProviderStarted { host: shared.id.clone(), name: request.name, kind: request.kind })
+}
+
+async fn restart_provider(shared: &Arc<Shared>, request: RestartProvider) -> Reply<ProviderRestarted> {
+    use super::supervise::{Restart, RestartError};
+    let name = request.name;
+    let Some(slot) = shared.table.provider(name.clone()).await.map_err(|_| shutting_down())? else {
+        let why = if super::providers::BUILTIN_PROVIDERS.contains(&name.as_str()) {
+            "it is built into the host and not supervised"
+        } else {
+            "no provider of that name was started there (see `lattice inventory`)"
+        };
+        return Err(WireError::new(
+            ErrorCode::NotFound,
+            format!("cannot restart provider `{name}` on host {}: {why}", shared.id),
+        ));
+    };
+    // The supervisor is gone only when the host stops or the instance never started.
+    let gone = || {
+        WireError::new(
+            ErrorCode::Unavailable,
+            format!("provider `{name}` on host {} is no longer supervised (the host is stopping)", shared.id),
+        )
+    };
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    slot.restart.send(Restart { done }).await.map_err(|_| gone())?;
+    match outcome.await.map_err(|_| gone())? {
+        Ok(unhealthy) => {
+            tracing::info!(provider = %name, kind = %slot.kind, "provider restarted on request");
+            Ok(ProviderRestarted { host: shared.id.clone(), name, kind: slot.kind, unhealthy })
+        }
+        Err(RestartError::NotFailed) => Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "provider `{name}` on host {} has not failed: its supervisor still checks and restarts it \
+                 (a restart is for a provider after `provider.failed`)",
+                shared.id
+            ),
+        )),
+        Err(RestartError::Rebuild(message)) => Err(WireError::new(
+            ErrorCode::Unavailable,
+            format!("cannot restart provider `{name}` on host {}: {message}; it stays failed", shared.id),
+        )),
+    }
 }
 
 /// Checks that every key-value link naming a provider not in this process names one some host serves, so a

@@ -24,7 +24,7 @@ pub use artifact_dir::PathArtifactError;
 pub use artifacts::{ArtifactError, DIGEST_KEY};
 pub use client::{CallReply, ClientError, HostStatus, LatticeClient, Pushed, check_traceparent, new_traceparent};
 pub use nats::{ConnectError, NatsConfig};
-pub use providers::KEYVALUE_KINDS;
+pub use providers::{BUILTIN_PROVIDERS, KEYVALUE_KINDS};
 pub use supervise::Supervision;
 
 use std::collections::BTreeMap;
@@ -33,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::Client;
 use async_nats::jetstream::{self, kv};
+use lattice_core::allow::AllowList;
 use lattice_core::control_auth::OperatorPolicy;
 use lattice_core::subject::{Name, Subjects};
 use lattice_core::wire::{self, ActorInfo, EventData, HostInfo};
@@ -83,6 +84,8 @@ pub struct HostConfig {
     pub app_nats: Option<NatsConfig>,
     /// Which operators may send mutating control requests and write link records (none: no check).
     pub operators: OperatorPolicy,
+    /// Backend URLs `provider.start` may connect to (empty: every URL-bearing provider is refused).
+    pub provider_allow: AllowList,
 }
 
 impl HostConfig {
@@ -102,6 +105,7 @@ impl HostConfig {
             kv_quota: crate::KeyValueQuota::default(),
             app_nats: None,
             operators: OperatorPolicy::default(),
+            provider_allow: AllowList::default(),
         }
     }
 }
@@ -183,6 +187,7 @@ pub(crate) struct Shared {
     pub(crate) started_at_ms: u64,
     pub(crate) heartbeat: Duration,
     pub(crate) supervision: Supervision,
+    pub(crate) provider_allow: AllowList,
     /// Every actor's links in the lattice, kept current by the link watcher.
     pub(crate) links: tokio::sync::watch::Receiver<Arc<links::LinkTable>>,
     /// Where path artifacts may come from; `None`: path starts are refused.
@@ -378,6 +383,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         started_at_ms: now_ms(),
         heartbeat: config.heartbeat,
         supervision: config.supervision.clone(),
+        provider_allow: config.provider_allow.clone(),
         links: links_rx,
         artifact_dir,
         kv_quota: config.kv_quota,

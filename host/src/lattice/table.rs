@@ -14,6 +14,8 @@ use lattice_core::link::LinkSpec;
 
 use crate::{Actor, LinkError};
 
+use super::supervise::Restart;
+
 /// One actor running on this host.
 struct Running {
     actor: Actor,
@@ -34,6 +36,16 @@ enum Command {
     RelinkAll { done: oneshot::Sender<()> },
     KeepServing { name: String, serving: lattice_provider_sdk::remote::Serving, done: oneshot::Sender<()> },
     StopAll { done: oneshot::Sender<Vec<Actor>> },
+    ClaimProvider { name: String, slot: ProviderSlot, done: oneshot::Sender<Result<(), String>> },
+    ReleaseProvider { name: String, done: oneshot::Sender<()> },
+    Provider { name: String, done: oneshot::Sender<Option<ProviderSlot>> },
+}
+
+/// A provider instance started with `provider.start`: its kind, and the channel to its supervisor.
+#[derive(Clone)]
+pub(crate) struct ProviderSlot {
+    pub(crate) kind: String,
+    pub(crate) restart: mpsc::Sender<Restart>,
 }
 
 /// Handle to the actor table task. Cheap to clone; the task ends when every handle is dropped.
@@ -135,6 +147,27 @@ impl Table {
     pub(crate) async fn stop_all(&self) -> Result<Vec<Actor>, TableClosed> {
         self.ask(|done| Command::StopAll { done }).await
     }
+
+    /// Claims provider name `name` for a new instance, atomically: `Err(kind)` of the instance that already
+    /// holds it. The claim lasts until the host stops, or until [`Table::release_provider`] if the instance
+    /// could not be built.
+    pub(crate) async fn claim_provider(
+        &self,
+        name: String,
+        slot: ProviderSlot,
+    ) -> Result<Result<(), String>, TableClosed> {
+        self.ask(|done| Command::ClaimProvider { name, slot, done }).await
+    }
+
+    /// Gives up a claim whose instance could not be started.
+    pub(crate) async fn release_provider(&self, name: String) -> Result<(), TableClosed> {
+        self.ask(|done| Command::ReleaseProvider { name, done }).await
+    }
+
+    /// The instance started under `name`, if any.
+    pub(crate) async fn provider(&self, name: String) -> Result<Option<ProviderSlot>, TableClosed> {
+        self.ask(|done| Command::Provider { name, done }).await
+    }
 }
 
 /// Each actor's share of an instance pool of `pool` slots, from the caps asked for: the caps themselves when
@@ -178,6 +211,7 @@ fn rebalance(actors: &HashMap<Name, Running>, pool: u32) {
 async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, String>, pool: u32) {
     let mut actors: HashMap<Name, Running> = HashMap::new();
     let mut served: HashMap<String, lattice_provider_sdk::remote::Serving> = HashMap::new();
+    let mut providers: HashMap<String, ProviderSlot> = HashMap::new();
     while let Some(command) = rx.recv().await {
         match command {
             Command::Install { info, actor, stop, done } => {
@@ -250,6 +284,23 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
                 }
                 served.clear();
                 let _ = done.send(actors.values().map(|running| running.actor.clone()).collect());
+            }
+            Command::ClaimProvider { name, slot, done } => {
+                let claimed = match providers.get(&name) {
+                    Some(existing) => Err(existing.kind.clone()),
+                    None => {
+                        providers.insert(name, slot);
+                        Ok(())
+                    }
+                };
+                let _ = done.send(claimed);
+            }
+            Command::ReleaseProvider { name, done } => {
+                providers.remove(&name);
+                let _ = done.send(());
+            }
+            Command::Provider { name, done } => {
+                let _ = done.send(providers.get(&name).cloned());
             }
         }
     }

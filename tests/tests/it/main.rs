@@ -13,6 +13,7 @@ mod isolation;
 mod links;
 mod operators;
 mod placement;
+mod provider_isolation;
 mod providers;
 mod reconnect;
 mod redis;

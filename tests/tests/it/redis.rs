@@ -10,6 +10,7 @@ use lattice_core::link::LinkSpec;
 use lattice_host::lattice::{ClientError, LatticeClient};
 use lattice_test_harness::{RedisServer, wait_for};
 
+use crate::provider_isolation::{host_allowing, loopback};
 use crate::{TestLattice, call, kv_counter, name, text};
 
 async fn raw_get(url: &str, key: &str) -> Result<Option<String>> {
@@ -44,7 +45,7 @@ fn drive(
 async fn live_swap_from_inmemory_to_redis_fails_no_call() -> Result<()> {
     let redis = tokio::task::spawn_blocking(RedisServer::start).await??;
     let lattice = TestLattice::start("live-swap").await?;
-    let host = lattice.host("h1", &[]).await?;
+    let host = host_allowing(&lattice, "h1", loopback()).await?;
     let client = lattice.client().await?;
     let actor = name("kv-counter");
     client.start_actor(host.id(), &kv_counter(&actor)).await?;
@@ -92,7 +93,7 @@ async fn redis_outage_fails_calls_promptly_and_loses_no_acknowledged_increment()
     })
     .await??;
     let lattice = TestLattice::start("redis-outage").await?;
-    let host = lattice.host("h1", &[]).await?;
+    let host = host_allowing(&lattice, "h1", loopback()).await?;
     let client = lattice.client().await?;
     let timeout = Duration::from_millis(500);
     let config = BTreeMap::from([("url".to_owned(), redis.url()), ("timeout".to_owned(), "500ms".to_owned())]);

@@ -10,6 +10,7 @@ use lattice_core::wire::EventData;
 use lattice_host::lattice::{self, RunningHost, Supervision};
 use lattice_test_harness::{RedisServer, wait_for};
 
+use crate::provider_isolation::loopback;
 use crate::{TestLattice, call, expect_event, kv_counter, name, runtime, text};
 
 fn quick_supervision() -> Supervision {
@@ -25,6 +26,7 @@ fn quick_supervision() -> Supervision {
 
 async fn host(lattice: &TestLattice) -> Result<RunningHost> {
     let mut config = lattice.host_config("h1", &[]);
+    config.provider_allow = loopback();
     config.supervision = quick_supervision();
     Ok(lattice::start(config, runtime()).await?)
 }
@@ -72,6 +74,7 @@ async fn a_provider_whose_backend_returns_recovers_and_serves_again() -> Result<
     let mut redis = tokio::task::spawn_blocking(RedisServer::start).await??;
     let lattice = TestLattice::start("supervise-recover").await?;
     let mut config = lattice.host_config("h1", &[]);
+    config.provider_allow = loopback();
     config.supervision = Supervision { intensity: 1000, ..quick_supervision() };
     let host = lattice::start(config, runtime()).await?;
     let client = lattice.client().await?;
