@@ -76,16 +76,15 @@ pub(crate) async fn watch_links(
     guard: LinkGuard,
     stop: CancellationToken,
 ) {
-    let mut table = LinkTable::new();
+    let mut state = Applied { table: LinkTable::new(), subjects, actors, out, guard };
     let mut backoff = WATCH_BACKOFF;
     loop {
         let connects = client.statistics().connects.load(Ordering::Relaxed);
-        match store.watch_with_history(subjects.links_filter()).await {
+        match store.watch_with_history(state.subjects.links_filter()).await {
             Ok(watcher) => {
-                let end = follow(watcher, &mut table, &actors, &out, &guard, &subjects, &stop, || {
-                    client.statistics().connects.load(Ordering::Relaxed) != connects
-                })
-                .await;
+                let end = state
+                    .follow(watcher, &stop, || client.statistics().connects.load(Ordering::Relaxed) != connects)
+                    .await;
                 match end {
                     WatchEnd::Stopped => return,
                     WatchEnd::Reconnected => {
@@ -106,79 +105,88 @@ pub(crate) async fn watch_links(
     }
 }
 
-/// Applies the entries of one watch to `table` and the actors until it ends; `reconnected` says whether the
-/// client reconnected since the watch started.
-#[allow(clippy::too_many_arguments)]
-async fn follow(
-    mut watcher: kv::Watch,
-    table: &mut LinkTable,
-    actors: &Table,
-    out: &watch::Sender<Arc<LinkTable>>,
-    guard: &LinkGuard,
-    subjects: &Subjects,
-    stop: &CancellationToken,
-    reconnected: impl Fn() -> bool,
-) -> WatchEnd {
-    let mut check = tokio::time::interval(RECONNECT_CHECK);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let entry = tokio::select! {
-            () = stop.cancelled() => return WatchEnd::Stopped,
-            _ = check.tick() => {
-                if reconnected() {
-                    return WatchEnd::Reconnected;
-                }
-                continue;
-            }
-            entry = watcher.next() => entry,
-        };
-        let entry = match entry {
-            Some(Ok(entry)) => entry,
-            Some(Err(error)) => {
-                tracing::warn!(%error, "link watch error");
-                return WatchEnd::Ended;
-            }
-            None => return WatchEnd::Ended,
-        };
-        let Some(actor) = apply_entry(table, &entry, guard, subjects).await else { continue };
-        let links = links_of(table, &actor);
-        out.send_replace(Arc::new(table.clone()));
-        match actors.relink(actor.clone(), links).await {
-            Ok(Some(Err(error))) => tracing::warn!(%actor, %error, "cannot apply changed links"),
-            Ok(Some(Ok(()))) => tracing::info!(%actor, "links changed"),
-            Ok(None) => {}
-            Err(_) => return WatchEnd::Stopped,
-        }
-    }
+/// What the watch has applied so far, and where changes go.
+struct Applied {
+    /// Every actor's links as last applied.
+    table: LinkTable,
+    subjects: Arc<Subjects>,
+    /// The running actors to re-link.
+    actors: Table,
+    /// Where the whole table is published after each change.
+    out: watch::Sender<Arc<LinkTable>>,
+    guard: LinkGuard,
 }
 
-/// Applies one bucket entry to `table`; returns the actor whose links it changed, if any. A record the guard
-/// refuses removes the link its key held.
-async fn apply_entry(table: &mut LinkTable, entry: &kv::Entry, guard: &LinkGuard, subjects: &Subjects) -> Option<Name> {
-    match entry.operation {
-        kv::Operation::Put => {
-            let record = match wire::decode::<LinkRecord>(&entry.value) {
-                Ok(record) => record,
-                Err(error) => {
-                    tracing::warn!(key = %entry.key, %error, "ignoring undecodable link record");
-                    return None;
+impl Applied {
+    /// Applies the entries of one watch until it ends; `reconnected` says whether the client reconnected since
+    /// the watch started.
+    async fn follow(
+        &mut self,
+        mut watcher: kv::Watch,
+        stop: &CancellationToken,
+        reconnected: impl Fn() -> bool,
+    ) -> WatchEnd {
+        let mut check = tokio::time::interval(RECONNECT_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let entry = tokio::select! {
+                () = stop.cancelled() => return WatchEnd::Stopped,
+                _ = check.tick() => {
+                    if reconnected() {
+                        return WatchEnd::Reconnected;
+                    }
+                    continue;
                 }
+                entry = watcher.next() => entry,
             };
-            let spec = match record.link.parse::<LinkSpec>() {
-                Ok(spec) => spec,
-                Err(error) => {
-                    tracing::warn!(key = %entry.key, %error, "ignoring invalid link in the state bucket");
-                    return None;
+            let entry = match entry {
+                Some(Ok(entry)) => entry,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "link watch error");
+                    return WatchEnd::Ended;
                 }
+                None => return WatchEnd::Ended,
             };
-            if !guard.admit(subjects, &entry.key, &record, &spec).await {
-                return forget_key(table, &entry.key);
+            let Some(actor) = self.apply(&entry).await else { continue };
+            let links = links_of(&self.table, &actor);
+            self.out.send_replace(Arc::new(self.table.clone()));
+            match self.actors.relink(actor.clone(), links).await {
+                Ok(Some(Err(error))) => tracing::warn!(%actor, %error, "cannot apply changed links"),
+                Ok(Some(Ok(()))) => tracing::info!(%actor, "links changed"),
+                Ok(None) => {}
+                Err(_) => return WatchEnd::Stopped,
             }
-            let links = table.entry(record.actor.clone()).or_default();
-            // A replayed entry that changes nothing re-links nobody.
-            (links.insert(entry.key.clone(), spec.clone()).as_ref() != Some(&spec)).then_some(record.actor)
         }
-        kv::Operation::Delete | kv::Operation::Purge => forget_key(table, &entry.key),
+    }
+
+    /// Applies one bucket entry to the table; returns the actor whose links it changed, if any. A record the
+    /// guard refuses removes the link its key held.
+    async fn apply(&mut self, entry: &kv::Entry) -> Option<Name> {
+        match entry.operation {
+            kv::Operation::Put => {
+                let record = match wire::decode::<LinkRecord>(&entry.value) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        tracing::warn!(key = %entry.key, %error, "ignoring undecodable link record");
+                        return None;
+                    }
+                };
+                let spec = match record.link.parse::<LinkSpec>() {
+                    Ok(spec) => spec,
+                    Err(error) => {
+                        tracing::warn!(key = %entry.key, %error, "ignoring invalid link in the state bucket");
+                        return None;
+                    }
+                };
+                if !self.guard.admit(&self.subjects, &entry.key, &record, &spec).await {
+                    return forget_key(&mut self.table, &entry.key);
+                }
+                let links = self.table.entry(record.actor.clone()).or_default();
+                // A replayed entry that changes nothing re-links nobody.
+                (links.insert(entry.key.clone(), spec.clone()).as_ref() != Some(&spec)).then_some(record.actor)
+            }
+            kv::Operation::Delete | kv::Operation::Purge => forget_key(&mut self.table, &entry.key),
+        }
     }
 }
 
