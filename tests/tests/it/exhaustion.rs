@@ -207,3 +207,48 @@ async fn a_saturated_actor_cannot_starve_another_and_caps_beyond_the_pool_are_re
     }
     Ok(())
 }
+
+/// Control requests a host handles at once (`MAX_CONTROL_IN_FLIGHT` in the host's control server).
+const CONTROL_IN_FLIGHT: usize = 64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_slow_control_requests_gets_unavailable_beyond_the_in_flight_limit() -> Result<()> {
+    const FLOOD: usize = 100;
+    let lattice = TestLattice::start("control-flood").await?;
+    let host = lattice.host("h1", &[]).await?;
+    let client = lattice.client().await?;
+    // A provider that listens and never answers: a start linked to it waits for its ping to time out (2 s), so
+    // every start of the flood is still in flight when the last one arrives.
+    let _silent = client.nats().subscribe(client.subjects().provider(&name("silent"), "keyvalue")).await?;
+    client.nats().flush().await?;
+
+    let starts: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let (client, host) = (client.clone(), host.id().clone());
+            tokio::spawn(async move {
+                let mut request = kv_counter(&name(&format!("flood-{i}")));
+                request.links = vec!["keyvalue:default=silent".to_owned()];
+                client.start_actor(&host, &request).await
+            })
+        })
+        .collect();
+    let (mut busy, mut checked) = (0, 0);
+    for start in starts {
+        match start.await? {
+            Err(ClientError::Remote(e)) if e.code == ErrorCode::Unavailable && e.message.contains("is busy") => {
+                busy += 1;
+            }
+            Err(ClientError::Remote(e)) if e.code == ErrorCode::InvalidConfig && e.message.contains("silent") => {
+                checked += 1;
+            }
+            other => bail!("a start of the flood: expected `busy` or the missing provider, got {other:?}"),
+        }
+    }
+    eprintln!("{checked} starts handled, {busy} refused as busy");
+    assert!(checked <= CONTROL_IN_FLIGHT, "{checked} control requests ran at once");
+    assert!(busy >= FLOOD - CONTROL_IN_FLIGHT, "only {busy} of {FLOOD} refused");
+    // The host is still there for everyone else once the flood has passed.
+    assert_eq!(client.ping(crate::GATHER).await?.len(), 1);
+    host.stop().await;
+    Ok(())
+}
