@@ -344,9 +344,7 @@ impl InvocationState {
         change(message);
         if message.metadata.len() > MAX_METADATA_ENTRIES {
             let limit = HostResourceLimit { bound: "metadata entries in one message", limit: MAX_METADATA_ENTRIES };
-            tracing::debug!(actor = %self.actor, bound = limit.bound, limit = limit.limit, "host resource limit exceeded");
-            self.resources.exceeded = Some(limit.clone());
-            return Err(limit.into());
+            return self.trap(limit);
         }
         let (before, after) = (message.charged, message.footprint());
         message.charged = after;
@@ -355,12 +353,17 @@ impl InvocationState {
     }
 
     fn take_or_trap(&mut self, count: usize, bytes: usize) -> wasmtime::Result<()> {
-        if let Err(limit) = self.resources.take(count, bytes) {
-            tracing::debug!(actor = %self.actor, bound = limit.bound, limit = limit.limit, "host resource limit exceeded");
-            self.resources.exceeded = Some(limit.clone());
-            return Err(limit.into());
+        match self.resources.take(count, bytes) {
+            Ok(()) => Ok(()),
+            Err(limit) => self.trap(limit),
         }
-        Ok(())
+    }
+
+    /// Records the exceeded bound (so the invocation reports `HostResources`) and returns the trap.
+    fn trap(&mut self, limit: HostResourceLimit) -> wasmtime::Result<()> {
+        tracing::debug!(actor = %self.actor, bound = limit.bound, limit = limit.limit, "host resource limit exceeded");
+        self.resources.exceeded = Some(limit.clone());
+        Err(limit.into())
     }
 
     /// Refuses an outbound payload above the actor's size cap.
