@@ -262,6 +262,7 @@ pub async fn start(args: StartArgs) -> anyhow::Result<()> {
         artifact,
         limits: limits_spec(&args.limits),
         links: args.links.iter().map(ToString::to_string).collect(),
+        owner: None,
     };
     // Links given at start become the lattice's links for the actor, so later `lattice link` changes and
     // every host agree on one table.

@@ -38,7 +38,7 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyError, KeyKind, PublicKey, SIGNATURE_LEN, SeedKey};
-use crate::wire::{LinkRecord, LinkSignature, headers};
+use crate::wire::{AppRecord, AppSpec, LinkRecord, LinkSignature, headers};
 
 /// Length of a request or link nonce, in bytes.
 pub const NONCE_LEN: usize = 16;
@@ -54,6 +54,8 @@ pub const DEFAULT_NONCE_CAPACITY: usize = 100_000;
 const REQUEST_TAG: &str = "lattice-control-v1";
 /// Domain-separation tag of signed link records.
 const LINK_TAG: &str = "lattice-link-v1";
+/// Domain separation for app records.
+const APP_TAG: &str = "lattice-app-v1";
 
 /// Why a signed (or unsigned) control request or link record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,6 +155,44 @@ pub fn link_message(lattice: &str, actor: &str, link: &str, issued_at_ms: u64, n
         hex::encode(nonce)
     )
     .into_bytes()
+}
+
+/// The exact bytes an operator signs for an app record:
+/// `lattice-app-v1 \n <lattice> \n <app> \n <revision> \n <hex sha256 of the spec's MessagePack> \n
+/// <issued_at_ms> \n <hex nonce>`.
+pub fn app_message(
+    lattice: &str,
+    spec: &AppSpec,
+    revision: u64,
+    issued_at_ms: u64,
+    nonce: &[u8; NONCE_LEN],
+) -> Vec<u8> {
+    let body = rmp_serde::to_vec_named(spec).unwrap_or_default();
+    format!(
+        "{APP_TAG}\n{lattice}\n{}\n{revision}\n{}\n{issued_at_ms}\n{}",
+        spec.name,
+        hex::encode(Sha256::digest(&body)),
+        hex::encode(nonce)
+    )
+    .into_bytes()
+}
+
+/// Signs an app record's spec and revision in lattice `lattice`.
+pub fn sign_app(
+    key: &SeedKey,
+    lattice: &str,
+    spec: &AppSpec,
+    revision: u64,
+    issued_at_ms: u64,
+    nonce: [u8; NONCE_LEN],
+) -> LinkSignature {
+    let signature = key.sign(&app_message(lattice, spec, revision, issued_at_ms, &nonce));
+    LinkSignature {
+        operator: key.public_key(),
+        issued_at_ms,
+        nonce: hex::encode(nonce),
+        signature: hex::encode(signature),
+    }
 }
 
 impl RequestAuth {
@@ -278,6 +318,19 @@ impl OperatorPolicy {
         let nonce = decode_hex::<NONCE_LEN>(&auth.nonce, "nonce")?;
         let signature = decode_hex::<SIGNATURE_LEN>(&auth.signature, "signature")?;
         let message = link_message(lattice, record.actor.as_str(), &record.link, auth.issued_at_ms, &nonce);
+        if !auth.operator.verify(&message, &signature) {
+            return Err(Refusal::Forged { operator: auth.operator });
+        }
+        Ok(auth.operator)
+    }
+
+    /// Checks an app record's signature (no freshness: a record is state). Returns the operator.
+    pub fn verify_app(&self, lattice: &str, record: &AppRecord) -> Result<PublicKey, Refusal> {
+        let auth = record.signature.as_ref().ok_or(Refusal::Unsigned)?;
+        self.check_trusted(&auth.operator)?;
+        let nonce = decode_hex::<NONCE_LEN>(&auth.nonce, "nonce")?;
+        let signature = decode_hex::<SIGNATURE_LEN>(&auth.signature, "signature")?;
+        let message = app_message(lattice, &record.spec, record.revision, auth.issued_at_ms, &nonce);
         if !auth.operator.verify(&message, &signature) {
             return Err(Refusal::Forged { operator: auth.operator });
         }

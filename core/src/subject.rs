@@ -4,13 +4,14 @@
 //! - `lattice.<l>.ctl.ping`: every host answers (scatter/gather).
 //! - `lattice.<l>.ctl.auction`: hosts whose labels match the constraints answer.
 //! - `lattice.<l>.ctl.host.<host>.<verb>`: one host's verbs (`inventory`, `actor.start`, `actor.stop`,
-//!   `actor.scale`, `label.put`, `label.del`, `stop`, `provider.start`, `provider.restart`).
+//!   `actor.scale`, `label.put`, `label.del`, `stop`, `provider.start`, `provider.restart`, `provider.stop`).
 //! - `lattice.<l>.evt.<kind>`: events (`host.started`, `host.heartbeat`, `actor.rejected`, …).
 //! - `lattice.<l>.provider.<name>.<interface>`: provider instances served to other hosts (remote providers).
 //! - `lattice.<l>.actor.<actor>.invoke`: invocations, served by every host running the actor in the queue
 //!   group `lattice.<actor>`.
-//! - JetStream key-value buckets `lattice_<l>` (links and config) and `lattice_<l>_hosts` (one record per
-//!   host, rewritten every heartbeat), and object store `lattice_<l>_artifacts` (pushed components).
+//! - JetStream key-value buckets `lattice_<l>` (links, apps and their status), `lattice_<l>_hosts` (one
+//!   record per host, rewritten every heartbeat) and `lattice_<l>_leader` (the reconciler's lease), and object
+//!   store `lattice_<l>_artifacts` (pushed components).
 //!
 //! Lattice names, host ids and actor names are single subject tokens: 1-64 characters of `A-Z a-z 0-9 _ -`,
 //! so no name can inject a wildcard or an extra token, and every bucket name derived from them is valid.
@@ -26,6 +27,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+
+/// The key of the reconciler's lease in [`Subjects::leader_bucket`].
+pub const LEADER_KEY: &str = "leader";
 
 /// A validated subject token: a lattice name, host id or actor name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -110,11 +114,13 @@ pub enum HostVerb {
     StartProvider,
     /// Restart a provider instance whose supervisor gave up.
     RestartProvider,
+    /// Stop a provider instance started on the host.
+    StopProvider,
 }
 
 impl HostVerb {
     /// Every verb, for subscribing and for tests.
-    pub const ALL: [HostVerb; 9] = [
+    pub const ALL: [HostVerb; 10] = [
         HostVerb::Inventory,
         HostVerb::StartActor,
         HostVerb::StopActor,
@@ -124,6 +130,7 @@ impl HostVerb {
         HostVerb::Stop,
         HostVerb::StartProvider,
         HostVerb::RestartProvider,
+        HostVerb::StopProvider,
     ];
 
     /// The verb's subject suffix.
@@ -138,6 +145,7 @@ impl HostVerb {
             HostVerb::Stop => "stop",
             HostVerb::StartProvider => "provider.start",
             HostVerb::RestartProvider => "provider.restart",
+            HostVerb::StopProvider => "provider.stop",
         }
     }
 
@@ -256,7 +264,40 @@ impl Subjects {
 
     /// The event subjects the events stream keeps: every kind except the heartbeat.
     pub fn stored_event_subjects(&self) -> Vec<String> {
-        ["host.started", "host.stopped", "actor.>", "provider.>"].iter().map(|kind| self.event(kind)).collect()
+        ["host.started", "host.stopped", "actor.>", "provider.>", "app.>", "leader.>"]
+            .iter()
+            .map(|kind| self.event(kind))
+            .collect()
+    }
+
+    /// Key of an app's current record in the state bucket.
+    pub fn app_key(&self, app: &Name) -> String {
+        format!("apps.{app}")
+    }
+
+    /// Key filter for every app's current record.
+    pub fn apps_filter(&self) -> &'static str {
+        "apps.*"
+    }
+
+    /// Key of one revision of an app in the state bucket (zero-padded, so keys sort by revision).
+    pub fn app_history_key(&self, app: &Name, revision: u64) -> String {
+        format!("history.{app}.{revision:012}")
+    }
+
+    /// Key filter for every revision of an app.
+    pub fn app_history_filter(&self, app: &Name) -> String {
+        format!("history.{app}.*")
+    }
+
+    /// Key of an app's reconciliation status (written by the leader) in the state bucket.
+    pub fn app_status_key(&self, app: &Name) -> String {
+        format!("status.{app}")
+    }
+
+    /// The JetStream key-value bucket holding the reconciler's lease (one key, [`LEADER_KEY`]).
+    pub fn leader_bucket(&self) -> String {
+        format!("lattice_{}_leader", self.lattice)
     }
 
     /// The JetStream key-value bucket of host records (one key per host id, rewritten every heartbeat).

@@ -227,6 +227,9 @@ pub struct StartActor {
     pub limits: LimitsSpec,
     /// Link specs (`keyvalue:default=inmemory`…).
     pub links: Vec<String>,
+    /// The app placing it (set by the reconciler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 /// What a host runs of one actor.
@@ -246,6 +249,9 @@ pub struct ActorInfo {
     pub subject: Option<String>,
     /// Its links.
     pub links: Vec<String>,
+    /// The app that placed it; `None` when started by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 /// Reply to `actor.start`: the actor is ready to serve.
@@ -418,6 +424,143 @@ pub struct LinkSignature {
     pub signature: String,
 }
 
+/// An application's desired state in one environment: what `lattice apply` stores (see `docs/manifest.md`).
+/// Hosts elect one leader per lattice, which keeps what runs equal to this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSpec {
+    /// The app's name (unique in the lattice).
+    pub name: Name,
+    /// The version the manifest declares (free text, shown by `status`).
+    pub version: String,
+    /// The environment it was resolved for (`--env`), if any.
+    pub env: Option<String>,
+    /// Actors, by unique name.
+    pub actors: Vec<AppActor>,
+    /// Provider instances the app places.
+    pub providers: Vec<AppProvider>,
+}
+
+/// One actor of an [`AppSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppActor {
+    /// Its name in the lattice (unique across apps and hand-started actors).
+    pub name: Name,
+    /// The artifact's name in the lattice's artifact store.
+    pub artifact: String,
+    /// sha256 of the artifact, hex: a change replaces the replicas one host at a time.
+    pub digest: String,
+    /// How many hosts run it (one replica per host).
+    pub replicas: u32,
+    /// Spread replicas across the values of this host label.
+    pub spread: Option<String>,
+    /// Only hosts whose labels include every `key=value` run it.
+    pub constraints: BTreeMap<String, String>,
+    /// Limit overrides.
+    pub limits: LimitsSpec,
+    /// Link specs (`keyvalue:default=inmemory`…), stored as the lattice's links of the actor.
+    pub links: Vec<String>,
+}
+
+/// A provider instance of an [`AppSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppProvider {
+    /// The instance name links refer to.
+    pub name: Name,
+    /// Its built-in kind (`inmemory`, `redis`).
+    pub kind: String,
+    /// Kind-specific settings.
+    pub config: BTreeMap<String, String>,
+    /// Only hosts whose labels include every `key=value` run it.
+    pub constraints: BTreeMap<String, String>,
+}
+
+/// An app as stored in the state bucket: the current record under `apps.<name>`, and every revision under
+/// `history.<name>.<revision>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    /// The desired state.
+    pub spec: AppSpec,
+    /// 1 for the first apply, then one more per apply that changed something.
+    pub revision: u64,
+    /// When it was applied, unix milliseconds.
+    pub applied_at_ms: u64,
+    /// An operator's signature of the record; hosts that trust operators reconcile only signed records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<LinkSignature>,
+}
+
+/// Which app placed an actor, and which spec of it ([`AppActor`] fingerprint); `None` for hand-started actors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The app.
+    pub app: Name,
+    /// Fingerprint of the actor's spec it was started from (artifact digest and limits).
+    pub spec: String,
+}
+
+/// How an app's reconciliation stands, written by the leader under `status.<app>` in the state bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStatus {
+    /// The app.
+    pub app: Name,
+    /// The revision the leader reconciles towards.
+    pub revision: u64,
+    /// Whether everything wanted runs, on current specs.
+    pub reconciled: bool,
+    /// When not reconciled: why, one line.
+    pub reason: Option<String>,
+    /// Per actor: replicas wanted and running, where, and the last placement error.
+    pub actors: Vec<ActorStatus>,
+    /// Per provider: the hosts that run it, and the last error.
+    pub providers: Vec<ProviderStatus>,
+    /// The leader host that wrote this.
+    pub leader: Name,
+    /// When, unix milliseconds.
+    pub updated_at_ms: u64,
+}
+
+/// One actor in an [`AppStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorStatus {
+    /// The actor.
+    pub name: Name,
+    /// Replicas wanted.
+    pub wanted: u32,
+    /// Hosts running it on the current spec.
+    pub hosts: Vec<Name>,
+    /// Hosts running it on an older spec (being replaced).
+    pub outdated: Vec<Name>,
+    /// The last placement error, if the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// One provider in an [`AppStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    /// The instance name.
+    pub name: Name,
+    /// Hosts running it.
+    pub hosts: Vec<Name>,
+    /// The last error starting it, if any.
+    pub error: Option<String>,
+}
+
+/// `provider.stop`: stop a provider instance started with `provider.start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopProvider {
+    /// The instance's name.
+    pub name: String,
+}
+
+/// Reply to `provider.stop`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStopped {
+    /// The host.
+    pub host: Name,
+    /// The instance name.
+    pub name: String,
+}
+
 /// `auction`: which hosts could run an actor with these label constraints?
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Auction {
@@ -504,6 +647,41 @@ pub enum EventData {
         /// The issuer its claims named, if any could be read.
         issuer: Option<String>,
     },
+    /// An app revision was stored and its leader began reconciling it.
+    AppDeployed {
+        /// The app.
+        app: Name,
+        /// Its revision.
+        revision: u64,
+        /// The version its manifest declares.
+        version: String,
+    },
+    /// Everything an app wants runs, on current specs.
+    AppReconciled {
+        /// The app.
+        app: Name,
+        /// Its revision.
+        revision: u64,
+    },
+    /// An app is not (or no longer) reconciled, and why.
+    AppDegraded {
+        /// The app.
+        app: Name,
+        /// Its revision.
+        revision: u64,
+        /// Why, e.g. `kv-counter: 1 of 2 replicas (no other host with label zone)`.
+        reason: String,
+    },
+    /// An app was deleted and nothing of it runs any more.
+    AppDeleted {
+        /// The app.
+        app: Name,
+    },
+    /// This host took the lattice's reconciler lease: it is the leader.
+    LeaderElected {
+        /// The leader before, if it was known.
+        previous: Option<Name>,
+    },
     /// A control request or a link record was refused by the operator policy (unsigned, forged, untrusted,
     /// expired, from the future or replayed).
     ControlRefused {
@@ -533,6 +711,11 @@ impl EventData {
             EventData::ProviderRecovered { .. } => "provider.recovered",
             EventData::ProviderFailed { .. } => "provider.failed",
             EventData::ControlRefused { .. } => "control.refused",
+            EventData::AppDeployed { .. } => "app.deployed",
+            EventData::AppReconciled { .. } => "app.reconciled",
+            EventData::AppDegraded { .. } => "app.degraded",
+            EventData::AppDeleted { .. } => "app.deleted",
+            EventData::LeaderElected { .. } => "leader.elected",
         }
     }
 }
@@ -548,6 +731,7 @@ mod tests {
             artifact: ArtifactRef::Lattice("a".into()),
             limits: LimitsSpec { max_concurrency: Some(4), ..LimitsSpec::default() },
             links: vec!["keyvalue:default=inmemory".into()],
+            owner: None,
         };
         assert_eq!(decode::<StartActor>(&encode(&start)), Ok(start));
         let reply: Reply<Empty> = Err(WireError::new(ErrorCode::NotFound, "no actor `x`"));

@@ -184,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
                 artifact: ArtifactRef::Path(path.display().to_string()),
                 limits: LimitsSpec::default(),
                 links: vec!["keyvalue:default=inmemory".into()],
+                owner: None,
             },
         )
         .await

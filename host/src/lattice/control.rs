@@ -343,6 +343,7 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         subject: actor.claims().map(|claims| claims.subject.to_string()),
         links: link_texts,
+        owner: request.owner.clone(),
     };
     let stop = CancellationToken::new();
     tokio::spawn(serve::serve(

@@ -24,6 +24,7 @@ fn probe(actor: &Name, links: &[&str]) -> StartActor {
         artifact: ArtifactRef::Path(lattice_test_actors::MSG_PROBE.to_owned()),
         limits: LimitsSpec::default(),
         links: links.iter().map(|l| (*l).to_owned()).collect(),
+        owner: None,
     }
 }
 

@@ -118,6 +118,7 @@ pub fn start_request(actor: &Name, artifact: ArtifactRef) -> StartActor {
         artifact,
         limits: LimitsSpec::default(),
         links: vec!["keyvalue:default=inmemory".to_owned()],
+        owner: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn start(actor: &str, path: &str, links: &[&str]) -> StartActor {
         artifact: ArtifactRef::Path(path.to_owned()),
         limits: LimitsSpec::default(),
         links: links.iter().map(|l| (*l).to_owned()).collect(),
+        owner: None,
     }
 }
 
