@@ -102,10 +102,11 @@ pub struct InventoryArgs {
 }
 
 fn actors_table(host: &HostInfo) -> Table {
-    let mut t = table(&["ACTOR", "MAX CONCURRENCY", "DIGEST", "SUBJECT", "LINKS"]);
+    let mut t = table(&["ACTOR", "APP", "MAX CONCURRENCY", "DIGEST", "SUBJECT", "LINKS"]);
     for a in &host.actors {
         t.add_row([
             a.name.to_string(),
+            a.owner.as_ref().map_or_else(|| "-".to_owned(), |o| o.app.to_string()),
             a.max_concurrency.to_string(),
             a.digest.chars().take(12).collect(),
             a.subject.clone().unwrap_or_else(|| "unsigned".into()),
@@ -125,6 +126,20 @@ pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
     println!("host {}  lattice {}  version {}", info.id, info.lattice, info.version);
     println!("labels: {}", labels_text(&info.labels));
     println!("{}", actors_table(&info));
+    if !info.providers.is_empty() {
+        let providers: Vec<String> = info
+            .providers
+            .iter()
+            .map(|p| {
+                let name = p.split_once(':').map_or(p.as_str(), |(_, n)| n);
+                match info.provider_owners.get(name) {
+                    Some(owner) => format!("{p} (app {})", owner.app),
+                    None => p.clone(),
+                }
+            })
+            .collect();
+        println!("providers: {}", providers.join(", "));
+    }
     Ok(())
 }
 
@@ -470,6 +485,15 @@ fn describe(data: &EventData) -> String {
                 operator.as_ref().map(|o| format!(" (operator {o})")).unwrap_or_default()
             )
         }
+        EventData::ProviderStopped { name } => format!("{name}: stopped"),
+        EventData::AppDeployed { app, revision, version } => format!("{app} revision {revision} (version {version})"),
+        EventData::AppReconciled { app, revision } => format!("{app} revision {revision}: everything runs"),
+        EventData::AppDegraded { app, revision, reason } => format!("{app} revision {revision}: {reason}"),
+        EventData::AppDeleted { app } => format!("{app}: nothing of it runs any more"),
+        EventData::LeaderElected { previous } => match previous {
+            Some(previous) => format!("leads the lattice's reconciler (took over from {previous})"),
+            None => "leads the lattice's reconciler".to_owned(),
+        },
         other => format!("{other:?}"),
     }
 }
@@ -665,6 +689,15 @@ pub enum ProviderCommand {
         #[arg(long = "config", value_parser = parse_label, value_name = "KEY=VALUE")]
         config: Vec<(String, String)>,
     },
+    /// Stop a provider instance started on a host: lattice provider stop cache --host h1. Actors linked to it
+    /// reach another host's instance of that name, if any, else their calls get errors
+    Stop {
+        /// The instance name
+        name: String,
+        /// The host it runs on
+        #[arg(long = "host", value_name = "ID")]
+        host: Name,
+    },
     /// Restart a provider whose supervisor gave up (after a `provider.failed` event): lattice provider restart
     /// cache --host h1
     Restart {
@@ -683,6 +716,10 @@ pub async fn provider(args: ProviderArgs) -> anyhow::Result<()> {
             let name = name.unwrap_or_else(|| kind.clone());
             let started = client.start_provider(&host, &name, &kind, config.into_iter().collect()).await?;
             println!("started provider {} ({}) on host {}", started.name, started.kind, started.host);
+        }
+        ProviderCommand::Stop { name, host } => {
+            let stopped = client.stop_provider(&host, &name).await?;
+            println!("stopped provider {} on host {}", stopped.name, stopped.host);
         }
         ProviderCommand::Restart { name, host } => {
             let restarted = client.restart_provider(&host, &name).await?;

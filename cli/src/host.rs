@@ -65,6 +65,11 @@ pub struct HostArgs {
     pub cache: CacheArgs,
     #[command(flatten)]
     pub app_nats: AppNatsArgs,
+    /// The operator key this host signs its placements with while it leads the lattice's reconciler (apps):
+    /// a seed (SO…), a seed file, or `dev`. Hosts that trust operators refuse unsigned placements [the
+    /// development operator, if this machine has one; `lattice up`: dev]
+    #[arg(long, env = "LATTICE_RECONCILER_KEY", hide_env_values = true, value_name = "SEED|FILE|dev")]
+    pub reconciler_key: Option<String>,
 }
 
 /// The separate NATS connection for actors' messaging (docs/security.md).
@@ -260,6 +265,9 @@ async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> any
         args.kv_quota.quota(file.kv_max_bytes.as_deref(), file.kv_max_keys).map_err(anyhow::Error::msg)?;
     config.app_nats = args.app_nats.config(&file, &config.nats);
     config.operators = args.operators.to_policy(&file.trusted_operators, file.require_signed_reads)?;
+    config.operator_key = crate::operator::OperatorKeyArgs { operator_key: args.reconciler_key.clone() }
+        .key()
+        .context("--reconciler-key")?;
     let patterns = if args.provider_allow.is_empty() {
         file.provider_allow.clone().unwrap_or_default()
     } else {
@@ -395,6 +403,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     // The development stack trusts this machine's development operator (created on first use), which the
     // control verbs sign with by default: the demo works unchanged while unsigned changes are refused.
     host.operators.trust_dev = true;
+    // Its reconciler places apps' actors with the same operator's signature.
+    host.reconciler_key.get_or_insert_with(|| "dev".to_owned());
     let lattice = &mut host.lattice;
     let url = lattice.servers.first().cloned().unwrap_or_else(|| DEFAULT_NATS.to_owned());
     let _nats = if reachable(&url) && args.nats_port.is_none() {

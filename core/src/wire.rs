@@ -353,6 +353,9 @@ pub struct HostInfo {
     /// Provider instances it can link actors to, as `<interface>:<name>`.
     #[serde(default)]
     pub providers: Vec<String>,
+    /// Provider instances an app placed here, by instance name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provider_owners: BTreeMap<String, Owner>,
 }
 
 /// `provider.start`: create a provider instance on a host that actors can then be linked to by `name`.
@@ -364,6 +367,9 @@ pub struct StartProvider {
     pub kind: String,
     /// Kind-specific settings (for `redis`: `url`, `prefix`, `timeout`).
     pub config: BTreeMap<String, String>,
+    /// The app placing it (set by the reconciler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 /// Reply to `provider.start`: the instance is ready.
@@ -459,6 +465,27 @@ pub struct AppActor {
     pub limits: LimitsSpec,
     /// Link specs (`keyvalue:default=inmemory`…), stored as the lattice's links of the actor.
     pub links: Vec<String>,
+}
+
+impl AppActor {
+    /// Fingerprint of what a replica is started from (artifact digest and limits): replicas whose
+    /// [`Owner::spec`] differs are replaced. Links are not part of it: they change live.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&(&self.digest, &self.limits))
+    }
+}
+
+impl AppProvider {
+    /// Fingerprint of what an instance is started from (kind and config): a change restarts it.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&(&self.kind, &self.config))
+    }
+}
+
+fn fingerprint<T: Serialize>(value: &T) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = rmp_serde::to_vec_named(value).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..8])
 }
 
 /// A provider instance of an [`AppSpec`].
@@ -647,6 +674,11 @@ pub enum EventData {
         /// The issuer its claims named, if any could be read.
         issuer: Option<String>,
     },
+    /// A provider instance was stopped (`provider.stop`).
+    ProviderStopped {
+        /// The instance.
+        name: String,
+    },
     /// An app revision was stored and its leader began reconciling it.
     AppDeployed {
         /// The app.
@@ -711,6 +743,7 @@ impl EventData {
             EventData::ProviderRecovered { .. } => "provider.recovered",
             EventData::ProviderFailed { .. } => "provider.failed",
             EventData::ControlRefused { .. } => "control.refused",
+            EventData::ProviderStopped { .. } => "provider.stopped",
             EventData::AppDeployed { .. } => "app.deployed",
             EventData::AppReconciled { .. } => "app.reconciled",
             EventData::AppDegraded { .. } => "app.degraded",

@@ -38,6 +38,11 @@ impl Providers {
         self.keyvalue.insert(name.into(), provider);
     }
 
+    /// Removes the key-value provider instance `name`; false if there was none.
+    pub fn remove_keyvalue(&mut self, name: &str) -> bool {
+        self.keyvalue.remove(name).is_some()
+    }
+
     /// Sets how names with no local key-value instance are reached (over the lattice). Without it, such
     /// links are refused as unknown providers.
     pub fn set_remote_keyvalue(&mut self, remote: RemoteKeyValue) {

@@ -266,6 +266,15 @@ impl Runtime {
         });
     }
 
+    /// Removes key-value provider instance `name` (links to it resolve remotely from the next re-link).
+    pub fn remove_keyvalue_provider(&self, name: &str) {
+        self.inner.providers.rcu(|current| {
+            let mut next = Providers::clone(current);
+            next.remove_keyvalue(name);
+            next
+        });
+    }
+
     /// How many actor instances may be alive at once across the runtime (the engine's instance pool).
     pub fn max_instances(&self) -> u32 {
         self.inner.max_instances

@@ -17,9 +17,10 @@ use lattice_core::keys::SeedKey;
 use lattice_core::link::{Interface, LinkSpec};
 use lattice_core::subject::{HostVerb, Name, Subjects};
 use lattice_core::wire::{
-    self, ActorInfo, ActorStarted, ActorStopped, Auction, Bid, DeleteLabel, Empty, ErrorCode, Event, HostInfo,
-    HostStopping, Labels, LinkRecord, ProviderRestarted, ProviderStarted, PutLabel, Reply, RestartProvider, ScaleActor,
-    StartActor, StartProvider, StopActor, StopHost, WireError, headers,
+    self, ActorInfo, ActorStarted, ActorStopped, AppRecord, AppSpec, AppStatus, Auction, Bid, DeleteLabel, Empty,
+    ErrorCode, Event, HostInfo, HostStopping, Labels, LinkRecord, ProviderRestarted, ProviderStarted, ProviderStopped,
+    PutLabel, Reply, RestartProvider, ScaleActor, StartActor, StartProvider, StopActor, StopHost, StopProvider,
+    WireError, headers,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,6 +53,12 @@ pub enum ClientError {
     /// The request could not be signed with the operator key.
     #[error("cannot sign the request: {0}")]
     Sign(String),
+    /// Reading or writing apps in the state bucket failed.
+    #[error(transparent)]
+    State(#[from] super::apps::AppStateError),
+    /// Another app already declares an actor or provider of that name.
+    #[error("{0}")]
+    Conflict(String),
     /// NATS failed otherwise.
     #[error("{what}: {message}")]
     Nats {
@@ -115,6 +122,19 @@ pub struct HostStatus {
     pub since_heartbeat_ms: u64,
     /// Whether it missed 3 heartbeats.
     pub lost: bool,
+}
+
+/// The outcome of [`LatticeClient::apply_app`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The app's revision now.
+    pub revision: u64,
+    /// False when the spec equals the current revision's (nothing was stored).
+    pub changed: bool,
+    /// Link records written (`<actor> <link>`).
+    pub links_put: Vec<String>,
+    /// Link records removed (`<actor> <interface>:<name>`).
+    pub links_removed: Vec<String>,
 }
 
 /// A pushed artifact.
@@ -348,8 +368,22 @@ impl LatticeClient {
         kind: &str,
         config: BTreeMap<String, String>,
     ) -> Result<ProviderStarted, ClientError> {
-        let request = StartProvider { name: name.to_owned(), kind: kind.to_owned(), config };
-        self.host_request(host, HostVerb::StartProvider, &request).await
+        let request = StartProvider { name: name.to_owned(), kind: kind.to_owned(), config, owner: None };
+        self.start_provider_request(host, &request).await
+    }
+
+    /// Starts a provider instance on `host` from a full request (an app's reconciler sets its owner).
+    pub async fn start_provider_request(
+        &self,
+        host: &Name,
+        request: &StartProvider,
+    ) -> Result<ProviderStarted, ClientError> {
+        self.host_request(host, HostVerb::StartProvider, request).await
+    }
+
+    /// Stops a provider instance started on `host` (`NotFound` when none of that name was started there).
+    pub async fn stop_provider(&self, host: &Name, name: &str) -> Result<ProviderStopped, ClientError> {
+        self.host_request(host, HostVerb::StopProvider, &StopProvider { name: name.to_owned() }).await
     }
 
     /// Restarts a provider instance on `host` whose supervisor gave up (`provider.failed`): rebuilt, and
@@ -477,7 +511,163 @@ impl LatticeClient {
         Ok(out)
     }
 
-    /// Invokes `actor` wherever it runs. A W3C `traceparent`, when given, travels with the call, reaches the
+    async fn app_store(&self) -> Result<super::apps::AppStore, ClientError> {
+        Ok(super::apps::AppStore::new(self.state().await?, self.subjects.clone()))
+    }
+
+    /// Every app's current record.
+    pub async fn apps(&self) -> Result<Vec<AppRecord>, ClientError> {
+        Ok(self.app_store().await?.list().await?)
+    }
+
+    /// An app's current record.
+    pub async fn app(&self, name: &Name) -> Result<Option<AppRecord>, ClientError> {
+        Ok(self.app_store().await?.current(name).await?.map(|(record, _)| record))
+    }
+
+    /// Every stored revision of an app, oldest first.
+    pub async fn app_history(&self, name: &Name) -> Result<Vec<AppRecord>, ClientError> {
+        Ok(self.app_store().await?.history(name).await?)
+    }
+
+    /// How the lattice's leader last saw an app (`None` before it reconciled it once).
+    pub async fn app_status(&self, name: &Name) -> Result<Option<AppStatus>, ClientError> {
+        Ok(self.app_store().await?.status(name).await?)
+    }
+
+    /// The host holding the reconciler's lease, if any.
+    pub async fn leader(&self) -> Result<Option<Name>, ClientError> {
+        let js = jetstream::new(self.client.clone());
+        let Ok(bucket) = js.get_key_value(self.subjects.leader_bucket()).await else {
+            return Ok(None);
+        };
+        let value = bucket
+            .get(lattice_core::subject::LEADER_KEY)
+            .await
+            .map_err(|e| ClientError::Nats { what: "reading the leader lease".into(), message: e.to_string() })?;
+        Ok(value.and_then(|v| Name::new(String::from_utf8_lossy(&v).into_owned()).ok()))
+    }
+
+    /// Stores `spec` as the app's next revision (signed with the operator key, if set) and makes the lattice's
+    /// links of its actors match it: links the spec declares are written where they differ, links the previous
+    /// revision declared and this one does not are removed. A spec equal to the current one stores nothing.
+    /// Refused when another app declares one of its actors or providers.
+    pub async fn apply_app(&self, spec: AppSpec) -> Result<Applied, ClientError> {
+        let store = self.app_store().await?;
+        for other in store.list().await? {
+            if other.spec.name == spec.name {
+                continue;
+            }
+            if let Some(actor) = spec.actors.iter().find(|a| other.spec.actors.iter().any(|o| o.name == a.name)) {
+                return Err(ClientError::Conflict(format!(
+                    "actor `{}` belongs to app `{}`: rename it or delete that app",
+                    actor.name, other.spec.name
+                )));
+            }
+            if let Some(provider) =
+                spec.providers.iter().find(|p| other.spec.providers.iter().any(|o| o.name == p.name))
+            {
+                return Err(ClientError::Conflict(format!(
+                    "provider `{}` belongs to app `{}`: rename it or delete that app",
+                    provider.name, other.spec.name
+                )));
+            }
+        }
+        let current = store.current(&spec.name).await?;
+        if let Some((record, _)) = &current
+            && record.spec == spec
+        {
+            return Ok(Applied {
+                revision: record.revision,
+                changed: false,
+                links_put: Vec::new(),
+                links_removed: Vec::new(),
+            });
+        }
+        let revision = current.as_ref().map_or(1, |(record, _)| record.revision + 1);
+        let signature = match &self.operator {
+            Some(operator) => {
+                let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
+                let lattice = self.subjects.lattice().as_str();
+                Some(control_auth::sign_app(operator, lattice, &spec, revision, super::now_ms(), nonce))
+            }
+            None => None,
+        };
+        let previous = current.as_ref().map(|(record, _)| record.spec.clone());
+        let record = AppRecord { spec, revision, applied_at_ms: super::now_ms(), signature };
+        store.put(&record, current.as_ref().map(|(_, kv_revision)| *kv_revision)).await?;
+        let (links_put, links_removed) = self.sync_app_links(previous.as_ref(), Some(&record.spec)).await?;
+        Ok(Applied { revision, changed: true, links_put, links_removed })
+    }
+
+    /// Writes the links `next` declares that the lattice lacks, and removes those `previous` declared that
+    /// `next` does not.
+    async fn sync_app_links(
+        &self,
+        previous: Option<&AppSpec>,
+        next: Option<&AppSpec>,
+    ) -> Result<(Vec<String>, Vec<String>), ClientError> {
+        let existing: std::collections::BTreeSet<(Name, String)> =
+            self.list_links().await?.into_iter().map(|r| (r.actor, r.link)).collect();
+        let parse = |text: &str| {
+            text.parse::<LinkSpec>().map_err(|e| {
+                ClientError::Remote(WireError::new(ErrorCode::InvalidConfig, format!("link `{text}`: {e}")))
+            })
+        };
+        let mut wanted = std::collections::BTreeSet::new();
+        let mut put = Vec::new();
+        for actor in next.map(|s| s.actors.as_slice()).unwrap_or_default() {
+            for text in &actor.links {
+                let link = parse(text)?;
+                wanted.insert((actor.name.clone(), link.interface, link.name.clone()));
+                if !existing.contains(&(actor.name.clone(), link.to_string())) {
+                    self.put_link(&actor.name, &link).await?;
+                    put.push(format!("{} {link}", actor.name));
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        for actor in previous.map(|s| s.actors.as_slice()).unwrap_or_default() {
+            for text in &actor.links {
+                let link = parse(text)?;
+                if !wanted.contains(&(actor.name.clone(), link.interface, link.name.clone()))
+                    && self.delete_link(&actor.name, link.interface, &link.name).await?
+                {
+                    removed.push(format!("{} {}:{}", actor.name, link.interface.as_str(), link.name));
+                }
+            }
+        }
+        Ok((put, removed))
+    }
+
+    /// Deletes an app: its record, history and status go at once (the leader then stops everything the app
+    /// placed); its actors' links are removed too. Returns the record it had, `None` if there was no such app.
+    pub async fn delete_app(&self, name: &Name) -> Result<Option<(AppRecord, Vec<String>)>, ClientError> {
+        let store = self.app_store().await?;
+        let Some((record, _)) = store.current(name).await? else {
+            return Ok(None);
+        };
+        store.delete(name).await?;
+        let (_, removed) = self.sync_app_links(Some(&record.spec), None).await?;
+        Ok(Some((record, removed)))
+    }
+
+    /// The sha256 an artifact in the lattice's store was pushed with (`None`: no such artifact).
+    pub async fn artifact_digest(&self, name: &str) -> Result<Option<String>, ClientError> {
+        let js = jetstream::new(self.client.clone());
+        let store = artifacts::store(&js, &self.subjects.artifact_bucket(), true)
+            .await
+            .map_err(|e| ClientError::Nats { what: "opening the artifact store".into(), message: e.to_string() })?;
+        match store.info(name).await {
+            Ok(info) => Ok(info.metadata.get(DIGEST_KEY).cloned()),
+            Err(error) if error.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
+            Err(error) => {
+                Err(ClientError::Nats { what: format!("looking up artifact `{name}`"), message: error.to_string() })
+            }
+        }
+    }
+
+    /// Invokes `actor` wherever it runs.    /// Invokes `actor` wherever it runs. A W3C `traceparent`, when given, travels with the call, reaches the
     /// actor as message metadata and comes back in [`CallReply::traceparent`]; without one, no trace context
     /// is sent (see [`new_traceparent`] to start a trace).
     pub async fn call(

@@ -10,8 +10,8 @@ use lattice_core::link::LinkSpec;
 use lattice_core::subject::HostVerb;
 use lattice_core::wire::{
     self, ActorInfo, ActorStarted, ActorStopped, ArtifactRef, Auction, Bid, DeleteLabel, Empty, ErrorCode, EventData,
-    HostInfo, HostStopping, Labels, LimitsSpec, ProviderRestarted, ProviderStarted, PutLabel, Reply, RestartProvider,
-    ScaleActor, StartActor, StartProvider, StopActor, StopHost, WireError,
+    HostInfo, HostStopping, Labels, LimitsSpec, ProviderRestarted, ProviderStarted, ProviderStopped, PutLabel, Reply,
+    RestartProvider, ScaleActor, StartActor, StartProvider, StopActor, StopHost, StopProvider, WireError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -179,6 +179,7 @@ async fn verb_reply(shared: &Arc<Shared>, verb: HostVerb, payload: &[u8]) -> Vec
         HostVerb::Stop => respond(payload, |req: StopHost| stop_host(shared, req)).await,
         HostVerb::StartProvider => respond(payload, |req: StartProvider| start_provider(shared, req)).await,
         HostVerb::RestartProvider => respond(payload, |req: RestartProvider| restart_provider(shared, req)).await,
+        HostVerb::StopProvider => respond(payload, |req: StopProvider| stop_provider(shared, req)).await,
         // Verbs added to core later than this host (the enum is non-exhaustive): say so, never stay silent.
         _ => wire::encode::<Reply<Empty>>(&Err(WireError::new(
             ErrorCode::BadRequest,
@@ -193,7 +194,8 @@ fn shutting_down() -> WireError {
 
 pub(crate) async fn host_info(shared: &Shared) -> Reply<HostInfo> {
     let (actors, labels) = shared.table.snapshot().await.map_err(|_| shutting_down())?;
-    Ok(shared.info(actors, labels))
+    let owners = shared.table.provider_owners().await.map_err(|_| shutting_down())?;
+    Ok(shared.info(actors, labels, owners))
 }
 
 async fn auction(shared: &Shared, payload: &[u8]) -> Option<Vec<u8>> {
@@ -330,11 +332,6 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
             return Err(WireError::new(code, error.to_string()));
         }
     };
-    let subscription = shared
-        .client
-        .queue_subscribe(shared.subjects.invoke(&request.name), shared.subjects.invoke_queue(&request.name))
-        .await
-        .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("cannot subscribe: {e}")))?;
     let info = ActorInfo {
         name: request.name.clone(),
         digest: actor.load_report().digest.clone(),
@@ -345,18 +342,32 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         links: link_texts,
         owner: request.owner.clone(),
     };
-    let stop = CancellationToken::new();
-    tokio::spawn(serve::serve(
-        actor.clone(),
-        subscription,
-        shared.client.clone(),
-        shared.id.clone(),
-        shared.tracker.clone(),
-        stop.clone(),
-    ));
-    if let Err(full) = shared.table.install(info.clone(), actor, stop.clone()).await.map_err(|_| shutting_down())? {
-        stop.cancel();
-        return Err(WireError::new(ErrorCode::InvalidConfig, format!("cannot start on host {}: {full}", shared.id)));
+    // Replacing an actor that runs here keeps its subscription (no gap in its queue group); a new one gets a
+    // serving task of its own.
+    if !shared.table.replace(info.clone(), actor.clone()).await.map_err(|_| shutting_down())? {
+        let subscription = shared
+            .client
+            .queue_subscribe(shared.subjects.invoke(&request.name), shared.subjects.invoke_queue(&request.name))
+            .await
+            .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("cannot subscribe: {e}")))?;
+        let stop = CancellationToken::new();
+        let (serving, following) = tokio::sync::watch::channel(actor.clone());
+        tokio::spawn(serve::serve(
+            following,
+            subscription,
+            shared.client.clone(),
+            shared.id.clone(),
+            shared.tracker.clone(),
+            stop.clone(),
+        ));
+        let installed = shared.table.install(info.clone(), actor, stop.clone(), serving).await;
+        if let Err(full) = installed.map_err(|_| shutting_down())? {
+            stop.cancel();
+            return Err(WireError::new(
+                ErrorCode::InvalidConfig,
+                format!("cannot start on host {}: {full}", shared.id),
+            ));
+        }
     }
     // A link change that arrived while the actor loaded found nothing to re-link: apply it now. (A change
     // published after this read finds the actor installed, so none is lost in between.)
@@ -476,7 +487,13 @@ async fn start_provider(shared: &Arc<Shared>, request: StartProvider) -> Reply<P
     // Claim the name first, atomically in the table task: of two concurrent starts only one builds,
     // installs and supervises an instance.
     let (restart, requests) = tokio::sync::mpsc::channel(4);
-    let slot = super::table::ProviderSlot { kind: request.kind.clone(), restart };
+    let stop = shared.stop_token().child_token();
+    let slot = super::table::ProviderSlot {
+        kind: request.kind.clone(),
+        restart,
+        stop: stop.clone(),
+        owner: request.owner.clone(),
+    };
     if let Err(kind) = shared.table.claim_provider(name.to_string(), slot).await.map_err(|_| shutting_down())? {
         return Err(WireError::new(
             ErrorCode::InvalidConfig,
@@ -522,9 +539,29 @@ async fn start_provider(shared: &Arc<Shared>, request: StartProvider) -> Reply<P
         request.config.clone(),
         provider,
         requests,
+        stop,
     ));
     tracing::info!(provider = %request.name, kind = %request.kind, "provider started");
     Ok(ProviderStarted { host: shared.id.clone(), name: request.name, kind: request.kind })
+}
+
+async fn stop_provider(shared: &Arc<Shared>, request: StopProvider) -> Reply<ProviderStopped> {
+    let name = request.name;
+    let Some(slot) = shared.table.stop_provider(name.clone()).await.map_err(|_| shutting_down())? else {
+        return Err(WireError::new(
+            ErrorCode::NotFound,
+            format!("no provider `{name}` was started on host {} (built-in ones cannot be stopped)", shared.id),
+        ));
+    };
+    slot.stop.cancel();
+    shared.runtime.remove_keyvalue_provider(&name);
+    // Actors linked to it resolve the name again: to an instance another host serves, or to an error.
+    if shared.table.relink_all().await.is_err() {
+        return Err(shutting_down());
+    }
+    tracing::info!(provider = %name, kind = %slot.kind, "provider stopped");
+    shared.events.publish(EventData::ProviderStopped { name: name.clone() }).await;
+    Ok(ProviderStopped { host: shared.id.clone(), name })
 }
 
 async fn restart_provider(shared: &Arc<Shared>, request: RestartProvider) -> Reply<ProviderRestarted> {

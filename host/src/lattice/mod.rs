@@ -7,22 +7,29 @@
 //!
 //! **Invariant:** the runtime (`crate::runtime`) never sees NATS; everything NATS lives in this module.
 
+mod apps;
 mod artifact_dir;
 mod artifacts;
 mod auth;
 mod client;
 mod control;
 mod events;
+mod lease;
 mod links;
 mod nats;
 mod providers;
+mod reconcile;
 mod serve;
 mod supervise;
 mod table;
 
+pub use apps::AppStateError;
 pub use artifact_dir::PathArtifactError;
 pub use artifacts::{ArtifactError, DIGEST_KEY};
-pub use client::{CallReply, ClientError, HostStatus, LatticeClient, Pushed, check_traceparent, new_traceparent};
+pub use client::{
+    Applied, CallReply, ClientError, HostStatus, LatticeClient, Pushed, check_traceparent, new_traceparent,
+};
+pub use lease::Lease;
 pub use nats::{ConnectError, NatsConfig};
 pub use providers::{BUILTIN_PROVIDERS, KEYVALUE_KINDS};
 pub use supervise::Supervision;
@@ -86,6 +93,11 @@ pub struct HostConfig {
     pub operators: OperatorPolicy,
     /// Backend URLs `provider.start` may connect to (empty: every URL-bearing provider is refused).
     pub provider_allow: AllowList,
+    /// The operator key this host signs its control requests with while it leads the lattice's reconciler
+    /// (needed when hosts trust operators: they refuse unsigned placements).
+    pub operator_key: Option<lattice_core::keys::SeedKey>,
+    /// Timing of the reconciler's lease.
+    pub lease: Lease,
 }
 
 impl HostConfig {
@@ -106,6 +118,8 @@ impl HostConfig {
             app_nats: None,
             operators: OperatorPolicy::default(),
             provider_allow: AllowList::default(),
+            operator_key: None,
+            lease: Lease::default(),
         }
     }
 }
@@ -202,7 +216,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn info(&self, actors: Vec<ActorInfo>, labels: BTreeMap<String, String>) -> HostInfo {
+    pub(crate) fn info(
+        &self,
+        actors: Vec<ActorInfo>,
+        labels: BTreeMap<String, String>,
+        provider_owners: BTreeMap<String, wire::Owner>,
+    ) -> HostInfo {
         HostInfo {
             id: self.id.clone(),
             lattice: self.lattice.clone(),
@@ -212,6 +231,7 @@ impl Shared {
             heartbeat_ms: u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX),
             actors,
             providers: self.runtime.providers().names(),
+            provider_owners,
         }
     }
 
@@ -395,6 +415,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
 
     let tasks_stop = CancellationToken::new();
     let link_guard = links::LinkGuard::new(shared.gate.policy().clone(), shared.events.clone());
+    let app_store = apps::AppStore::new(state.clone(), (*subjects).clone());
     tokio::spawn(links::watch_links(
         state,
         subjects.clone(),
@@ -414,8 +435,40 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     tracing::info!(host = %shared.id, lattice = %shared.lattice, "host joined the lattice");
 
     let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), hosts.clone(), tasks_stop.clone()));
-    let done = tokio::spawn(shutdown(shared.clone(), hosts, heartbeat, tasks_stop));
+    let election = elect(&shared, &config, app_store).await?;
+    let done = tokio::spawn(shutdown(shared.clone(), hosts, heartbeat, election, tasks_stop));
     Ok(RunningHost { shared, done })
+}
+
+/// Takes part in the election of the lattice's reconciler until the host begins to stop (then releases the
+/// lease, so another host leads while this one drains); leads while elected.
+async fn elect(shared: &Arc<Shared>, config: &HostConfig, store: apps::AppStore) -> Result<JoinHandle<()>, HostError> {
+    let bucket = lease::bucket(&shared.jetstream, &shared.subjects).await?;
+    let mut client = LatticeClient::new(shared.client.clone(), shared.lattice.clone());
+    if let Some(key) = &config.operator_key {
+        client = client.with_operator_key(key.clone());
+    }
+    let election = lease::Election::new(bucket, shared.id.clone(), config.lease);
+    let leading: Mutex<Option<CancellationToken>> = Mutex::new(None);
+    let leader_shared = shared.clone();
+    let on_change = move |change: lease::Change| {
+        let mut leading = leading.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(previous) = leading.take() {
+            previous.cancel();
+        }
+        if let lease::Change::Elected { previous } = change {
+            let token = CancellationToken::new();
+            let shared = leader_shared.clone();
+            let (client, store) = (client.clone(), store.clone());
+            let lead_token = token.clone();
+            tokio::spawn(async move {
+                shared.events.publish(EventData::LeaderElected { previous }).await;
+                reconcile::lead(shared, client, store, lead_token).await;
+            });
+            *leading = Some(token);
+        }
+    };
+    Ok(tokio::spawn(lease::run(election, shared.stop_token(), on_change)))
 }
 
 async fn put_record(hosts: &kv::Store, subjects: &Subjects, info: &HostInfo) {
@@ -448,7 +501,13 @@ fn farewell_budget(grace: Duration) -> Duration {
 /// Drains and leaves, within the grace period whatever NATS does: every step is bounded by what is left of it,
 /// so a host whose NATS server is unreachable still exits on time (without removing its record or announcing
 /// the stop; the others then see it as lost).
-async fn shutdown(shared: Arc<Shared>, hosts: kv::Store, heartbeat: JoinHandle<()>, tasks_stop: CancellationToken) {
+async fn shutdown(
+    shared: Arc<Shared>,
+    hosts: kv::Store,
+    heartbeat: JoinHandle<()>,
+    election: JoinHandle<()>,
+    tasks_stop: CancellationToken,
+) {
     shared.stop.cancelled().await;
     let grace = shared.requested_grace.lock().unwrap_or_else(PoisonError::into_inner).unwrap_or(shared.grace);
     let deadline = tokio::time::Instant::now() + grace;
@@ -475,6 +534,8 @@ async fn shutdown(shared: Arc<Shared>, hosts: kv::Store, heartbeat: JoinHandle<(
     heartbeat.abort();
     let _ = heartbeat.await;
     let farewell = async {
+        // The lease was released when the stop began; make sure that write is done.
+        let _ = election.await;
         if let Err(error) = hosts.delete(shared.id.as_str()).await {
             tracing::warn!(%error, "cannot remove host record");
         }

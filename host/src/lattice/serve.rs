@@ -15,7 +15,7 @@ use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ErrorCode, headers};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -34,8 +34,12 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// task holds a `tracker` token until the drain ends, so a graceful stop, which waits for the tracker, waits
 /// for those calls too. Known gap: async-nats 0.51 ends a drained subscription right after sending UNSUB,
 /// without waiting for the server's PONG, so a call still on the wire at that moment is dropped.
+///
+/// `actor` is followed, not fixed: a start that replaces the actor on this host (a new version, new limits)
+/// swaps it in here, keeping the subscription, so calls switch to the new version with no gap in the queue
+/// group, while calls already admitted finish on the old one.
 pub(crate) async fn serve(
-    actor: Actor,
+    mut actor_rx: watch::Receiver<Actor>,
     mut subscription: Subscriber,
     client: Client,
     host: Name,
@@ -43,13 +47,14 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     let _serving = tracker.token();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let mut actor = actor_rx.borrow_and_update().clone();
+    let mut queued = Arc::new(AtomicUsize::new(0));
     // Admission: run at once with a free permit, else wait in the bounded queue, else hand the message back
     // to be refused (in this task, so refusals never pile up as tasks either).
-    let spawn = |message: Message| -> Option<Message> {
+    let spawn = |actor: &Actor, queued: &Arc<AtomicUsize>, message: Message| -> Option<Message> {
         let admitted = match actor.try_acquire_permit() {
             Some(permit) => Admitted::Now(permit),
-            None => match QueueSlot::take(&queued, queue_limit(actor.max_concurrency())) {
+            None => match QueueSlot::take(queued, queue_limit(actor.max_concurrency())) {
                 Some(slot) => Admitted::Queued(slot),
                 None => return Some(message),
             },
@@ -60,13 +65,24 @@ pub(crate) async fn serve(
     };
     loop {
         let message = tokio::select! {
+            biased;
             () = stop.cancelled() => break,
+            changed = actor_rx.changed() => {
+                // The table dropped the actor's entry: it no longer runs here.
+                if changed.is_err() {
+                    break;
+                }
+                // A new version: new calls go to it (with its own admission queue).
+                actor = actor_rx.borrow_and_update().clone();
+                queued = Arc::new(AtomicUsize::new(0));
+                continue;
+            }
             message = subscription.next() => match message {
                 Some(message) => message,
                 None => break,
             },
         };
-        if let Some(refused) = spawn(message) {
+        if let Some(refused) = spawn(&actor, &queued, message) {
             refuse(&actor, &client, &host, refused).await;
         }
     }
@@ -75,7 +91,7 @@ pub(crate) async fn serve(
             // The stream ends once the client has dropped the subscription.
             let drained = tokio::time::timeout(DRAIN_LIMIT, async {
                 while let Some(message) = subscription.next().await {
-                    if let Some(refused) = spawn(message) {
+                    if let Some(refused) = spawn(&actor, &queued, message) {
                         refuse(&actor, &client, &host, refused).await;
                     }
                 }

@@ -94,7 +94,7 @@ async fn rebuild(
     Ok(fresh)
 }
 
-/// Supervises instance `name` until the host stops. `requests` carries `provider.restart` requests: refused
+/// Supervises instance `name` until `stop` (a child of the host's stop token, cancelled by `provider.stop`). `requests` carries `provider.restart` requests: refused
 /// while supervising, honoured once the supervisor gave up.
 pub(crate) async fn supervise(
     shared: Arc<Shared>,
@@ -103,9 +103,9 @@ pub(crate) async fn supervise(
     config: BTreeMap<String, String>,
     mut current: Arc<dyn KeyValue>,
     mut requests: mpsc::Receiver<Restart>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let policy = shared.supervision.clone();
-    let stop = shared.stop_token();
     let mut failed_checks = 0u32;
     let mut unhealthy = false;
     let mut backoff = policy.backoff;

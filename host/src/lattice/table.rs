@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use lattice_core::subject::Name;
 use lattice_core::wire::ActorInfo;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use lattice_core::link::LinkSpec;
@@ -23,22 +23,77 @@ struct Running {
     cap: u32,
     /// Cancelled to make the serving task unsubscribe and stop taking invocations.
     stop: CancellationToken,
+    /// The serving task follows this: a replacement is swapped in here, keeping the subscription.
+    serving: watch::Sender<Actor>,
     info: ActorInfo,
 }
 
 enum Command {
-    Install { info: ActorInfo, actor: Actor, stop: CancellationToken, done: oneshot::Sender<Result<(), PoolFull>> },
-    Remove { name: Name, done: oneshot::Sender<bool> },
-    Rescale { name: Name, max_concurrency: u32, done: oneshot::Sender<Option<ActorInfo>> },
-    Relink { name: Name, links: Vec<LinkSpec>, done: oneshot::Sender<Option<Result<(), LinkError>>> },
-    Snapshot { done: oneshot::Sender<(Vec<ActorInfo>, BTreeMap<String, String>)> },
-    PutLabel { key: String, value: Option<String>, done: oneshot::Sender<BTreeMap<String, String>> },
-    RelinkAll { done: oneshot::Sender<()> },
-    KeepServing { name: String, serving: lattice_provider_sdk::remote::Serving, done: oneshot::Sender<()> },
-    StopAll { done: oneshot::Sender<Vec<Actor>> },
-    ClaimProvider { name: String, slot: ProviderSlot, done: oneshot::Sender<Result<(), String>> },
-    ReleaseProvider { name: String, done: oneshot::Sender<()> },
-    Provider { name: String, done: oneshot::Sender<Option<ProviderSlot>> },
+    Install {
+        info: ActorInfo,
+        actor: Actor,
+        stop: CancellationToken,
+        serving: watch::Sender<Actor>,
+        done: oneshot::Sender<Result<(), PoolFull>>,
+    },
+    Replace {
+        info: ActorInfo,
+        actor: Actor,
+        done: oneshot::Sender<bool>,
+    },
+    Remove {
+        name: Name,
+        done: oneshot::Sender<bool>,
+    },
+    Rescale {
+        name: Name,
+        max_concurrency: u32,
+        done: oneshot::Sender<Option<ActorInfo>>,
+    },
+    Relink {
+        name: Name,
+        links: Vec<LinkSpec>,
+        done: oneshot::Sender<Option<Result<(), LinkError>>>,
+    },
+    Snapshot {
+        done: oneshot::Sender<(Vec<ActorInfo>, BTreeMap<String, String>)>,
+    },
+    PutLabel {
+        key: String,
+        value: Option<String>,
+        done: oneshot::Sender<BTreeMap<String, String>>,
+    },
+    RelinkAll {
+        done: oneshot::Sender<()>,
+    },
+    KeepServing {
+        name: String,
+        serving: lattice_provider_sdk::remote::Serving,
+        done: oneshot::Sender<()>,
+    },
+    StopAll {
+        done: oneshot::Sender<Vec<Actor>>,
+    },
+    ClaimProvider {
+        name: String,
+        slot: ProviderSlot,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    ReleaseProvider {
+        name: String,
+        done: oneshot::Sender<()>,
+    },
+    Provider {
+        name: String,
+        done: oneshot::Sender<Option<ProviderSlot>>,
+    },
+    StopProvider {
+        name: String,
+        done: oneshot::Sender<Option<ProviderSlot>>,
+    },
+    ProviderOwners {
+        done: oneshot::Sender<BTreeMap<String, lattice_core::wire::Owner>>,
+    },
 }
 
 /// A provider instance started with `provider.start`: its kind, and the channel to its supervisor.
@@ -46,6 +101,10 @@ enum Command {
 pub(crate) struct ProviderSlot {
     pub(crate) kind: String,
     pub(crate) restart: mpsc::Sender<Restart>,
+    /// Cancelled to end its supervisor (`provider.stop`).
+    pub(crate) stop: CancellationToken,
+    /// The app that placed it, if any.
+    pub(crate) owner: Option<lattice_core::wire::Owner>,
 }
 
 /// Handle to the actor table task. Cheap to clone; the task ends when every handle is dropped.
@@ -84,15 +143,22 @@ impl Table {
         answer.await.map_err(|_| TableClosed)
     }
 
-    /// Installs an actor, replacing (and stopping) one of the same name; refused when the pool has no slot
-    /// left to give a new actor.
+    /// Installs an actor served by a new serving task (`stop`, `serving`), replacing (and stopping) one of the
+    /// same name; refused when the pool has no slot left to give a new actor.
     pub(crate) async fn install(
         &self,
         info: ActorInfo,
         actor: Actor,
         stop: CancellationToken,
+        serving: watch::Sender<Actor>,
     ) -> Result<Result<(), PoolFull>, TableClosed> {
-        self.ask(|done| Command::Install { info, actor, stop, done }).await
+        self.ask(|done| Command::Install { info, actor, stop, serving, done }).await
+    }
+
+    /// Swaps `actor` in for the running actor of the same name, in its serving task (same subscription):
+    /// false when none runs here (then [`Table::install`] it).
+    pub(crate) async fn replace(&self, info: ActorInfo, actor: Actor) -> Result<bool, TableClosed> {
+        self.ask(|done| Command::Replace { info, actor, done }).await
     }
 
     /// Stops and removes an actor; false if none ran under that name.
@@ -164,6 +230,17 @@ impl Table {
         self.ask(|done| Command::ReleaseProvider { name, done }).await
     }
 
+    /// Forgets the instance started under `name` and stops serving it to the lattice; its slot, if there was
+    /// one (the caller ends its supervisor and unregisters it).
+    pub(crate) async fn stop_provider(&self, name: String) -> Result<Option<ProviderSlot>, TableClosed> {
+        self.ask(|done| Command::StopProvider { name, done }).await
+    }
+
+    /// The provider instances apps placed here, by name.
+    pub(crate) async fn provider_owners(&self) -> Result<BTreeMap<String, lattice_core::wire::Owner>, TableClosed> {
+        self.ask(|done| Command::ProviderOwners { done }).await
+    }
+
     /// The instance started under `name`, if any.
     pub(crate) async fn provider(&self, name: String) -> Result<Option<ProviderSlot>, TableClosed> {
         self.ask(|done| Command::Provider { name, done }).await
@@ -214,17 +291,35 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
     let mut providers: HashMap<String, ProviderSlot> = HashMap::new();
     while let Some(command) = rx.recv().await {
         match command {
-            Command::Install { info, actor, stop, done } => {
+            Command::Install { info, actor, stop, serving, done } => {
                 if !actors.contains_key(&info.name) && actors.len() >= pool as usize {
                     let _ = done.send(Err(PoolFull { pool, actors: actors.len() }));
                     continue;
                 }
                 let cap = actor.max_concurrency();
-                if let Some(old) = actors.insert(info.name.clone(), Running { actor, cap, stop, info }) {
+                if let Some(old) = actors.insert(info.name.clone(), Running { actor, cap, stop, serving, info }) {
                     old.stop.cancel();
                 }
                 rebalance(&actors, pool);
                 let _ = done.send(Ok(()));
+            }
+            Command::Replace { info, actor, done } => {
+                let replaced = match actors.get_mut(&info.name) {
+                    Some(running) => {
+                        running.cap = actor.max_concurrency();
+                        running.actor = actor.clone();
+                        running.info = info;
+                        // The old version's messaging subscriptions end now; its admitted calls finish.
+                        let old = running.serving.send_replace(actor);
+                        tokio::spawn(async move { old.close_subscriptions().await });
+                        true
+                    }
+                    None => false,
+                };
+                if replaced {
+                    rebalance(&actors, pool);
+                }
+                let _ = done.send(replaced);
             }
             Command::Remove { name, done } => {
                 let removed = actors.remove(&name);
@@ -301,6 +396,18 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
             }
             Command::Provider { name, done } => {
                 let _ = done.send(providers.get(&name).cloned());
+            }
+            Command::ProviderOwners { done } => {
+                let owners =
+                    providers.iter().filter_map(|(name, slot)| Some((name.clone(), slot.owner.clone()?))).collect();
+                let _ = done.send(owners);
+            }
+            Command::StopProvider { name, done } => {
+                let slot = providers.remove(&name);
+                if slot.is_some() {
+                    served.remove(&name);
+                }
+                let _ = done.send(slot);
             }
         }
     }
