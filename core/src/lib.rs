@@ -21,4 +21,5 @@ pub mod keys;
 pub mod link;
 pub mod reserved;
 pub mod subject;
+pub mod units;
 pub mod wire;
