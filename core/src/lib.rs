@@ -11,6 +11,8 @@
 //! - [`reserved`]: the subject namespaces actors may never publish, request or subscribe on.
 //! - [`wire`]: versioned MessagePack control messages, events and invocation headers.
 //! - [`allow`]: the URL patterns a host allows provider backends to connect to.
+//! - [`manifest`]: app manifests (`lattice.toml`): parsing, validation with located errors, environments.
+//! - [`units`]: sizes (`64MiB`) and durations (`1.5s`) as written in manifests.
 //!
 //! **Invariant:** this crate does no IO and runs no async runtime.
 
@@ -19,6 +21,7 @@ pub mod claims;
 pub mod control_auth;
 pub mod keys;
 pub mod link;
+pub mod manifest;
 pub mod reserved;
 pub mod subject;
 pub mod units;
