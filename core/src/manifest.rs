@@ -115,8 +115,7 @@ impl std::error::Error for ManifestErrors {}
 /// Where an actor's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArtifactSource {
-    /// A file (the text contains `/` or ends in `.wasm`), relative to the manifest's directory unless
-    /// absolute: `lattice apply` pushes it.
+    /// A file (the text contains `/` or ends in `.wasm`): `lattice apply` pushes it.
     Path(String),
     /// The name of an artifact already pushed to the lattice.
     Pushed(String),
@@ -160,7 +159,7 @@ pub struct ResolvedActor {
     pub links: Vec<LocatedLink>,
 }
 
-/// A provider instance of a [`Resolved`] app.
+/// A provider instance of a [`Resolved`] app (never named like a built-in provider).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedProvider {
     /// The provider as stored.
@@ -937,7 +936,14 @@ impl<'t> Cx<'t> {
             let path = format!("{path}[{i}]");
             self.check_fields(table, PROVIDER_FIELDS, &path);
             let name = match table.get("name") {
-                Some(v) => self.name(v, &join(&path, "name")).map(|n| (n, v.span())),
+                Some(v) => match self.name(v, &join(&path, "name")) {
+                    Some(name) if BUILTIN_LINK_PROVIDERS.contains(&name.as_str()) => {
+                        let message = format!("`{name}` is a built-in provider; name this instance differently");
+                        self.error(v.span(), join(&path, "name"), message);
+                        None
+                    }
+                    other => other.map(|n| (n, v.span())),
+                },
                 None => {
                     self.missing(&span, &path, "name");
                     None
@@ -1213,6 +1219,10 @@ name = "bad"
 kind = "mysql"
 config = { nested = { x = "y" } }
 constraints = { zone = 1 }
+
+[[provider]]
+name = "nats"
+kind = "inmemory"
 "#;
         let errors = errors(text);
         assert_eq!(
@@ -1220,11 +1230,13 @@ constraints = { zone = 1 }
             [
                 (13, 8, "provider[1].kind"),
                 (14, 21, "provider[1].config.nested"),
-                (15, 24, "provider[1].constraints.zone")
+                (15, 24, "provider[1].constraints.zone"),
+                (18, 8, "provider[2].name"),
             ],
             "{errors:#?}"
         );
         assert!(errors[0].message.contains("one of inmemory, redis"), "{}", errors[0]);
+        assert!(errors[3].message.contains("`nats` is a built-in provider"), "{}", errors[3]);
 
         let manifest = parse(text.split("\n[[provider]]\nname = \"bad\"").next().expect("first part"));
         let resolved = manifest.resolve(None).expect("resolve");
