@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod apps;
 mod args;
 mod claims;
 mod connect;
@@ -50,6 +51,11 @@ enum Command {
     Label(ctl::LabelArgs),
     Link(ctl::LinkArgs),
     Provider(ctl::ProviderArgs),
+    Apply(apps::ApplyArgs),
+    Diff(apps::DiffArgs),
+    Status(apps::StatusArgs),
+    Delete(apps::DeleteArgs),
+    Apps(apps::AppsArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -94,6 +100,11 @@ fn main() -> ExitCode {
             Command::Label(args) => ctl::label(args).await,
             Command::Link(args) => ctl::link(args).await,
             Command::Provider(args) => ctl::provider(args).await,
+            Command::Apply(args) => apps::apply(args).await,
+            Command::Diff(args) => apps::diff(args).await,
+            Command::Status(args) => apps::status(args).await,
+            Command::Delete(args) => apps::delete(args).await,
+            Command::Apps(args) => apps::apps(args).await,
         }
     });
     match result {

@@ -573,6 +573,45 @@ mod tests {
     }
 
     #[test]
+    fn app_records_verify_and_refuse_changes() {
+        use crate::wire::{AppActor, AppRecord, AppSpec, LimitsSpec};
+        let p = policy();
+        let name = |s: &str| Name::new(s).unwrap_or_else(|e| panic!("{e}"));
+        let spec = AppSpec {
+            name: name("counter"),
+            version: "0.1.0".into(),
+            env: None,
+            actors: vec![AppActor {
+                name: name("kv-counter"),
+                artifact: "sha256-ab".into(),
+                digest: "ab".into(),
+                replicas: 2,
+                spread: Some("zone".into()),
+                constraints: Default::default(),
+                limits: LimitsSpec::default(),
+                links: vec!["keyvalue:default=inmemory".into()],
+            }],
+            providers: Vec::new(),
+        };
+        let signature = sign_app(&operator(), "prod", &spec, 3, NOW, [5; NONCE_LEN]);
+        let record = AppRecord { spec, revision: 3, applied_at_ms: NOW, signature: Some(signature) };
+        assert_eq!(p.verify_app("prod", &record), Ok(operator().public_key()));
+        assert!(matches!(p.verify_app("dev", &record), Err(Refusal::Forged { .. })));
+        // More replicas, or the same spec replayed as another revision: forged.
+        let mut more = record.clone();
+        more.spec.actors[0].replicas = 100;
+        assert!(matches!(p.verify_app("prod", &more), Err(Refusal::Forged { .. })));
+        let replayed = AppRecord { revision: 4, ..record.clone() };
+        assert!(matches!(p.verify_app("prod", &replayed), Err(Refusal::Forged { .. })));
+        assert_eq!(p.verify_app("prod", &AppRecord { signature: None, ..record.clone() }), Err(Refusal::Unsigned));
+        let strangers = AppRecord {
+            signature: Some(sign_app(&stranger(), "prod", &record.spec, 3, NOW, [5; NONCE_LEN])),
+            ..record
+        };
+        assert!(matches!(p.verify_app("prod", &strangers), Err(Refusal::Untrusted { .. })));
+    }
+
+    #[test]
     fn reads_need_a_signature_only_when_asked() {
         let mut p = policy();
         assert!(p.requires_signature(false));

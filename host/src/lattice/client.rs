@@ -131,10 +131,8 @@ pub struct Applied {
     pub revision: u64,
     /// False when the spec equals the current revision's (nothing was stored).
     pub changed: bool,
-    /// Link records written (`<actor> <link>`).
-    pub links_put: Vec<String>,
-    /// Link records removed (`<actor> <interface>:<name>`).
-    pub links_removed: Vec<String>,
+    /// The spec of the revision before (for [`LatticeClient::sync_app_links`]).
+    pub previous: Option<AppSpec>,
 }
 
 /// A pushed artifact.
@@ -548,10 +546,10 @@ impl LatticeClient {
         Ok(value.and_then(|v| Name::new(String::from_utf8_lossy(&v).into_owned()).ok()))
     }
 
-    /// Stores `spec` as the app's next revision (signed with the operator key, if set) and makes the lattice's
-    /// links of its actors match it: links the spec declares are written where they differ, links the previous
-    /// revision declared and this one does not are removed. A spec equal to the current one stores nothing.
-    /// Refused when another app declares one of its actors or providers.
+    /// Stores `spec` as the app's next revision (signed with the operator key, if set); a spec equal to the
+    /// current one stores nothing. Refused when another app declares one of its actors or providers. The
+    /// app's links are not touched: call [`LatticeClient::sync_app_links`] once its providers run (a link to a
+    /// provider that does not run yet would fail calls in between).
     pub async fn apply_app(&self, spec: AppSpec) -> Result<Applied, ClientError> {
         let store = self.app_store().await?;
         for other in store.list().await? {
@@ -577,13 +575,9 @@ impl LatticeClient {
         if let Some((record, _)) = &current
             && record.spec == spec
         {
-            return Ok(Applied {
-                revision: record.revision,
-                changed: false,
-                links_put: Vec::new(),
-                links_removed: Vec::new(),
-            });
+            return Ok(Applied { revision: record.revision, changed: false, previous: Some(record.spec.clone()) });
         }
+        let kv_revision = current.as_ref().map_or(0, |(_, r)| *r);
         let revision = current.as_ref().map_or(1, |(record, _)| record.revision + 1);
         let signature = match &self.operator {
             Some(operator) => {
@@ -593,16 +587,16 @@ impl LatticeClient {
             }
             None => None,
         };
-        let previous = current.as_ref().map(|(record, _)| record.spec.clone());
+        let previous = current.map(|(record, _)| record);
         let record = AppRecord { spec, revision, applied_at_ms: super::now_ms(), signature };
-        store.put(&record, current.as_ref().map(|(_, kv_revision)| *kv_revision)).await?;
-        let (links_put, links_removed) = self.sync_app_links(previous.as_ref(), Some(&record.spec)).await?;
-        Ok(Applied { revision, changed: true, links_put, links_removed })
+        store.put(&record, previous.as_ref().map(|_| kv_revision)).await?;
+        Ok(Applied { revision, changed: true, previous: previous.map(|r| r.spec) })
     }
 
-    /// Writes the links `next` declares that the lattice lacks, and removes those `previous` declared that
-    /// `next` does not.
-    async fn sync_app_links(
+    /// Makes the lattice's links of an app's actors match `next`: links it declares are written where the
+    /// lattice's differ, links `previous` declared and `next` does not are removed. Returns the links written
+    /// (`<actor> <link>`) and removed (`<actor> <interface>:<name>`).
+    pub async fn sync_app_links(
         &self,
         previous: Option<&AppSpec>,
         next: Option<&AppSpec>,
