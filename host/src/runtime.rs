@@ -1,5 +1,6 @@
 //! The actor runtime: loading (admission, compile, cache) and invocation (fresh instance, limits, outcome).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
@@ -133,6 +134,7 @@ impl RuntimeBuilder {
                 max_instances: self.engine.max_instances,
                 epoch_tick: self.engine.epoch_tick,
                 _ticker: ticker,
+                compiled: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -177,6 +179,27 @@ struct RuntimeInner {
     max_instances: u32,
     epoch_tick: Duration,
     _ticker: EpochTicker,
+    /// Components compiled (or loaded from the disk cache) by digest, shared while an actor uses them: starting
+    /// many actors from one component at once compiles it once (the others wait for that compile).
+    compiled: std::sync::Mutex<HashMap<[u8; 32], Weak<Compiled>>>,
+}
+
+/// One component, compiled once, shared by every actor loaded from the same bytes.
+type Compiled = tokio::sync::OnceCell<Component>;
+
+impl RuntimeInner {
+    /// The shared slot of the component with `digest` (made if no live actor uses it).
+    fn compiled(&self, digest: &[u8; 32]) -> Arc<Compiled> {
+        let mut compiled = self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(slot) = compiled.get(digest).and_then(Weak::upgrade) {
+            return slot;
+        }
+        // A new digest: forget slots no actor holds any more.
+        compiled.retain(|_, slot| slot.strong_count() > 0);
+        let slot = Arc::new(Compiled::new());
+        compiled.insert(*digest, Arc::downgrade(&slot));
+        slot
+    }
 }
 
 /// How an actor runs: its limits and links.
@@ -301,22 +324,28 @@ impl Runtime {
         let links = LinkSet::resolve(&config.links, &rt.providers.load())?;
 
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        let (component, from_cache) = match rt.cache.load(&rt.engine, &digest) {
-            Some(component) => (component, true),
-            None => {
+        let compiled = rt.compiled(&digest);
+        let mut compiled_here = false;
+        let component = compiled
+            .get_or_try_init(|| async {
+                if let Some(component) = rt.cache.load(&rt.engine, &digest) {
+                    return Ok(component);
+                }
+                compiled_here = true;
                 let engine = rt.engine.clone();
                 let cache = rt.cache.clone();
-                let component = tokio::task::spawn_blocking(move || {
+                tokio::task::spawn_blocking(move || {
                     let component = Component::new(&engine, &bytes)?;
                     cache.store(&digest, &component);
                     Ok::<_, wasmtime::Error>(component)
                 })
                 .await
                 .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
-                .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-                (component, false)
-            }
-        };
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))
+            })
+            .await?
+            .clone();
+        let from_cache = !compiled_here;
         let pre = rt.linker.instantiate_pre(&component).map_err(|e| LoadError::World(format!("{e:#}")))?;
         let pre = bindings::ActorPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
 
@@ -331,6 +360,7 @@ impl Runtime {
         let ticks = config.limits.cpu_time.as_nanos() / rt.epoch_tick.as_nanos().max(1);
         let actor = Actor {
             inner: Arc::new(ActorInner {
+                _compiled: compiled,
                 name: name.into(),
                 runtime: self.clone(),
                 pre,
@@ -510,6 +540,8 @@ struct ActorInner {
     claims: Option<Claims>,
     /// Dropped with the actor, which stops its subscriptions.
     subscriptions: Subscriptions,
+    /// Keeps the component shared with actors loaded from the same bytes (see `RuntimeInner::compiled`).
+    _compiled: Arc<Compiled>,
 }
 
 /// An [`Actor`] that does not keep it alive (subscription readers hold one).

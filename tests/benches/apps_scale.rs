@@ -4,7 +4,8 @@
 //! `LatticeClient::apply_app` and the clock runs from that call until the leader reports the revision
 //! reconciled. Prints `BENCH apps_reconciled_<N>_s <seconds>` and the placement rate.
 //!
-//! `cargo bench -p lattice-tests --bench apps_scale` (N = 1000); `APPS_SCALE_N=10000` for another size.
+//! `cargo bench -p lattice-tests --bench apps_scale` (N = 1000); `APPS_SCALE_N=10000
+//! APPS_SCALE_MAX_PAYLOAD=8MB` for 10,000 (see below).
 
 use std::time::{Duration, Instant};
 
@@ -25,12 +26,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(n: u32) -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
+    // An app record of N actors is one NATS message (about 250 bytes per actor), and so is a host's heartbeat
+    // (about 150 per actor): past about 4,000 actors both exceed nats-server's default 1 MiB max payload.
+    // `APPS_SCALE_MAX_PAYLOAD=8MB` raises it (nats-server's own upper recommendation) for a run at 10,000.
+    let nats = match std::env::var("APPS_SCALE_MAX_PAYLOAD") {
+        Ok(size) => NatsServer::builder().config(format!("max_payload: {size}\n")).start()?,
+        Err(_) => NatsServer::start()?,
+    };
     let lattice_name = Name::new("scale")?;
-    let mut engine = EngineConfig::default();
     // Every actor needs a slot of the instance pool; small instances keep the reservation modest.
-    engine.max_instances = n.max(1000);
-    engine.max_memory_bytes = 16 << 20;
+    let engine = EngineConfig { max_instances: n.max(1000), max_memory_bytes: 16 << 20, ..EngineConfig::default() };
     let runtime = RuntimeBuilder::new()
         .policy(Policy { allow_unsigned: true, ..Policy::default() })
         .engine(engine)
@@ -70,12 +75,18 @@ async fn run(n: u32) -> anyhow::Result<()> {
     let started = Instant::now();
     let applied = client.apply_app(spec).await?;
     let deadline = started + Duration::from_secs(600);
+    let mut reported = Instant::now();
     loop {
         if let Some(status) = client.app_status(&app).await?
             && status.revision == applied.revision
         {
             if status.reconciled {
                 break;
+            }
+            if reported.elapsed() >= Duration::from_secs(5) {
+                reported = Instant::now();
+                let running = status.actors.iter().filter(|a| !a.hosts.is_empty()).count();
+                eprintln!("{:>5.1}s: {running} of {n} running", started.elapsed().as_secs_f64());
             }
             if Instant::now() > deadline {
                 bail!("not reconciled after 600 s: {:?}", status.reason);

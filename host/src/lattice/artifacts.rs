@@ -63,17 +63,49 @@ pub(crate) async fn store(
     }
 }
 
-/// Reads artifact `name`, refusing it unless its bytes match the recorded digest.
+/// Artifacts a host fetched recently, by name and the object's `nuid` (new on every put), so starting many
+/// actors from one artifact (an app's replicas, 1,000 actors of one component) reads it from the store once.
+/// Entries were digest-checked when fetched; at most [`RecentArtifacts::CAPACITY`] are kept.
+#[derive(Default)]
+pub(crate) struct RecentArtifacts {
+    entries: std::sync::Mutex<Vec<((String, String), std::sync::Arc<[u8]>)>>,
+}
+
+impl RecentArtifacts {
+    const CAPACITY: usize = 8;
+
+    fn get(&self, key: &(String, String)) -> Option<std::sync::Arc<[u8]>> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.iter().find(|(k, _)| k == key).map(|(_, bytes)| bytes.clone())
+    }
+
+    fn put(&self, key: (String, String), bytes: std::sync::Arc<[u8]>) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.retain(|(k, _)| k.0 != key.0);
+        if entries.len() >= Self::CAPACITY {
+            entries.remove(0);
+        }
+        entries.push((key, bytes));
+    }
+}
+
+/// Reads artifact `name`, refusing it unless its bytes match the recorded digest; served from `recent` when
+/// the same object was fetched before.
 pub(crate) async fn fetch(
     js: &jetstream::Context,
     bucket: &str,
     name: &str,
     limit: usize,
+    recent: &RecentArtifacts,
 ) -> Result<Vec<u8>, ArtifactError> {
     let store = js.get_object_store(bucket).await.map_err(|_| ArtifactError::NotFound(name.to_owned()))?;
     let info = store.info(name).await.map_err(|_| ArtifactError::NotFound(name.to_owned()))?;
     if info.size > limit {
         return Err(ArtifactError::TooLarge { name: name.to_owned(), size: info.size as u64, limit });
+    }
+    let key = (name.to_owned(), info.nuid.clone());
+    if let Some(bytes) = recent.get(&key) {
+        return Ok(bytes.to_vec());
     }
     let expected = info.metadata.get(DIGEST_KEY).cloned().ok_or_else(|| ArtifactError::NoDigest(name.to_owned()))?;
     let mut object = store.get(name).await.map_err(|e| ArtifactError::Store(e.to_string()))?;
@@ -84,5 +116,6 @@ pub(crate) async fn fetch(
     if actual != expected {
         return Err(ArtifactError::DigestMismatch { name: name.to_owned(), expected, actual });
     }
+    recent.put(key, bytes.as_slice().into());
     Ok(bytes)
 }

@@ -260,7 +260,8 @@ async fn read_artifact(shared: &Shared, artifact: &ArtifactRef) -> Result<Vec<u8
     match artifact {
         ArtifactRef::Path(path) => read_path_artifact(shared, path).await,
         ArtifactRef::Lattice(name) => {
-            artifacts::fetch(&shared.jetstream, &shared.subjects.artifact_bucket(), name, shared.max_component_bytes)
+            let bucket = shared.subjects.artifact_bucket();
+            artifacts::fetch(&shared.jetstream, &bucket, name, shared.max_component_bytes, &shared.recent_artifacts)
                 .await
                 .map_err(artifact_error)
         }

@@ -210,6 +210,8 @@ pub(crate) struct Shared {
     pub(crate) kv_quota: crate::KeyValueQuota,
     /// The operator policy applied to control requests.
     pub(crate) gate: auth::Gate,
+    /// Artifacts fetched recently (digest-checked), so many starts of one artifact read the store once.
+    pub(crate) recent_artifacts: artifacts::RecentArtifacts,
     grace: Duration,
     stop: CancellationToken,
     requested_grace: Mutex<Option<Duration>>,
@@ -408,6 +410,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         artifact_dir,
         kv_quota: config.kv_quota,
         gate: auth::Gate::new(config.operators.clone()),
+        recent_artifacts: artifacts::RecentArtifacts::default(),
         grace: config.grace,
         stop: CancellationToken::new(),
         requested_grace: Mutex::new(None),

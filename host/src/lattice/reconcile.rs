@@ -62,6 +62,27 @@ fn is_lost(seen: Instant, heartbeat_ms: u64, now: Instant) -> bool {
     now.duration_since(seen) > Duration::from_millis(heartbeat_ms.saturating_mul(5) / 2)
 }
 
+/// The actual state one reconciliation works from: live hosts, fresh bids, and indexes built once per tick.
+struct View<'a> {
+    now: Instant,
+    alive: BTreeMap<Name, &'a HostView>,
+    bids: BTreeMap<Name, Bid>,
+    /// Per actor name, where it runs on live hosts.
+    running: HashMap<&'a Name, Vec<(&'a Name, &'a ActorInfo)>>,
+    /// Per (app, item), the hosts with an action pending and what it is.
+    pending: HashMap<(&'a Name, &'a Name), Vec<(&'a Name, Verb)>>,
+}
+
+impl<'a> View<'a> {
+    fn pending_for(&self, app: &'a Name, item: &'a Name) -> &[(&'a Name, Verb)] {
+        self.pending.get(&(app, item)).map_or(&[], Vec::as_slice)
+    }
+
+    fn label(&self, host: &Name, label: &str) -> Option<&String> {
+        self.alive.get(host).and_then(|view| view.info.labels.get(label))
+    }
+}
+
 /// What the leader is doing to one item (an actor or provider of an app) on one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
@@ -88,10 +109,19 @@ struct Outcome {
     owner: Option<Owner>,
 }
 
-/// What the leader knows about one host.
+/// What the leader knows about one host: its last `HostInfo` (its actors moved into `actors`, by name, so
+/// events update it in constant time), and when it was last heard of.
 struct HostView {
     info: HostInfo,
+    actors: HashMap<Name, ActorInfo>,
     seen: Instant,
+}
+
+impl HostView {
+    fn new(mut info: HostInfo, seen: Instant) -> Self {
+        let actors = std::mem::take(&mut info.actors).into_iter().map(|a| (a.name.clone(), a)).collect();
+        Self { info, actors, seen }
+    }
 }
 
 struct Backoff {
@@ -123,6 +153,8 @@ struct Leader {
     deployed: HashMap<Name, u64>,
     /// Apps deleted while this host led: published `app.deleted` once nothing of them runs.
     deleted: BTreeSet<Name>,
+    /// App revisions refused by the operator policy (reported once).
+    refused: BTreeSet<(Name, u64)>,
     actions: Arc<Semaphore>,
     outcomes: mpsc::UnboundedSender<Outcome>,
 }
@@ -153,6 +185,7 @@ pub(crate) async fn lead(shared: Arc<Shared>, client: LatticeClient, store: AppS
         published: HashMap::new(),
         deployed: HashMap::new(),
         deleted: BTreeSet::new(),
+        refused: BTreeSet::new(),
         actions: Arc::new(Semaphore::new(MAX_ACTIONS)),
         outcomes,
     };
@@ -161,7 +194,7 @@ pub(crate) async fn lead(shared: Arc<Shared>, client: LatticeClient, store: AppS
         Ok(hosts) => {
             let now = Instant::now();
             for info in hosts {
-                leader.hosts.insert(info.id.clone(), HostView { info, seen: now });
+                leader.hosts.insert(info.id.clone(), HostView::new(info, now));
             }
         }
         Err(error) => tracing::warn!(%error, "leader cannot ping the hosts; waiting for heartbeats"),
@@ -247,6 +280,10 @@ impl Leader {
         if self.policy.enforced()
             && let Err(refusal) = self.policy.verify_app(self.shared.lattice.as_str(), &record)
         {
+            // Once per revision: resyncs see the same record again.
+            if !self.refused.insert((record.spec.name.clone(), record.revision)) {
+                return;
+            }
             tracing::warn!(app = %record.spec.name, %refusal, "app record refused by the operator policy");
             let events = self.shared.events.clone();
             let subject = self.shared.subjects.app_key(&record.spec.name);
@@ -299,20 +336,19 @@ impl Leader {
         let now = Instant::now();
         match event.data {
             EventData::HostHeartbeat(info) | EventData::HostStarted(info) => {
-                self.hosts.insert(event.host, HostView { info, seen: now });
+                self.hosts.insert(event.host, HostView::new(info, now));
             }
             EventData::HostStopped { .. } => {
                 self.hosts.remove(&event.host);
             }
             EventData::ActorStarted(info) => {
                 if let Some(view) = self.hosts.get_mut(&event.host) {
-                    view.info.actors.retain(|a| a.name != info.name);
-                    view.info.actors.push(info);
+                    view.actors.insert(info.name.clone(), info);
                 }
             }
             EventData::ActorStopped { name } => {
                 if let Some(view) = self.hosts.get_mut(&event.host) {
-                    view.info.actors.retain(|a| a.name != name);
+                    view.actors.remove(&name);
                 }
             }
             EventData::ProviderStopped { name } => {
@@ -338,11 +374,12 @@ impl Leader {
                 match verb {
                     Verb::StartActor => {
                         if let Some(info) = started {
-                            view.info.actors.retain(|a| a.name != info.name);
-                            view.info.actors.push(info);
+                            view.actors.insert(info.name.clone(), info);
                         }
                     }
-                    Verb::StopActor => view.info.actors.retain(|a| a.name != target.item),
+                    Verb::StopActor => {
+                        view.actors.remove(&target.item);
+                    }
                     Verb::StartProvider => {
                         if let Some(owner) = owner {
                             view.info.provider_owners.insert(target.item.to_string(), owner);
@@ -366,36 +403,45 @@ impl Leader {
         self.backoff.get(&(target.clone(), provider)).is_some_and(|b| b.until > now)
     }
 
-    fn pending_for(&self, app: &Name, item: &Name) -> Vec<(&Name, Verb)> {
-        self.pending.iter().filter(|(t, _)| &t.app == app && &t.item == item).map(|(t, v)| (&t.host, *v)).collect()
-    }
-
     /// One comparison of desired and actual state, and the actions it calls for.
     async fn reconcile(&mut self) {
         let now = Instant::now();
         // Lost hosts are skipped below; forgotten after a minute of silence.
         self.hosts.retain(|_, view| now.duration_since(view.seen) < Duration::from_secs(60));
         let (plan, statuses, owning) = {
-            let alive: BTreeMap<Name, &HostInfo> = self
+            let alive: BTreeMap<Name, &HostView> = self
                 .hosts
                 .iter()
                 .filter(|(_, view)| !is_lost(view.seen, view.info.heartbeat_ms, now))
-                .map(|(id, view)| (id.clone(), &view.info))
+                .map(|(id, view)| (id.clone(), view))
                 .collect();
+            let mut running: HashMap<&Name, Vec<(&Name, &ActorInfo)>> = HashMap::new();
+            for (id, view) in &self.hosts {
+                if alive.contains_key(id) {
+                    for actor in view.actors.values() {
+                        running.entry(&actor.name).or_default().push((id, actor));
+                    }
+                }
+            }
+            let mut pending: HashMap<(&Name, &Name), Vec<(&Name, Verb)>> = HashMap::new();
+            for (target, verb) in &self.pending {
+                pending.entry((&target.app, &target.item)).or_default().push((&target.host, *verb));
+            }
             let bids: BTreeMap<Name, Bid> = match &self.bids {
                 Some((at, bids)) if now.duration_since(*at) < BIDS_FRESH => bids.clone(),
                 _ => BTreeMap::new(),
             };
+            let view = View { now, alive, bids, running, pending };
             let mut plan = Plan::default();
-            let statuses: Vec<_> =
-                self.apps.values().map(|record| self.plan_app(record, &alive, &bids, now, &mut plan)).collect();
-            self.plan_orphans(&alive, &mut plan);
+            let statuses: Vec<_> = self.apps.values().map(|record| self.plan_app(record, &view, &mut plan)).collect();
+            self.plan_orphans(&view, &mut plan);
             // Apps that still have something placed on a live host.
-            let owning: BTreeSet<Name> = alive
+            let owning: BTreeSet<Name> = view
+                .alive
                 .values()
-                .flat_map(|info| {
-                    let actors = info.actors.iter().filter_map(|a| a.owner.as_ref().map(|o| o.app.clone()));
-                    actors.chain(info.provider_owners.values().map(|o| o.app.clone()))
+                .flat_map(|host| {
+                    let actors = host.actors.values().filter_map(|a| a.owner.as_ref().map(|o| o.app.clone()));
+                    actors.chain(host.info.provider_owners.values().map(|o| o.app.clone()))
                 })
                 .collect();
             (plan, statuses, owning)
@@ -420,14 +466,7 @@ impl Leader {
     }
 
     /// Plans one app and returns its status and, when it is degraded, why.
-    fn plan_app(
-        &self,
-        record: &AppRecord,
-        alive: &BTreeMap<Name, &HostInfo>,
-        bids: &BTreeMap<Name, Bid>,
-        now: Instant,
-        plan: &mut Plan,
-    ) -> (AppStatus, Option<String>) {
+    fn plan_app(&self, record: &AppRecord, view: &View<'_>, plan: &mut Plan) -> (AppStatus, Option<String>) {
         let app = &record.spec.name;
         let mut problems: Vec<String> = Vec::new();
         let mut progressing: Vec<String> = Vec::new();
@@ -435,15 +474,16 @@ impl Leader {
         let mut provider_up: BTreeSet<String> = BTreeSet::new();
         for provider in &record.spec.providers {
             let owner = Owner { app: app.clone(), spec: provider.fingerprint() };
-            let running: Vec<Name> = alive
+            let running: Vec<Name> = view
+                .alive
                 .iter()
-                .filter(|(_, info)| info.provider_owners.get(provider.name.as_str()) == Some(&owner))
+                .filter(|(_, host)| host.info.provider_owners.get(provider.name.as_str()) == Some(&owner))
                 .map(|(id, _)| id.clone())
                 .collect();
-            let pending = self.pending_for(app, &provider.name);
+            let pending = view.pending_for(app, &provider.name);
             // Instances started from another config of this app are stopped; the next tick starts a fresh one.
-            for (host, info) in alive {
-                if let Some(other) = info.provider_owners.get(provider.name.as_str())
+            for (host, hv) in &view.alive {
+                if let Some(other) = hv.info.provider_owners.get(provider.name.as_str())
                     && other.app == *app
                     && other.spec != owner.spec
                     && pending.is_empty()
@@ -456,8 +496,8 @@ impl Leader {
                 provider_up.insert(provider.name.to_string());
             } else if pending.is_empty() {
                 let taken = BTreeSet::new();
-                match choose(bids, alive, &provider.constraints, None, &taken, &BTreeMap::new(), |host| {
-                    self.backed_off(&target(app, &provider.name, host), true, now)
+                match choose(view, &provider.constraints, None, &taken, &BTreeMap::new(), |host| {
+                    self.backed_off(&target(app, &provider.name, host), true, view.now)
                 }) {
                     Choice::Host(host) => {
                         let request = StartProvider {
@@ -488,7 +528,7 @@ impl Leader {
         }
         let mut actors = Vec::new();
         for actor in &record.spec.actors {
-            let status = self.plan_actor(app, actor, &provider_up, &record.spec, alive, bids, now, plan);
+            let status = self.plan_actor(app, actor, &provider_up, &record.spec, view, plan);
             if status.hosts.len() < actor.replicas as usize || !status.outdated.is_empty() {
                 let summary = format!(
                     "{}: {} of {} replicas{}",
@@ -526,16 +566,13 @@ impl Leader {
         (status, problem)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn plan_actor(
         &self,
         app: &Name,
         actor: &AppActor,
         provider_up: &BTreeSet<String>,
         spec: &wire::AppSpec,
-        alive: &BTreeMap<Name, &HostInfo>,
-        bids: &BTreeMap<Name, Bid>,
-        now: Instant,
+        view: &View<'_>,
         plan: &mut Plan,
     ) -> ActorStatus {
         let fingerprint = actor.fingerprint();
@@ -543,8 +580,8 @@ impl Leader {
         let mut outdated = Vec::new();
         // Hosts where an actor of this name runs that this app does not own: never touched, never chosen.
         let mut foreign = BTreeSet::new();
-        for (id, info) in alive {
-            let Some(running) = info.actors.iter().find(|a| a.name == actor.name) else { continue };
+        for (id, running) in view.running.get(&actor.name).map_or(&[][..], Vec::as_slice) {
+            let id = *id;
             match &running.owner {
                 Some(owner) if owner.app == *app && owner.spec == fingerprint => current.push(id.clone()),
                 Some(owner) if owner.app == *app => outdated.push(id.clone()),
@@ -553,7 +590,7 @@ impl Leader {
                 }
             }
         }
-        let pending = self.pending_for(app, &actor.name);
+        let pending = view.pending_for(app, &actor.name);
         let starting: Vec<Name> = pending
             .iter()
             .filter(|(host, verb)| *verb == Verb::StartActor && !current.contains(host) && !outdated.contains(host))
@@ -596,19 +633,19 @@ impl Leader {
             let mut per_value: BTreeMap<String, usize> = BTreeMap::new();
             if let Some(label) = &actor.spread {
                 for host in current.iter().chain(&outdated).chain(&starting) {
-                    if let Some(value) = alive.get(host).and_then(|info| info.labels.get(label)) {
+                    if let Some(value) = view.label(host, label) {
                         *per_value.entry(value.clone()).or_default() += 1;
                     }
                 }
             }
             for _ in have..wanted {
-                match choose(bids, alive, &actor.constraints, actor.spread.as_deref(), &taken, &per_value, |host| {
-                    self.backed_off(&target(app, &actor.name, host), false, now)
+                match choose(view, &actor.constraints, actor.spread.as_deref(), &taken, &per_value, |host| {
+                    self.backed_off(&target(app, &actor.name, host), false, view.now)
                 }) {
                     Choice::Host(host) => {
                         start(&host, plan);
                         if let Some(label) = &actor.spread
-                            && let Some(value) = alive.get(&host).and_then(|info| info.labels.get(label))
+                            && let Some(value) = view.label(&host, label)
                         {
                             *per_value.entry(value.clone()).or_default() += 1;
                         }
@@ -626,7 +663,7 @@ impl Leader {
             }
         } else if pending.is_empty() && current.len() + outdated.len() > wanted {
             // Too many: stop outdated ones first, then those sharing their spread value with most others.
-            let value = |h: &Name| actor.spread.as_ref().and_then(|l| alive.get(h).and_then(|i| i.labels.get(l)));
+            let value = |h: &Name| actor.spread.as_ref().and_then(|l| view.label(h, l));
             let sharing = |h: &Name| current.iter().chain(&outdated).filter(|o| value(o) == value(h)).count();
             let mut victims: Vec<Name> = current.iter().chain(&outdated).cloned().collect();
             victims.sort_by_key(|h| (!outdated.contains(h), std::cmp::Reverse(sharing(h)), h.clone()));
@@ -641,23 +678,26 @@ impl Leader {
     }
 
     /// Stops what apps placed that no app declares any more.
-    fn plan_orphans(&self, alive: &BTreeMap<Name, &HostInfo>, plan: &mut Plan) {
-        for (host, info) in alive {
-            for actor in &info.actors {
+    fn plan_orphans(&self, view: &View<'_>, plan: &mut Plan) {
+        let actors: BTreeSet<(&Name, &Name)> =
+            self.apps.iter().flat_map(|(app, r)| r.spec.actors.iter().map(move |a| (app, &a.name))).collect();
+        let providers: BTreeSet<(&Name, &str)> = self
+            .apps
+            .iter()
+            .flat_map(|(app, r)| r.spec.providers.iter().map(move |p| (app, p.name.as_str())))
+            .collect();
+        for (host, hv) in &view.alive {
+            for actor in hv.actors.values() {
                 let Some(owner) = &actor.owner else { continue };
-                let declared =
-                    self.apps.get(&owner.app).is_some_and(|r| r.spec.actors.iter().any(|a| a.name == actor.name));
                 let target = target(&owner.app, &actor.name, host);
-                if !declared && !self.pending.contains_key(&target) {
+                if !actors.contains(&(&owner.app, &actor.name)) && !self.pending.contains_key(&target) {
                     plan.push(target, Verb::StopActor, Action::StopActor(actor.name.clone()));
                 }
             }
-            for (name, owner) in &info.provider_owners {
+            for (name, owner) in &hv.info.provider_owners {
                 let Ok(item) = Name::new(name.clone()) else { continue };
-                let declared =
-                    self.apps.get(&owner.app).is_some_and(|r| r.spec.providers.iter().any(|p| p.name == item));
                 let target = target(&owner.app, &item, host);
-                if !declared && !self.pending.contains_key(&target) {
+                if !providers.contains(&(&owner.app, name.as_str())) && !self.pending.contains_key(&target) {
                     plan.push(target, Verb::StopProvider, Action::StopProvider);
                 }
             }
@@ -686,11 +726,8 @@ impl Leader {
     /// Writes the status when it changed and publishes `app.reconciled` / `app.degraded` on changes.
     async fn report(&mut self, status: AppStatus, problem: Option<String>) {
         let app = status.app.clone();
-        let changed = self.written.get(&app).is_none_or(|old| {
-            AppStatus { updated_at_ms: 0, leader: old.leader.clone(), ..old.clone() }
-                != AppStatus { updated_at_ms: 0, leader: old.leader.clone(), ..status.clone() }
-                || old.leader != status.leader
-        });
+        let timeless = |s: &AppStatus| AppStatus { updated_at_ms: 0, ..s.clone() };
+        let changed = self.written.get(&app).is_none_or(|old| timeless(old) != timeless(&status));
         let event = if status.reconciled {
             Some(Published::Reconciled(status.revision))
         } else {
@@ -787,12 +824,14 @@ enum Action {
 #[derive(Default)]
 struct Plan {
     actions: Vec<(Target, Verb, Action)>,
+    planned: std::collections::HashSet<Target>,
     need_bids: bool,
 }
 
 impl Plan {
+    /// Adds an action unless one for the same target is planned already.
     fn push(&mut self, target: Target, verb: Verb, action: Action) {
-        if !self.actions.iter().any(|(t, _, _)| t == &target) {
+        if self.planned.insert(target.clone()) {
             self.actions.push((target, verb, action));
         }
     }
@@ -810,20 +849,20 @@ enum Choice {
 /// label (when set), are not `taken` and not backed off, the one whose spread value has the fewest replicas,
 /// then the one running the fewest actors, then by id.
 fn choose(
-    bids: &BTreeMap<Name, Bid>,
-    alive: &BTreeMap<Name, &HostInfo>,
+    view: &View<'_>,
     constraints: &BTreeMap<String, String>,
     spread: Option<&str>,
     taken: &BTreeSet<Name>,
     per_value: &BTreeMap<String, usize>,
     backed_off: impl Fn(&Name) -> bool,
 ) -> Choice {
-    if bids.is_empty() {
+    if view.bids.is_empty() {
         return Choice::NeedBids;
     }
-    let matching: Vec<&Bid> = bids
+    let matching: Vec<&Bid> = view
+        .bids
         .values()
-        .filter(|bid| alive.contains_key(&bid.host))
+        .filter(|bid| view.alive.contains_key(&bid.host))
         .filter(|bid| constraints.iter().all(|(k, v)| bid.labels.get(k) == Some(v)))
         .filter(|bid| spread.is_none_or(|label| bid.labels.contains_key(label)))
         .collect();
@@ -882,34 +921,38 @@ mod tests {
 
     #[test]
     fn spread_prefers_a_zone_without_a_replica_then_the_least_loaded_host() {
-        let bids: BTreeMap<Name, Bid> = [bid("a1", "a", 0), bid("b1", "b", 5), bid("b2", "b", 1)]
-            .into_iter()
-            .map(|b| (b.host.clone(), b))
-            .collect();
-        let infos: Vec<HostInfo> = ["a1", "b1", "b2"].into_iter().map(info).collect();
-        let alive: BTreeMap<Name, &HostInfo> = infos.iter().map(|i| (i.id.clone(), i)).collect();
+        let hosts: Vec<HostView> =
+            ["a1", "b1", "b2"].into_iter().map(|h| HostView::new(info(h), Instant::now())).collect();
+        let view = View {
+            now: Instant::now(),
+            alive: hosts.iter().map(|h| (h.info.id.clone(), h)).collect(),
+            bids: [bid("a1", "a", 0), bid("b1", "b", 5), bid("b2", "b", 1)]
+                .into_iter()
+                .map(|b| (b.host.clone(), b))
+                .collect(),
+            running: HashMap::new(),
+            pending: HashMap::new(),
+        };
         let taken = BTreeSet::from([name("a1")]);
         let per_value = BTreeMap::from([("a".to_owned(), 1)]);
         let none = BTreeMap::new();
-        match choose(&bids, &alive, &none, Some("zone"), &taken, &per_value, |_| false) {
+        match choose(&view, &none, Some("zone"), &taken, &per_value, |_| false) {
             Choice::Host(host) => assert_eq!(host.as_str(), "b2"),
             _ => panic!("expected a host"),
         }
         // Constraints nobody matches: the reason names them.
         let eu = BTreeMap::from([("zone".to_owned(), "eu".to_owned())]);
-        match choose(&bids, &alive, &eu, None, &BTreeSet::new(), &per_value, |_| false) {
+        match choose(&view, &eu, None, &BTreeSet::new(), &per_value, |_| false) {
             Choice::None(why) => assert!(why.contains("zone=eu"), "{why}"),
             _ => panic!("expected no host"),
         }
         // Every matching host taken or backing off.
-        match choose(&bids, &alive, &none, None, &taken, &per_value, |h| h.as_str() != "a1") {
+        match choose(&view, &none, None, &taken, &per_value, |h| h.as_str() != "a1") {
             Choice::None(why) => assert!(why.contains("already runs it"), "{why}"),
             _ => panic!("expected no host"),
         }
-        assert!(matches!(
-            choose(&BTreeMap::new(), &alive, &none, None, &taken, &per_value, |_| false),
-            Choice::NeedBids
-        ));
+        let no_bids = View { bids: BTreeMap::new(), ..view };
+        assert!(matches!(choose(&no_bids, &none, None, &taken, &per_value, |_| false), Choice::NeedBids));
     }
 
     #[test]

@@ -267,6 +267,28 @@ pub(crate) fn shares(caps: &[u32], pool: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The sum of the running actors' caps, kept as they change, so the O(actors) [`rebalance`] runs only when the
+/// caps do not all fit the pool, or just stopped not fitting. While they fit, every actor runs at its own cap:
+/// a loaded actor starts at it, and a rescale sets it.
+struct Caps {
+    pool: u32,
+    total: u64,
+    oversubscribed: bool,
+}
+
+impl Caps {
+    /// Records a cap leaving (`old`) and one arriving (`new`), then rebalances if needed; whether it did.
+    fn change(&mut self, actors: &HashMap<Name, Running>, old: Option<u32>, new: Option<u32>) -> bool {
+        self.total = self.total - old.map_or(0, u64::from) + new.map_or(0, u64::from);
+        if self.total <= u64::from(self.pool) && !self.oversubscribed {
+            return false;
+        }
+        rebalance(actors, self.pool);
+        self.oversubscribed = self.total > u64::from(self.pool);
+        true
+    }
+}
+
 /// Gives every running actor its share of the pool (takes effect as running invocations finish).
 fn rebalance(actors: &HashMap<Name, Running>, pool: u32) {
     let running: Vec<&Running> = actors.values().collect();
@@ -289,6 +311,7 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
     let mut actors: HashMap<Name, Running> = HashMap::new();
     let mut served: HashMap<String, lattice_provider_sdk::remote::Serving> = HashMap::new();
     let mut providers: HashMap<String, ProviderSlot> = HashMap::new();
+    let mut caps = Caps { pool, total: 0, oversubscribed: false };
     while let Some(command) = rx.recv().await {
         match command {
             Command::Install { info, actor, stop, serving, done } => {
@@ -297,47 +320,51 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
                     continue;
                 }
                 let cap = actor.max_concurrency();
-                if let Some(old) = actors.insert(info.name.clone(), Running { actor, cap, stop, serving, info }) {
+                let old = actors.insert(info.name.clone(), Running { actor, cap, stop, serving, info });
+                if let Some(old) = &old {
                     old.stop.cancel();
                 }
-                rebalance(&actors, pool);
+                caps.change(&actors, old.map(|o| o.cap), Some(cap));
                 let _ = done.send(Ok(()));
             }
             Command::Replace { info, actor, done } => {
-                let replaced = match actors.get_mut(&info.name) {
-                    Some(running) => {
-                        running.cap = actor.max_concurrency();
-                        running.actor = actor.clone();
-                        running.info = info;
-                        // The old version's messaging subscriptions end now; its admitted calls finish.
-                        let old = running.serving.send_replace(actor);
-                        tokio::spawn(async move { old.close_subscriptions().await });
-                        true
-                    }
-                    None => false,
-                };
-                if replaced {
-                    rebalance(&actors, pool);
+                let replaced = actors.get_mut(&info.name).map(|running| {
+                    let old_cap = std::mem::replace(&mut running.cap, actor.max_concurrency());
+                    running.actor = actor.clone();
+                    running.info = info;
+                    // The old version's messaging subscriptions end now; its admitted calls finish.
+                    let old = running.serving.send_replace(actor);
+                    tokio::spawn(async move { old.close_subscriptions().await });
+                    (old_cap, running.cap)
+                });
+                if let Some((old_cap, cap)) = replaced {
+                    caps.change(&actors, Some(old_cap), Some(cap));
                 }
-                let _ = done.send(replaced);
+                let _ = done.send(replaced.is_some());
             }
             Command::Remove { name, done } => {
                 let removed = actors.remove(&name);
                 if let Some(running) = &removed {
                     running.stop.cancel();
-                    rebalance(&actors, pool);
+                    caps.change(&actors, Some(running.cap), None);
                 }
                 let _ = done.send(removed.is_some());
             }
             Command::Rescale { name, max_concurrency, done } => {
-                let info = actors.get_mut(&name).map(|running| {
-                    running.cap = max_concurrency.max(1);
+                let changed = actors.get_mut(&name).map(|running| {
+                    let old_cap = std::mem::replace(&mut running.cap, max_concurrency.max(1));
                     running.info.max_concurrency = max_concurrency;
-                    running.info.clone()
+                    (old_cap, running.cap, running.info.clone())
                 });
-                if info.is_some() {
-                    rebalance(&actors, pool);
-                }
+                let info = changed.map(|(old_cap, cap, info)| {
+                    // Unless the pool is oversubscribed (then it runs with its share), it runs at its own cap.
+                    if !caps.change(&actors, Some(old_cap), Some(cap))
+                        && let Some(running) = actors.get(&name)
+                    {
+                        running.actor.set_max_concurrency(cap);
+                    }
+                    info
+                });
                 let _ = done.send(info);
             }
             Command::Relink { name, links, done } => {
