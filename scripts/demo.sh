@@ -60,10 +60,10 @@ done
 "$lattice" hosts
 
 step "lattice apply lattice.toml --env test: kv-counter, 2 replicas spread over zone a and b, in-memory key-value"
-mkdir -p target/demo
-cp "$work/kv_counter.signed.wasm" target/demo/kv_counter.signed.wasm
+# lattice.toml's artifact is target/demo/kv_counter.signed.wasm, the component signed above.
 "$lattice" apply lattice.toml --env test
 for _ in 1 2 3; do "$lattice" call kv-counter visits; done
+echo "(each host has its own in-memory store, so the two replicas count apart; with Redis they share one)"
 "$lattice" status counter
 
 step "a Redis for the prod environment, on 127.0.0.1:6379 (the manifest's url)"

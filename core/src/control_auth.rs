@@ -186,13 +186,7 @@ pub fn sign_app(
     issued_at_ms: u64,
     nonce: [u8; NONCE_LEN],
 ) -> LinkSignature {
-    let signature = key.sign(&app_message(lattice, spec, revision, issued_at_ms, &nonce));
-    LinkSignature {
-        operator: key.public_key(),
-        issued_at_ms,
-        nonce: hex::encode(nonce),
-        signature: hex::encode(signature),
-    }
+    record_signature(key, &app_message(lattice, spec, revision, issued_at_ms, &nonce), issued_at_ms, nonce)
 }
 
 impl RequestAuth {
@@ -259,12 +253,16 @@ pub fn sign_link(
     issued_at_ms: u64,
     nonce: [u8; NONCE_LEN],
 ) -> LinkSignature {
-    let signature = key.sign(&link_message(lattice, actor, link, issued_at_ms, &nonce));
+    record_signature(key, &link_message(lattice, actor, link, issued_at_ms, &nonce), issued_at_ms, nonce)
+}
+
+/// A record's signature of `message`, as stored with the record.
+fn record_signature(key: &SeedKey, message: &[u8], issued_at_ms: u64, nonce: [u8; NONCE_LEN]) -> LinkSignature {
     LinkSignature {
         operator: key.public_key(),
         issued_at_ms,
         nonce: hex::encode(nonce),
-        signature: hex::encode(signature),
+        signature: hex::encode(key.sign(message)),
     }
 }
 
@@ -313,25 +311,29 @@ impl OperatorPolicy {
     /// Checks a link record's signature (no freshness: a record is state, valid until replaced or deleted).
     /// Returns the operator.
     pub fn verify_link(&self, lattice: &str, record: &LinkRecord) -> Result<PublicKey, Refusal> {
-        let auth = record.signature.as_ref().ok_or(Refusal::Unsigned)?;
-        self.check_trusted(&auth.operator)?;
-        let nonce = decode_hex::<NONCE_LEN>(&auth.nonce, "nonce")?;
-        let signature = decode_hex::<SIGNATURE_LEN>(&auth.signature, "signature")?;
-        let message = link_message(lattice, record.actor.as_str(), &record.link, auth.issued_at_ms, &nonce);
-        if !auth.operator.verify(&message, &signature) {
-            return Err(Refusal::Forged { operator: auth.operator });
-        }
-        Ok(auth.operator)
+        self.verify_record(record.signature.as_ref(), |iat, nonce| {
+            link_message(lattice, record.actor.as_str(), &record.link, iat, nonce)
+        })
     }
 
     /// Checks an app record's signature (no freshness: a record is state). Returns the operator.
     pub fn verify_app(&self, lattice: &str, record: &AppRecord) -> Result<PublicKey, Refusal> {
-        let auth = record.signature.as_ref().ok_or(Refusal::Unsigned)?;
+        self.verify_record(record.signature.as_ref(), |iat, nonce| {
+            app_message(lattice, &record.spec, record.revision, iat, nonce)
+        })
+    }
+
+    /// Checks a stored record's signature of the bytes `message` makes from its time and nonce.
+    fn verify_record(
+        &self,
+        auth: Option<&LinkSignature>,
+        message: impl Fn(u64, &[u8; NONCE_LEN]) -> Vec<u8>,
+    ) -> Result<PublicKey, Refusal> {
+        let auth = auth.ok_or(Refusal::Unsigned)?;
         self.check_trusted(&auth.operator)?;
         let nonce = decode_hex::<NONCE_LEN>(&auth.nonce, "nonce")?;
         let signature = decode_hex::<SIGNATURE_LEN>(&auth.signature, "signature")?;
-        let message = app_message(lattice, &record.spec, record.revision, auth.issued_at_ms, &nonce);
-        if !auth.operator.verify(&message, &signature) {
+        if !auth.operator.verify(&message(auth.issued_at_ms, &nonce), &signature) {
             return Err(Refusal::Forged { operator: auth.operator });
         }
         Ok(auth.operator)

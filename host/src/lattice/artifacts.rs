@@ -68,18 +68,21 @@ pub(crate) async fn store(
 /// Entries were digest-checked when fetched; at most [`RecentArtifacts::CAPACITY`] are kept.
 #[derive(Default)]
 pub(crate) struct RecentArtifacts {
-    entries: std::sync::Mutex<Vec<((String, String), std::sync::Arc<[u8]>)>>,
+    entries: std::sync::Mutex<Vec<(ArtifactKey, std::sync::Arc<[u8]>)>>,
 }
+
+/// An artifact's name and the object's `nuid`.
+type ArtifactKey = (String, String);
 
 impl RecentArtifacts {
     const CAPACITY: usize = 8;
 
-    fn get(&self, key: &(String, String)) -> Option<std::sync::Arc<[u8]>> {
+    fn get(&self, key: &ArtifactKey) -> Option<std::sync::Arc<[u8]>> {
         let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         entries.iter().find(|(k, _)| k == key).map(|(_, bytes)| bytes.clone())
     }
 
-    fn put(&self, key: (String, String), bytes: std::sync::Arc<[u8]>) {
+    fn put(&self, key: ArtifactKey, bytes: std::sync::Arc<[u8]>) {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         entries.retain(|(k, _)| k.0 != key.0);
         if entries.len() >= Self::CAPACITY {

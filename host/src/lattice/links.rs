@@ -32,7 +32,7 @@ pub(crate) type LinkTable = HashMap<Name, BTreeMap<String, LinkSpec>>;
 pub(crate) async fn state_bucket(js: &jetstream::Context, subjects: &Subjects) -> Result<kv::Store, HostError> {
     let config = kv::Config {
         bucket: subjects.state_bucket(),
-        description: "lattice state: links".into(),
+        description: "lattice state: links, apps and their status".into(),
         history: 5,
         ..Default::default()
     };

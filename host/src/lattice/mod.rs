@@ -335,10 +335,17 @@ async fn events_stream(js: &jetstream::Context, subjects: &Subjects) -> Result<(
         max_age: Duration::from_secs(24 * 3600),
         ..Default::default()
     };
-    js.get_or_create_stream(config)
-        .await
-        .map(drop)
-        .map_err(|e| HostError::Setup { what: "the events stream", message: e.to_string() })
+    let setup = |e: &dyn std::fmt::Display| HostError::Setup { what: "the events stream", message: e.to_string() };
+    let mut stream = js.get_or_create_stream(config.clone()).await.map_err(|e| setup(&e))?;
+    // A lattice whose stream an older host created keeps only the kinds that host knew: add the new ones.
+    let kept = stream.info().await.map_err(|e| setup(&e))?.config.subjects.clone();
+    if config.subjects.iter().any(|s| !kept.contains(s)) {
+        let mut subjects = kept;
+        subjects.extend(config.subjects.iter().filter(|s| !subjects.contains(s)).cloned().collect::<Vec<_>>());
+        let updated = jetstream::stream::Config { subjects, ..stream.cached_info().config.clone() };
+        js.update_stream(updated).await.map_err(|e| setup(&e))?;
+    }
+    Ok(())
 }
 
 /// Joins the lattice and starts serving. Returns once the host has announced itself.

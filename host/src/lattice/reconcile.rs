@@ -147,7 +147,6 @@ struct Leader {
     backoff: HashMap<(Target, bool), Backoff>,
     errors: HashMap<(Name, Name), String>,
     bids: Option<(Instant, BTreeMap<Name, Bid>)>,
-    auction_running: bool,
     written: HashMap<Name, AppStatus>,
     published: HashMap<Name, Published>,
     deployed: HashMap<Name, u64>,
@@ -180,7 +179,6 @@ pub(crate) async fn lead(shared: Arc<Shared>, client: LatticeClient, store: AppS
         backoff: HashMap::new(),
         errors: HashMap::new(),
         bids: None,
-        auction_running: false,
         written: HashMap::new(),
         published: HashMap::new(),
         deployed: HashMap::new(),
@@ -450,11 +448,9 @@ impl Leader {
         for (target, verb, action) in plan.actions {
             self.spawn(target, verb, action);
         }
-        if need_bids && !self.auction_running {
-            self.auction_running = true;
-            let auction = self.client.auction(BTreeMap::new(), AUCTION_WAIT).await;
-            self.auction_running = false;
-            match auction {
+        // The next tick places with these bids (the loop waits for the auction: one at a time).
+        if need_bids {
+            match self.client.auction(BTreeMap::new(), AUCTION_WAIT).await {
                 Ok(bids) => self.bids = Some((Instant::now(), bids.into_iter().map(|b| (b.host.clone(), b)).collect())),
                 Err(error) => tracing::warn!(%error, "placement auction failed"),
             }
