@@ -513,8 +513,20 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         bail!("no app `{app}` in lattice `{}` (see `lattice apps`)", client.subjects().lattice());
     };
     let status = client.app_status(&app).await?;
+    let stored = client.list_links().await?;
+    let links: Vec<(Name, String, String)> = record
+        .spec
+        .actors
+        .iter()
+        .flat_map(|a| a.links.iter().map(|l| (a.name.clone(), l.clone(), link_state(&stored, &a.name, l))))
+        .collect();
     if args.output == Output::Json {
-        return print_json(&summary_json(&record, status.as_ref()));
+        let mut doc = summary_json(&record, status.as_ref());
+        doc["links"] = links
+            .iter()
+            .map(|(actor, link, state)| serde_json::json!({"actor": actor, "link": link, "state": state}))
+            .collect();
+        return print_json(&doc);
     }
     let spec = &record.spec;
     println!(
@@ -555,15 +567,32 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         }
         println!("{t}");
     }
-    let links: Vec<String> =
-        spec.actors.iter().flat_map(|a| a.links.iter().map(move |l| format!("{} {l}", a.name))).collect();
     if !links.is_empty() {
-        println!("links:\n  {}", links.join("\n  "));
+        let mut t = table(&["ACTOR", "LINK", "IN THE LATTICE"]);
+        for (actor, link, state) in links {
+            t.add_row([actor.to_string(), link, state]);
+        }
+        println!("{t}");
     }
     if let Some(leader) = client.leader().await? {
         println!("leader: {leader}");
     }
     Ok(())
+}
+
+/// Whether the lattice's links of `actor` hold `link` as the app declares it: `stored`, `missing` (the app's
+/// providers may not run yet), or what is stored instead (changed by hand since the apply).
+fn link_state(stored: &[lattice_core::wire::LinkRecord], actor: &Name, link: &str) -> String {
+    let Ok(declared) = link.parse::<lattice_core::link::LinkSpec>() else { return "-".into() };
+    let same_slot = |text: &str| {
+        text.parse::<lattice_core::link::LinkSpec>()
+            .is_ok_and(|l| l.interface == declared.interface && l.name == declared.name)
+    };
+    match stored.iter().find(|r| &r.actor == actor && same_slot(&r.link)) {
+        Some(record) if record.link == link => "stored".into(),
+        Some(record) => format!("differs: {}", record.link),
+        None => "missing".into(),
+    }
 }
 
 /// What an app has placed, host by host, from a ping.

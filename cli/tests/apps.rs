@@ -415,6 +415,14 @@ config = {{ url = "{}" }}
     assert_eq!(host.actors[0].links, ["keyvalue:default=redis"]);
     assert!(host.provider_owners.contains_key("redis"), "{host:?}");
 
+    // Status shows the link as stored, and a link changed by hand since as differing.
+    let status: serde_json::Value = serde_json::from_str(&lattice.cli_ok(&["status", "counter", "-o", "json"])?)?;
+    assert_eq!(status["links"][0]["link"], "keyvalue:default=redis", "{status}");
+    assert_eq!(status["links"][0]["state"], "stored", "{status}");
+    lattice.cli_ok(&["link", "put", "kv-counter", "keyvalue", "default", "--provider", "inmemory"])?;
+    let status: serde_json::Value = serde_json::from_str(&lattice.cli_ok(&["status", "counter", "-o", "json"])?)?;
+    assert_eq!(status["links"][0]["state"], "differs: keyvalue:default=inmemory", "{status}");
+
     // Delete: no actor, link or provider of the app remains.
     let deleted = lattice.cli_ok(&["delete", "counter"])?;
     assert!(deleted.contains("deleted app counter (revision 2)"), "{deleted}");

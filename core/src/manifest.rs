@@ -1065,6 +1065,16 @@ config = { url = "redis://127.0.0.1:6379" }
     }
 
     #[test]
+    fn the_repositorys_lattice_toml_is_valid_in_every_environment() {
+        let manifest = parse(include_str!("../../lattice.toml"));
+        assert_eq!(manifest.envs(), ["prod", "test"]);
+        for env in [None, Some("test"), Some("prod")] {
+            let resolved = manifest.resolve(env).unwrap_or_else(|e| panic!("{env:?}: {e}"));
+            assert_eq!(resolved.actors[0].spec.replicas, 2);
+        }
+    }
+
+    #[test]
     fn the_example_resolves_for_default_and_prod() {
         let manifest = parse(EXAMPLE);
         assert_eq!(manifest.name().as_str(), "counter");
