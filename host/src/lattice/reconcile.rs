@@ -43,6 +43,8 @@ use super::{LatticeClient, Shared};
 
 /// How often the leader compares desired and actual state.
 const TICK: Duration = Duration::from_millis(200);
+/// How long a new leader gathers ping replies for its first view of the hosts (heartbeats follow).
+const FIRST_LOOK: Duration = Duration::from_millis(250);
 /// How often the leader re-reads every app record (the watch delivers changes in between).
 const RESYNC: Duration = Duration::from_secs(10);
 /// How long an auction gathers bids.
@@ -188,7 +190,7 @@ pub(crate) async fn lead(shared: Arc<Shared>, client: LatticeClient, store: AppS
         outcomes,
     };
     // What runs now, from every host that answers; heartbeats keep it current from here on.
-    match leader.client.ping(Duration::from_millis(500)).await {
+    match leader.client.ping(FIRST_LOOK).await {
         Ok(hosts) => {
             let now = Instant::now();
             for info in hosts {
@@ -403,6 +405,20 @@ impl Leader {
 
     /// One comparison of desired and actual state, and the actions it calls for.
     async fn reconcile(&mut self) {
+        if self.pass().await {
+            // Hold the auction the plan needs, then place with its bids at once rather than a tick later.
+            match self.client.auction(BTreeMap::new(), AUCTION_WAIT).await {
+                Ok(bids) => {
+                    self.bids = Some((Instant::now(), bids.into_iter().map(|b| (b.host.clone(), b)).collect()));
+                    self.pass().await;
+                }
+                Err(error) => tracing::warn!(%error, "placement auction failed"),
+            }
+        }
+    }
+
+    /// Plans from the current view, starts the actions and reports; true when placements wait for bids.
+    async fn pass(&mut self) -> bool {
         let now = Instant::now();
         // Lost hosts are skipped below; forgotten after a minute of silence.
         self.hosts.retain(|_, view| now.duration_since(view.seen) < Duration::from_secs(60));
@@ -448,17 +464,11 @@ impl Leader {
         for (target, verb, action) in plan.actions {
             self.spawn(target, verb, action);
         }
-        // The next tick places with these bids (the loop waits for the auction: one at a time).
-        if need_bids {
-            match self.client.auction(BTreeMap::new(), AUCTION_WAIT).await {
-                Ok(bids) => self.bids = Some((Instant::now(), bids.into_iter().map(|b| (b.host.clone(), b)).collect())),
-                Err(error) => tracing::warn!(%error, "placement auction failed"),
-            }
-        }
         for (status, problem) in statuses {
             self.report(status, problem).await;
         }
         self.finish_deletions(&owning).await;
+        need_bids
     }
 
     /// Plans one app and returns its status and, when it is degraded, why.
