@@ -74,6 +74,9 @@ pub struct StatusArgs {
     /// Wait until the app is reconciled: exit 0 then, or 1 with the reason when the time runs out
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", requires = "app")]
     pub wait: Option<Duration>,
+    /// List the app's stored revisions instead (version, environment, when, signed by)
+    #[arg(long, requires = "app", conflicts_with = "wait")]
+    pub history: bool,
     /// Output format
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
@@ -504,6 +507,9 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let Some(app) = args.app.clone() else {
         return apps(AppsArgs { lattice: args.lattice, output: args.output }).await;
     };
+    if args.history {
+        return history(&client, &app, args.output).await;
+    }
     if let Some(wait_for) = args.wait {
         // Fails with the reason when the time runs out.
         let deadline = tokio::time::Instant::now() + wait_for;
@@ -577,6 +583,31 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     if let Some(leader) = client.leader().await? {
         println!("leader: {leader}");
     }
+    Ok(())
+}
+
+/// Every stored revision of `app`, oldest first.
+async fn history(client: &LatticeClient, app: &Name, output: Output) -> anyhow::Result<()> {
+    let revisions = client.app_history(app).await?;
+    if revisions.is_empty() {
+        bail!("no app `{app}` in lattice `{}` (see `lattice apps`)", client.subjects().lattice());
+    }
+    if output == Output::Json {
+        return print_json(&revisions);
+    }
+    let mut t = table(&["REVISION", "VERSION", "ENV", "APPLIED", "SIGNED BY", "ACTORS"]);
+    for record in &revisions {
+        let applied = std::time::UNIX_EPOCH + Duration::from_millis(record.applied_at_ms);
+        t.add_row([
+            record.revision.to_string(),
+            record.spec.version.clone(),
+            record.spec.env.clone().unwrap_or_else(|| "-".into()),
+            humantime::format_rfc3339_seconds(applied).to_string(),
+            record.signature.as_ref().map_or_else(|| "unsigned".into(), |s| s.operator.to_string()),
+            record.spec.actors.iter().map(|a| format!("{}×{}", a.name, a.replicas)).collect::<Vec<_>>().join(" "),
+        ]);
+    }
+    println!("{t}");
     Ok(())
 }
 

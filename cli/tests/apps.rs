@@ -423,6 +423,13 @@ config = {{ url = "{}" }}
     let status: serde_json::Value = serde_json::from_str(&lattice.cli_ok(&["status", "counter", "-o", "json"])?)?;
     assert_eq!(status["links"][0]["state"], "differs: keyvalue:default=inmemory", "{status}");
 
+    // Both revisions are kept.
+    let history: serde_json::Value =
+        serde_json::from_str(&lattice.cli_ok(&["status", "counter", "--history", "-o", "json"])?)?;
+    let envs: Vec<&str> =
+        history.as_array().context("revisions")?.iter().filter_map(|r| r["spec"]["env"].as_str()).collect();
+    assert_eq!(envs, ["test", "prod"], "{history}");
+
     // Delete: no actor, link or provider of the app remains.
     let deleted = lattice.cli_ok(&["delete", "counter"])?;
     assert!(deleted.contains("deleted app counter (revision 2)"), "{deleted}");
