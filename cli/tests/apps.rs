@@ -260,3 +260,63 @@ config = {{ url = "{}" }}
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no app `counter`"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messaging_workflow_declared_in_a_manifest_runs_across_hosts() -> Result<()> {
+    use lattice_provider_sdk::KeyValue;
+    let mut lattice = Lattice::new("workflow").await?;
+    lattice.spawn("h1", &[])?;
+    lattice.spawn("h2", &[])?;
+    lattice.ready(2).await?;
+    // order-store on both hosts shares `orders.new` through a queue group and publishes `orders.stored`;
+    // order-total adds them up in a provider the app places. Links in both forms: text and table.
+    let manifest = format!(
+        r#"[app]
+name = "orders"
+version = "1.0.0"
+
+[[actor]]
+name = "order-store"
+artifact = "{}"
+replicas = 2
+links = {{ "keyvalue:default" = "inmemory", "messaging:events" = "nats", "messaging:orders" = {{ provider = "nats", subscribe = "orders.new", queue = "order-store" }} }}
+
+[[actor]]
+name = "order-total"
+artifact = "{}"
+links = {{ "keyvalue:default" = "totals", "messaging:stored" = "nats,subscribe=orders.stored" }}
+
+[[provider]]
+name = "totals"
+kind = "inmemory"
+"#,
+        lattice_test_actors::ORDER_STORE,
+        lattice_test_actors::ORDER_TOTAL
+    );
+    lattice.write("lattice.toml", &manifest)?;
+    let applied = lattice.cli_ok(&["apply"])?;
+    assert!(applied.contains("app orders revision 1 is reconciled"), "{applied}");
+    assert_eq!(lattice.replicas("orders", "order-store").await?.len(), 2);
+
+    const ORDERS: u64 = 200;
+    let mut expected = 0;
+    for i in 0..ORDERS {
+        let amount = i % 97 + 1;
+        expected += amount;
+        lattice.client.nats().publish("orders.new", format!("o-{i} {amount}").into()).await?;
+    }
+    lattice.client.nats().flush().await?;
+    let totals = lattice_provider_sdk::remote::RemoteKeyValue::new(
+        lattice.client.nats().clone(),
+        lattice.client.subjects().provider(&Name::new("totals")?, "keyvalue"),
+        Duration::from_secs(5),
+    );
+    let text = |v: Option<Vec<u8>>| v.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+    wait_for("every order to be counted", Duration::from_secs(30), || async {
+        (text(totals.get("default", "orders").await.ok()?) == ORDERS.to_string()).then_some(())
+    })
+    .await
+    .with_context(|| lattice.logs())?;
+    assert_eq!(text(totals.get("default", "total").await?), expected.to_string());
+    Ok(())
+}

@@ -387,6 +387,7 @@ impl Leader {
                     }
                     Verb::StopProvider => {
                         view.info.provider_owners.remove(target.item.as_str());
+                        view.info.providers.retain(|p| p != &format!("keyvalue:{}", target.item));
                     }
                 }
             }
@@ -501,7 +502,15 @@ impl Leader {
             if !running.is_empty() {
                 provider_up.insert(provider.name.to_string());
             } else if pending.is_empty() {
-                let taken = BTreeSet::new();
+                // Hosts that already run an instance of that name (started by hand, or an old config of this
+                // app being stopped) cannot take another.
+                let listed = format!("keyvalue:{}", provider.name);
+                let taken: BTreeSet<Name> = view
+                    .alive
+                    .iter()
+                    .filter(|(_, hv)| hv.info.providers.contains(&listed))
+                    .map(|(id, _)| id.clone())
+                    .collect();
                 match choose(view, &provider.constraints, None, &taken, &BTreeMap::new(), |host| {
                     self.backed_off(&target(app, &provider.name, host), true, view.now)
                 }) {
