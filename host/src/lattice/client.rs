@@ -497,8 +497,13 @@ impl LatticeClient {
             |e: &dyn std::fmt::Display| ClientError::Nats { what: "listing links".into(), message: e.to_string() };
         let mut keys = store.keys().await.map_err(|e| nats(&e))?;
         let mut out = Vec::new();
+        // The bucket holds apps, their history and status too: read only the link keys.
+        let prefix = self.subjects.links_filter().trim_end_matches('>');
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| nats(&e))?;
+            if !key.starts_with(prefix) {
+                continue;
+            }
             if let Some(value) = store.get(&key).await.map_err(|e| nats(&e))?
                 && let Ok(record) = wire::decode::<LinkRecord>(&value)
             {
