@@ -362,23 +362,9 @@ fn print_changes(app: &Name, changes: &[String]) {
 }
 
 async fn push(client: &LatticeClient, name: &str, bytes: Vec<u8>, text: bool) -> anyhow::Result<()> {
-    let bar = indicatif::ProgressBar::new(bytes.len() as u64);
+    let pushed = crate::ctl::push_with_progress(client, name, bytes, text).await?;
     if text {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message(format!("pushing {}", &name[..name.len().min(19)]));
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let progress = bar.clone();
-    let size = bytes.len();
-    client.push(name, bytes.into(), move |sent| progress.set_position(sent)).await?;
-    bar.finish_and_clear();
-    if text {
-        println!("pushed {name} ({size} bytes)");
+        println!("pushed {} ({} bytes)", pushed.name, pushed.size);
     }
     Ok(())
 }

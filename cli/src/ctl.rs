@@ -170,25 +170,36 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         }
     };
     let client = lattice.client().await?;
-    let bar = indicatif::ProgressBar::new(bytes.len() as u64);
-    if args.output == Output::Text {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message(format!("pushing {name}"));
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let progress = bar.clone();
-    let pushed = client.push(name.as_str(), bytes.into(), move |sent| progress.set_position(sent)).await?;
-    bar.finish_and_clear();
+    let pushed = push_with_progress(&client, name.as_str(), bytes, args.output == Output::Text).await?;
     if args.output == Output::Json {
         return print_json(&serde_json::json!({"name": pushed.name, "sha256": pushed.digest, "size": pushed.size}));
     }
     println!("pushed {} ({} bytes, sha256 {})", pushed.name, pushed.size, pushed.digest);
     Ok(())
+}
+
+/// Pushes `bytes` as artifact `name`, with a progress bar on the terminal when `show` (hidden otherwise).
+pub(crate) async fn push_with_progress(
+    client: &LatticeClient,
+    name: &str,
+    bytes: Vec<u8>,
+    show: bool,
+) -> Result<lattice_host::lattice::Pushed, ClientError> {
+    let bar = indicatif::ProgressBar::new(bytes.len() as u64);
+    if show {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("pushing {}", name.chars().take(24).collect::<String>()));
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let progress = bar.clone();
+    let pushed = client.push(name, bytes.into(), move |sent| progress.set_position(sent)).await;
+    bar.finish_and_clear();
+    pushed
 }
 
 /// Start an actor on one or more hosts; prints the outcome once it is ready to serve.
