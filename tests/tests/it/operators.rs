@@ -296,3 +296,56 @@ async fn hosts_that_trust_no_operator_ignore_signatures() -> Result<()> {
     host.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_app_records_signed_by_a_trusted_operator_are_placed_and_provider_stop_needs_a_signature() -> Result<()> {
+    use lattice_core::wire::{AppActor, AppSpec, LimitsSpec};
+    let lattice = TestLattice::start("ops-apps").await?;
+    // The host trusts the operator and signs its own placements with that key (`--reconciler-key`).
+    let mut config: HostConfig = lattice.host_config("h1", &[]);
+    config.lattice = name("ops-apps");
+    config.operators = OperatorPolicy { trusted: vec![operator().public_key()], require_signed_reads: false };
+    config.operator_key = Some(operator());
+    let host = lattice::start(config, runtime()).await?;
+    let anonymous = client_of(&lattice, "ops-apps").await?;
+    let signed = client_of(&lattice, "ops-apps").await?.with_operator_key(operator());
+    let mut events = anonymous.events().await?;
+    let pushed = signed.push("kv-counter", std::fs::read(lattice_test_actors::KV_COUNTER)?.into(), |_| {}).await?;
+    let app = |name_: &str| AppSpec {
+        name: name(name_),
+        version: "1".into(),
+        env: None,
+        actors: vec![AppActor {
+            name: name(&format!("{name_}-counter")),
+            artifact: pushed.name.clone(),
+            digest: pushed.digest.clone(),
+            replicas: 1,
+            spread: None,
+            constraints: Default::default(),
+            limits: LimitsSpec::default(),
+            links: vec!["keyvalue:default=inmemory".into()],
+        }],
+        providers: Vec::new(),
+    };
+
+    // An unsigned app record is refused by the leader (once, with an event) and nothing is placed.
+    anonymous.apply_app(app("evil")).await?;
+    assert_eq!(refusal_event(&mut events, "app", "unsigned").await?, None);
+    // A signed one is placed, through the leader's signed control requests.
+    signed.apply_app(app("good")).await?;
+    wait_for("the signed app to be reconciled", SETTLE, || async {
+        signed.app_status(&name("good")).await.ok()?.filter(|s| s.reconciled)
+    })
+    .await?;
+    let running: Vec<String> =
+        anonymous.inventory(host.id()).await?.actors.iter().map(|a| a.name.to_string()).collect();
+    assert_eq!(running, ["good-counter"]);
+    assert!(anonymous.app_status(&name("evil")).await?.is_none());
+
+    // provider.stop is a mutating verb: refused unsigned, whatever it names.
+    signed.start_provider(host.id(), "cache", "inmemory", Default::default()).await?;
+    client_refused(anonymous.stop_provider(host.id(), "cache").await, "unsigned")?;
+    signed.stop_provider(host.id(), "cache").await?;
+    host.stop().await;
+    Ok(())
+}
