@@ -410,6 +410,14 @@ pub struct CallArgs {
     /// W3C trace context to send with the call (default: a new trace; -o json prints it)
     #[arg(long)]
     pub traceparent: Option<String>,
+    /// Call again, up to N more times, when no reply comes (timeout, no host runs the actor, every instance
+    /// busy), with the same lattice-msg-id each time. Safe only for actors whose handling of one message twice
+    /// has the effect of handling it once (they guard effects with the id, or have none)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retry: u32,
+    /// The call's lattice-msg-id, seen by the actor in the message metadata (default with --retry: a new one)
+    #[arg(long, value_name = "ID")]
+    pub msg_id: Option<String>,
     /// Output format
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
@@ -435,8 +443,17 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
         (None, None) => Vec::new(),
     };
     let client = lattice.client().await?;
-    let reply =
-        client.call(&args.actor, args.topic.as_deref(), payload.into(), args.timeout, Some(&traceparent)).await?;
+    let (reply, _attempts) = client
+        .call_retrying(
+            &args.actor,
+            args.topic.as_deref(),
+            payload.into(),
+            args.timeout,
+            Some(&traceparent),
+            args.msg_id.as_deref(),
+            args.retry,
+        )
+        .await?;
     match args.output {
         Output::Json => print_json(&serde_json::json!({
             "reply": reply.data.as_ref().map(|d| String::from_utf8_lossy(d).into_owned()),
@@ -505,6 +522,10 @@ fn describe(data: &EventData) -> String {
             Some(previous) => format!("leads the lattice's reconciler (took over from {previous})"),
             None => "leads the lattice's reconciler".to_owned(),
         },
+        EventData::MessageDead { actor, link, subject, id, attempts, reason, seq } => format!(
+            "{actor} (link {link}) gave up on {subject} id {id} after {attempts} deliveries: {reason} \
+             (lattice dlq replay {actor} --seq {seq})"
+        ),
         other => format!("{other:?}"),
     }
 }

@@ -14,6 +14,7 @@ mod keys;
 mod operator;
 mod policy;
 mod run;
+mod workflow;
 
 // Hosts allocate a little per invocation on every thread (stores, headers, tasks); mimalloc's thread-local
 // free lists keep that cheap. Benchmarks of the host use the same allocator.
@@ -47,6 +48,8 @@ enum Command {
     Stop(ctl::StopArgs),
     Scale(ctl::ScaleArgs),
     Call(ctl::CallArgs),
+    Publish(workflow::PublishArgs),
+    Dlq(workflow::DlqArgs),
     Events(ctl::EventsArgs),
     Label(ctl::LabelArgs),
     Link(ctl::LinkArgs),
@@ -96,6 +99,8 @@ fn main() -> ExitCode {
             Command::Stop(args) => ctl::stop(args).await,
             Command::Scale(args) => ctl::scale(args).await,
             Command::Call(args) => ctl::call(args).await,
+            Command::Publish(args) => workflow::publish(args).await,
+            Command::Dlq(args) => workflow::dlq(args).await,
             Command::Events(args) => ctl::events(args).await,
             Command::Label(args) => ctl::label(args).await,
             Command::Link(args) => ctl::link(args).await,

@@ -1075,6 +1075,23 @@ config = { url = "redis://127.0.0.1:6379" }
     }
 
     #[test]
+    fn the_orders_example_lattice_toml_is_valid_in_every_environment() {
+        let manifest = parse(include_str!("../../examples/orders/lattice.toml"));
+        assert_eq!(manifest.envs(), ["prod", "test"]);
+        for env in [None, Some("test"), Some("prod")] {
+            let resolved = manifest.resolve(env).unwrap_or_else(|e| panic!("{env:?}: {e}"));
+            let names: Vec<&str> = resolved.actors.iter().map(|a| a.spec.name.as_str()).collect();
+            assert_eq!(names, ["orders-ingest", "orders-validate", "orders-price", "orders-ledger"]);
+            for link in resolved.actors.iter().flat_map(|a| &a.spec.links).filter(|l| l.contains("subscribe=")) {
+                assert!(link.contains("delivery=at-least-once"), "{env:?}: {link}");
+            }
+        }
+        let prod = manifest.resolve(Some("prod")).expect("prod");
+        assert!(prod.actors.iter().all(|a| a.spec.replicas == 3 && a.spec.spread.as_deref() == Some("zone")));
+        assert!(prod.actors[3].spec.links.iter().any(|l| l == "keyvalue:ledger=orders-redis,bucket=orders-ledger"));
+    }
+
+    #[test]
     fn the_example_resolves_for_default_and_prod() {
         let manifest = parse(EXAMPLE);
         assert_eq!(manifest.name().as_str(), "counter");

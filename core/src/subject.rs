@@ -264,7 +264,7 @@ impl Subjects {
 
     /// The event subjects the events stream keeps: every kind except the heartbeat.
     pub fn stored_event_subjects(&self) -> Vec<String> {
-        ["host.started", "host.stopped", "actor.>", "provider.>", "app.>", "leader.>"]
+        ["host.started", "host.stopped", "actor.>", "provider.>", "app.>", "leader.>", "message.>"]
             .iter()
             .map(|kind| self.event(kind))
             .collect()
@@ -293,6 +293,26 @@ impl Subjects {
     /// Key of an app's reconciliation status (written by the leader) in the state bucket.
     pub fn app_status_key(&self, app: &Name) -> String {
         format!("status.{app}")
+    }
+
+    /// Where messages an actor failed to handle at least once are dead-lettered: `lattice.<l>.dlq.<actor>`.
+    pub fn dlq(&self, actor: &Name) -> String {
+        format!("lattice.{}.dlq.{actor}", self.lattice)
+    }
+
+    /// Every actor's dead letters.
+    pub fn dlq_wildcard(&self) -> String {
+        format!("lattice.{}.dlq.>", self.lattice)
+    }
+
+    /// The JetStream stream that keeps dead letters.
+    pub fn dlq_stream(&self) -> String {
+        format!("lattice_{}_dlq", self.lattice)
+    }
+
+    /// Prefix of the streams and consumers at-least-once delivery creates for this lattice's actors.
+    pub fn delivery_namespace(&self) -> String {
+        format!("lattice_{}", self.lattice)
     }
 
     /// The JetStream key-value bucket holding the reconciler's lease (one key, [`LEADER_KEY`]).

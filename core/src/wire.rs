@@ -189,6 +189,20 @@ pub mod headers {
     pub const AUTH_NONCE: &str = "Lattice-Auth-Nonce";
     /// On signed control requests: the ed25519 signature, hex (see `control_auth::request_message`).
     pub const AUTH_SIG: &str = "Lattice-Auth-Sig";
+    /// A message's id, stable across deliveries (at-least-once delivery, `lattice call --retry`).
+    pub const MESSAGE_ID: &str = "lattice-msg-id";
+    /// The id JetStream deduplicates published messages on.
+    pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+    /// On dead letters: the subject the message was published on.
+    pub const DLQ_SUBJECT: &str = "Lattice-Dlq-Subject";
+    /// On dead letters: why its last delivery failed.
+    pub const DLQ_REASON: &str = "Lattice-Dlq-Reason";
+    /// On dead letters: how many times it was delivered.
+    pub const DLQ_ATTEMPTS: &str = "Lattice-Dlq-Attempts";
+    /// On dead letters: the actor's link it arrived through.
+    pub const DLQ_LINK: &str = "Lattice-Dlq-Link";
+    /// On dead letters: the host that dead-lettered it.
+    pub const DLQ_HOST: &str = "Lattice-Dlq-Host";
 }
 
 /// Where a host gets an actor's component.
@@ -714,6 +728,23 @@ pub enum EventData {
         /// The leader before, if it was known.
         previous: Option<Name>,
     },
+    /// A message delivered at least once failed its last allowed delivery and was dead-lettered.
+    MessageDead {
+        /// The actor that could not handle it.
+        actor: Name,
+        /// The actor's link it arrived through.
+        link: String,
+        /// The subject it was published on.
+        subject: String,
+        /// Its `lattice-msg-id`.
+        id: String,
+        /// How many times it was delivered.
+        attempts: u64,
+        /// Why the last delivery failed.
+        reason: String,
+        /// Its sequence number in the dead-letter stream (`lattice dlq replay <actor> --seq N`).
+        seq: u64,
+    },
     /// A control request or a link record was refused by the operator policy (unsigned, forged, untrusted,
     /// expired, from the future or replayed).
     ControlRefused {
@@ -749,6 +780,7 @@ impl EventData {
             EventData::AppDegraded { .. } => "app.degraded",
             EventData::AppDeleted { .. } => "app.deleted",
             EventData::LeaderElected { .. } => "leader.elected",
+            EventData::MessageDead { .. } => "message.dead",
         }
     }
 }

@@ -34,6 +34,7 @@
 mod admission;
 mod bindings;
 mod cache;
+mod deadletter;
 mod engine;
 mod keyvalue;
 pub mod lattice;
@@ -47,6 +48,7 @@ mod state;
 mod subscriptions;
 
 pub use cache::CacheError;
+pub use deadletter::{DeadLetter, DeadLetters};
 pub use engine::{EngineConfig, EngineError};
 pub use lattice_keyvalue_inmemory::Quota as KeyValueQuota;
 pub use limits::{ActorLimits, LimitsError};

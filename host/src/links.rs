@@ -7,8 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use lattice_core::link::{Interface, LinkSpec};
 use lattice_provider_sdk::{KeyValue, Messaging, validate_queue, validate_subject};
+
+use crate::deadletter::DeadLetters;
 
 /// Makes a key-value provider for a name no local instance has: how a host reaches a provider another host
 /// serves over the lattice. `None`: no such provider can exist (e.g. the name is not a valid subject token).
@@ -20,6 +24,7 @@ pub struct Providers {
     keyvalue: HashMap<String, Arc<dyn KeyValue>>,
     messaging: HashMap<String, Arc<dyn Messaging>>,
     remote_keyvalue: Option<RemoteKeyValue>,
+    dead_letters: Option<Arc<dyn DeadLetters>>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -47,6 +52,12 @@ impl Providers {
     /// links are refused as unknown providers.
     pub fn set_remote_keyvalue(&mut self, remote: RemoteKeyValue) {
         self.remote_keyvalue = Some(remote);
+    }
+
+    /// Sets where messages delivered at least once go when they fail `max_deliver` times. Without it they are
+    /// logged at `error` and dropped from their stream.
+    pub fn set_dead_letters(&mut self, sink: Arc<dyn DeadLetters>) {
+        self.dead_letters = Some(sink);
     }
 
     /// Whether `name` is a key-value instance in this process (called with no network hop).
@@ -138,6 +149,7 @@ pub(crate) struct KeyValueLink {
 /// Config keys the host reads: `subscribe`, subjects separated by `|` (wildcards allowed; `,` separates config
 /// entries), `queue`, the queue group of that subscription, and `publish`, the patterns (same syntax) the
 /// actor may send and request to through this link (absent: any subject outside the reserved namespaces).
+/// `delivery=at-least-once` makes the link durable ([`Durable`]: `max_deliver`, `ack_wait`, `stream`).
 /// Other keys are left to the provider.
 ///
 /// A `subscribe` or `publish` pattern that could match a subject in a reserved namespace
@@ -152,6 +164,72 @@ pub(crate) struct MessagingLink {
     pub(crate) queue: Option<String>,
     /// The patterns sends and requests must match (`None`: no allow-list).
     pub(crate) publish: Option<Arc<[String]>>,
+    /// At-least-once delivery (`None`: at most once).
+    pub(crate) durable: Option<Durable>,
+    /// Where messages that fail every delivery go.
+    pub(crate) dead_letters: Option<Arc<dyn DeadLetters>>,
+}
+
+/// The at-least-once settings of a messaging link (`delivery=at-least-once`).
+///
+/// Its subscription reads a durable consumer shared by every host running the actor; its sends are stored by
+/// the provider before they return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Durable {
+    /// Deliveries of one message before it is dead-lettered (`max_deliver`, default 5, 1 to 1000).
+    pub(crate) max_deliver: u64,
+    /// How long a delivery may stay unsettled before it is delivered again (`ack_wait`, default 30s, 1s to
+    /// 12h). The host extends it while a handler runs.
+    pub(crate) ack_wait: Duration,
+    /// The stream to read (`stream`; default: found or made by the provider).
+    pub(crate) stream: Option<String>,
+}
+
+impl Durable {
+    /// Default `max_deliver`.
+    pub(crate) const MAX_DELIVER: u64 = 5;
+    /// Default `ack_wait`.
+    pub(crate) const ACK_WAIT: Duration = Duration::from_secs(30);
+
+    /// The link's delivery settings: `None` for at most once; an error for a bad value, or for a durable-only
+    /// key on an at-most-once link (it would be silently ignored).
+    fn parse(spec: &LinkSpec) -> Result<Option<Self>, String> {
+        let durable_keys = ["max_deliver", "ack_wait", "stream"];
+        match spec.config.get("delivery").map(String::as_str) {
+            None | Some("at-most-once") => {
+                return match durable_keys.iter().find(|k| spec.config.contains_key(**k)) {
+                    Some(key) => Err(format!("`{key}` needs `delivery=at-least-once`")),
+                    None => Ok(None),
+                };
+            }
+            Some("at-least-once") => {}
+            Some(other) => return Err(format!("delivery `{other}`: expected at-most-once or at-least-once")),
+        }
+        let max_deliver = match spec.config.get("max_deliver") {
+            None => Self::MAX_DELIVER,
+            Some(text) => match text.parse::<u64>() {
+                Ok(n @ 1..=1000) => n,
+                _ => return Err(format!("max_deliver `{text}`: expected a number from 1 to 1000")),
+            },
+        };
+        let ack_wait = match spec.config.get("ack_wait") {
+            None => Self::ACK_WAIT,
+            Some(text) => match lattice_core::units::parse_duration(text) {
+                Ok(d) if (Duration::from_secs(1)..=Duration::from_secs(12 * 3600)).contains(&d) => d,
+                Ok(_) => return Err(format!("ack_wait `{text}`: expected 1s to 12h")),
+                Err(e) => return Err(format!("ack_wait: {e}")),
+            },
+        };
+        let stream = spec.config.get("stream").cloned();
+        if let Some(name) = &stream
+            && (name.is_empty()
+                || name.len() > 255
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            return Err(format!("stream `{name}`: expected a JetStream stream name (letters, digits, `_`, `-`)"));
+        }
+        Ok(Some(Durable { max_deliver, ack_wait, stream }))
+    }
 }
 
 /// The `|`-separated patterns of config `key`, each a valid subject pattern outside the reserved namespaces.
@@ -172,8 +250,9 @@ fn patterns(spec: &LinkSpec, key: &str) -> Result<Option<Vec<String>>, LinkError
 }
 
 impl MessagingLink {
-    fn resolve(spec: &LinkSpec, provider: Arc<dyn Messaging>) -> Result<Self, LinkError> {
+    fn resolve(spec: &LinkSpec, provider: Arc<dyn Messaging>, providers: &Providers) -> Result<Self, LinkError> {
         let invalid = |reason: String| LinkError::Config { link: spec.to_string(), reason };
+        let durable = Durable::parse(spec).map_err(invalid)?;
         let subscribe = patterns(spec, "subscribe")?.unwrap_or_default();
         let publish = patterns(spec, "publish")?.map(Arc::from);
         let queue = spec.config.get("queue").cloned();
@@ -183,7 +262,15 @@ impl MessagingLink {
             }
             validate_queue(queue).map_err(|e| invalid(e.to_string()))?;
         }
-        Ok(MessagingLink { provider, provider_name: spec.provider.as_str().into(), subscribe, queue, publish })
+        Ok(MessagingLink {
+            provider,
+            provider_name: spec.provider.as_str().into(),
+            subscribe,
+            queue,
+            publish,
+            durable,
+            dead_letters: providers.dead_letters.clone(),
+        })
     }
 }
 
@@ -236,7 +323,7 @@ impl LinkSet {
                             available: names.join(", "),
                         }
                     })?;
-                    let link = MessagingLink::resolve(spec, provider.clone())?;
+                    let link = MessagingLink::resolve(spec, provider.clone(), providers)?;
                     if set.messaging.insert(spec.name.clone(), link).is_some() {
                         return Err(LinkError::Duplicate { interface: spec.interface, name: spec.name.clone() });
                     }

@@ -44,7 +44,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lattice_provider_sdk::durable::MESSAGE_ID;
 use lattice_provider_sdk::{InboundMessage, Messaging, MsgError, OutboundMessage, subject_matches};
+use sha2::{Digest, Sha256};
 use wasmtime::component::Resource;
 
 use crate::bindings::wasi::messaging::{producer, request_reply, types};
@@ -127,6 +129,8 @@ pub struct ClientHandle {
     provider: Arc<dyn Messaging>,
     /// The link's `publish=` allow-list.
     publish: Option<Arc<[String]>>,
+    /// Sends are durable (`delivery=at-least-once`).
+    durable: bool,
     connected: bool,
 }
 
@@ -315,6 +319,19 @@ impl InvocationState {
         Ok(Ok(handle.provider.clone()))
     }
 
+    /// The id of a durable send: the `lattice-msg-id` the actor set on the message, else, while handling a
+    /// message with an id, one derived from that id and the send's position in the invocation (so handling
+    /// the same message again sends messages the stream recognises as duplicates), else none.
+    fn durable_send_id(&mut self, message: &OutboundMessage) -> Option<String> {
+        if let Some((_, id)) = message.metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case(MESSAGE_ID)) {
+            return Some(id.clone());
+        }
+        let origin = self.message_id.as_deref()?;
+        self.durable_sends += 1;
+        let digest = Sha256::digest(format!("{origin}\n{}", self.durable_sends).as_bytes());
+        Some(hex::encode(&digest[..16]))
+    }
+
     /// Puts a message in the table, charged to the invocation's budget; traps past the bounds.
     fn push_message(&mut self, mut message: Message) -> wasmtime::Result<Resource<Message>> {
         let bytes = message.footprint();
@@ -391,6 +408,7 @@ impl types::HostClient for InvocationState {
             link: name,
             provider: link.provider.clone(),
             publish: link.publish.clone(),
+            durable: link.durable.is_some(),
             connected: true,
         };
         if let Err(limit) = self.resources.take(1, 0) {
@@ -479,7 +497,13 @@ impl producer::Host for InvocationState {
         if let Err(error) = self.check_size("message", message.data.len()) {
             return Ok(Err(error));
         }
-        let result = provider.send(&topic, message.into_outbound()).await;
+        let result = if self.table.get(&client)?.durable {
+            let outbound = message.into_outbound();
+            let id = self.durable_send_id(&outbound);
+            provider.send_durable(&topic, outbound, id.as_deref()).await
+        } else {
+            provider.send(&topic, message.into_outbound()).await
+        };
         if let Err(error) = &result {
             tracing::debug!(actor = %self.actor, %topic, %error, "producer.send failed");
         }

@@ -268,6 +268,16 @@ impl Runtime {
         });
     }
 
+    /// Sets where messages delivered at least once go after their last failed delivery (see
+    /// [`Providers::set_dead_letters`]); the lattice host keeps them in a stream.
+    pub fn set_dead_letters(&self, sink: Arc<dyn crate::DeadLetters>) {
+        self.inner.providers.rcu(|current| {
+            let mut next = Providers::clone(current);
+            next.set_dead_letters(sink.clone());
+            next
+        });
+    }
+
     /// Adds (or replaces) a messaging provider instance at run time (same rules as key-value instances).
     pub fn insert_messaging_provider(&self, name: impl Into<String>, provider: Arc<dyn Messaging>) {
         let name = name.into();
@@ -393,6 +403,10 @@ pub struct IncomingMessage {
     pub metadata: Vec<(String, String)>,
     /// Where `request-reply.reply` to this message goes (default: the invocation's reply).
     pub reply_to: ReplyTo,
+    /// The message's id when it is delivered at least once (or a call carries `lattice-msg-id`): messages the
+    /// actor sends durably while handling it get ids derived from it, so handling it again sends duplicates
+    /// the stream drops.
+    pub message_id: Option<String>,
 }
 
 impl IncomingMessage {
@@ -763,6 +777,8 @@ impl ActorInner {
             logs_dropped: 0,
             stdout,
             stderr,
+            message_id: message.message_id.clone(),
+            durable_sends: 0,
         };
         let mut store = Store::new(&self.runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);

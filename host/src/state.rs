@@ -33,6 +33,10 @@ pub(crate) struct InvocationState {
     pub(crate) logs_dropped: usize,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
+    /// The id of the message being handled, if it has one (see `IncomingMessage::message_id`).
+    pub(crate) message_id: Option<String>,
+    /// Durable sends so far that took an id derived from `message_id`.
+    pub(crate) durable_sends: u32,
 }
 
 impl WasiView for InvocationState {

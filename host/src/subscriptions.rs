@@ -30,12 +30,19 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use lattice_provider_sdk::durable::{
+    DELIVERY_ATTEMPT, Delivery, DeliveryStream, DurableConsumer, DurableSpec, MESSAGE_ID,
+};
 use lattice_provider_sdk::{InboundMessage, MessageStream, Messaging, MsgError};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::deadletter::{DeadLetter, DeadLetters};
+use crate::links::Durable;
 use crate::messaging::{ReplySubject, ReplyTo};
 use crate::runtime::{Actor, IncomingMessage, WeakActor};
 
@@ -55,6 +62,14 @@ pub struct SubscribeError {
     /// What the provider said.
     #[source]
     pub source: MsgError,
+}
+
+/// Where one subscribing link's messages come from.
+enum Source {
+    /// At most once: the provider's message stream.
+    Stream(MessageStream),
+    /// At least once: a durable consumer, fetched as permits free up.
+    Durable(Box<dyn DurableConsumer>, Durable),
 }
 
 /// The subscriptions of one actor; dropping it stops them.
@@ -94,6 +109,7 @@ struct Key {
     provider: usize,
     subjects: Vec<String>,
     queue: Option<String>,
+    durable: Option<Durable>,
 }
 
 impl Subscriptions {
@@ -110,6 +126,7 @@ impl Subscriptions {
                 provider: Arc::as_ptr(&link.provider).cast::<()>() as usize,
                 subjects: link.subscribe.clone(),
                 queue: link.queue.clone(),
+                durable: link.durable.clone(),
             })
             .collect();
         // A failed sync leaves `keys` empty, so the next one retries.
@@ -123,27 +140,40 @@ impl Subscriptions {
             return Ok(0);
         }
         let stop = CancellationToken::new();
-        let mut streams = Vec::with_capacity(wanted.len());
+        let mut sources = Vec::with_capacity(wanted.len());
         for (name, link) in &wanted {
-            let stream =
-                link.provider.subscribe(link.subscribe.clone(), link.queue.clone()).await.map_err(|source| {
-                    SubscribeError {
+            let error = |source| SubscribeError {
+                actor: actor.name().to_owned(),
+                link: (*name).to_owned(),
+                provider: link.provider_name.to_string(),
+                subjects: link.subscribe.join("|"),
+                source,
+            };
+            let source = match &link.durable {
+                None => Source::Stream(
+                    link.provider.subscribe(link.subscribe.clone(), link.queue.clone()).await.map_err(error)?,
+                ),
+                Some(durable) => {
+                    let spec = DurableSpec {
                         actor: actor.name().to_owned(),
                         link: (*name).to_owned(),
-                        provider: link.provider_name.to_string(),
-                        subjects: link.subscribe.join("|"),
-                        source,
-                    }
-                })?;
-            streams.push(stream);
+                        subjects: link.subscribe.clone(),
+                        stream: durable.stream.clone(),
+                        ack_wait: durable.ack_wait,
+                    };
+                    Source::Durable(link.provider.subscribe_durable(spec).await.map_err(error)?, durable.clone())
+                }
+            };
+            sources.push(source);
         }
-        for ((name, link), stream) in wanted.iter().zip(streams) {
+        for ((name, link), source) in wanted.iter().zip(sources) {
             tracing::info!(
                 actor = %actor.name(),
                 link = name,
                 provider = %link.provider_name,
                 subjects = %link.subscribe.join("|"),
                 queue = link.queue.as_deref().unwrap_or(""),
+                delivery = if link.durable.is_some() { "at-least-once" } else { "at-most-once" },
                 "messaging subscription started"
             );
             let reader = Reader {
@@ -153,7 +183,13 @@ impl Subscriptions {
                 provider: link.provider.clone(),
                 stop: stop.clone(),
             };
-            running.readers.push(tokio::spawn(reader.run(stream)));
+            let task = match source {
+                Source::Stream(stream) => tokio::spawn(reader.run(stream)),
+                Source::Durable(consumer, durable) => tokio::spawn(
+                    DurableReader { reader, durable, dead_letters: link.dead_letters.clone() }.run(consumer),
+                ),
+            };
+            running.readers.push(task);
         }
         running.keys = keys;
         running.stop = Some(stop.drop_guard());
@@ -236,6 +272,199 @@ impl Reader {
             content_type: message.content_type,
             metadata: message.metadata,
             reply_to,
+            message_id: None,
         }
+    }
+}
+
+/// Most messages one fetch asks for (and permits it holds while waiting).
+const MAX_FETCH: usize = 256;
+/// How long one fetch waits for messages before the reader asks again.
+const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// First wait after a failed fetch (doubling up to [`FETCH_RETRY_MAX`]).
+const FETCH_RETRY: Duration = Duration::from_millis(100);
+const FETCH_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The delay before a message whose handler failed on delivery `attempt` is delivered again: 100 ms, doubling,
+/// at most 10 s.
+pub(crate) fn redelivery_delay(attempt: u64) -> Duration {
+    let shift = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(7);
+    (Duration::from_millis(100) * (1 << shift)).min(Duration::from_secs(10))
+}
+
+/// Reads one at-least-once link's durable consumer: fetches as many messages as the actor has free permits,
+/// handles each in a fresh instance, then settles it.
+struct DurableReader {
+    reader: Reader,
+    durable: Durable,
+    dead_letters: Option<Arc<dyn DeadLetters>>,
+}
+
+impl DurableReader {
+    async fn run(self, mut consumer: Box<dyn DurableConsumer>) {
+        let stop = self.reader.stop.clone();
+        let this = Arc::new(self);
+        let mut retry = FETCH_RETRY;
+        'fetching: loop {
+            let Some(actor) = this.reader.actor.upgrade() else { break };
+            // Backpressure: ask only for what there are permits for, and wait for the first one.
+            let first = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                permit = actor.acquire_permit() => permit,
+            };
+            let mut permits = vec![first];
+            while permits.len() < MAX_FETCH {
+                match actor.try_acquire_permit() {
+                    Some(permit) => permits.push(permit),
+                    None => break,
+                }
+            }
+            let fetched = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                fetched = consumer.fetch(permits.len(), FETCH_WAIT) => fetched,
+            };
+            let mut batch = match fetched {
+                Ok(batch) => {
+                    retry = FETCH_RETRY;
+                    batch
+                }
+                Err(error) => {
+                    tracing::warn!(actor = %this.reader.actor_name, link = %this.reader.link, %error, "fetching messages failed; retrying");
+                    drop(permits);
+                    tokio::select! {
+                        biased;
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(retry) => {}
+                    }
+                    retry = (retry * 2).min(FETCH_RETRY_MAX);
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => {
+                        release_unstarted(&mut batch).await;
+                        break 'fetching;
+                    }
+                    next = batch.next() => next,
+                };
+                match next {
+                    None => break,
+                    Some(Err(error)) => {
+                        tracing::debug!(actor = %this.reader.actor_name, link = %this.reader.link, %error, "fetch ended early");
+                        break;
+                    }
+                    Some(Ok(delivery)) => match permits.pop() {
+                        Some(permit) => {
+                            tokio::spawn(this.clone().handle(actor.clone(), permit, delivery));
+                        }
+                        // The backend sent more than was asked for: let another fetch take it.
+                        None => settle(delivery.ack.nak(Duration::ZERO).await, "nak", &delivery.id),
+                    },
+                }
+            }
+        }
+        tracing::debug!(actor = %this.reader.actor_name, link = %this.reader.link, "at-least-once subscription stopped");
+    }
+
+    /// Handles one delivery with `permit` held, then acks it, or naks it with a delay, or dead-letters it
+    /// after its last allowed delivery. The permit is released only once the message is settled, so a
+    /// graceful stop that waits for the actor's permits waits for the acknowledgements too.
+    async fn handle(self: Arc<Self>, actor: Actor, permit: OwnedSemaphorePermit, delivery: Delivery) {
+        let Delivery { message, id, attempt, ack } = delivery;
+        let last = attempt >= self.durable.max_deliver;
+        // Kept only when a failure would dead-letter it.
+        let original = last.then(|| message.clone());
+        let subject = message.subject.clone();
+        let mut metadata: Vec<(String, String)> = message
+            .metadata
+            .into_iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case(MESSAGE_ID) && !k.eq_ignore_ascii_case(DELIVERY_ATTEMPT))
+            .collect();
+        metadata.push((MESSAGE_ID.to_owned(), id.clone()));
+        metadata.push((DELIVERY_ATTEMPT.to_owned(), attempt.to_string()));
+        let incoming = IncomingMessage {
+            topic: Some(message.subject),
+            data: message.data,
+            content_type: message.content_type,
+            metadata,
+            reply_to: ReplyTo::Nobody,
+            message_id: Some(id.clone()),
+        };
+        let invocation = actor.invoke_retaining_with(std::future::ready(permit), incoming);
+        tokio::pin!(invocation);
+        // Keep the delivery ours while the handler runs longer than half the acknowledgement wait.
+        let mut progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.durable.ack_wait / 2,
+            self.durable.ack_wait / 2,
+        );
+        let (outcome, retired) = loop {
+            tokio::select! {
+                done = &mut invocation => break done,
+                _ = progress.tick() => settle(ack.progress().await, "progress", &id),
+            }
+        };
+        let (actor_name, link) = (&self.reader.actor_name, &self.reader.link);
+        match outcome.result {
+            Ok(_) => settle(ack.ack().await, "ack", &id),
+            Err(error) => match original {
+                Some(original) => {
+                    let reason = error.to_string();
+                    tracing::warn!(actor = %actor_name, %link, %subject, %id, attempt, %reason, "message failed its last delivery: dead-lettering it");
+                    let stored = match &self.dead_letters {
+                        Some(sink) => {
+                            let letter = DeadLetter {
+                                actor: actor_name.to_string(),
+                                link: link.to_string(),
+                                subject: original.subject,
+                                id: id.clone(),
+                                attempts: attempt,
+                                reason,
+                                data: original.data,
+                                content_type: original.content_type,
+                                metadata: original.metadata,
+                            };
+                            sink.dead_letter(letter).await
+                        }
+                        None => {
+                            tracing::error!(actor = %actor_name, %link, %id, "no dead-letter store: the message is dropped");
+                            Ok(())
+                        }
+                    };
+                    match stored {
+                        Ok(()) => settle(ack.term().await, "term", &id),
+                        Err(error) => {
+                            tracing::warn!(actor = %actor_name, %link, %id, %error, "storing a dead letter failed: the message will be delivered again");
+                            settle(ack.nak(redelivery_delay(attempt)).await, "nak", &id);
+                        }
+                    }
+                }
+                None => {
+                    tracing::debug!(actor = %actor_name, %link, %subject, %id, attempt, %error, "message not handled: delivering it again later");
+                    settle(ack.nak(redelivery_delay(attempt)).await, "nak", &id);
+                }
+            },
+        }
+        drop(retired);
+    }
+}
+
+/// Hands back the messages a stopping reader received but did not start, so another subscriber takes them
+/// at once instead of after their acknowledgement wait.
+async fn release_unstarted(batch: &mut DeliveryStream) {
+    while let Some(Some(next)) = batch.next().now_or_never() {
+        if let Ok(delivery) = next {
+            settle(delivery.ack.nak(Duration::ZERO).await, "nak", &delivery.id);
+        }
+    }
+}
+
+/// Logs a failed acknowledgement: the backend delivers the message again after its acknowledgement wait.
+fn settle(result: Result<(), MsgError>, what: &str, id: &str) {
+    if let Err(error) = result {
+        tracing::warn!(%id, %error, "{what} failed: the message will be delivered again after its acknowledgement wait");
     }
 }

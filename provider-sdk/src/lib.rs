@@ -47,6 +47,7 @@
 
 pub use async_trait::async_trait;
 
+pub mod durable;
 pub mod remote;
 
 mod messaging;

@@ -7,6 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::Stream;
 
+#[cfg(doc)]
+use crate::durable::Delivery;
+use crate::durable::{DurableConsumer, DurableSpec};
+
 /// Longest subject (or queue group name) accepted, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 1024;
 
@@ -28,6 +32,10 @@ pub enum MsgError {
     /// The backend refused the operation (for example, the account may not publish on the subject).
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The provider does not offer this operation (for example at-least-once delivery on a backend without
+    /// persistence).
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// Any other failure: an invalid subject, no responders for a request…
     #[error("{0}")]
     Other(String),
@@ -79,7 +87,9 @@ pub type MessageStream = Pin<Box<dyn Stream<Item = InboundMessage> + Send>>;
 /// **Queue groups**: subscriptions that give the same queue name share the messages that match them: each
 /// message goes to one member of each group (and to every subscription without a queue).
 ///
-/// **Delivery** is at most once, as in core NATS: a message published while nobody subscribes is gone.
+/// **Delivery** is at most once, as in core NATS: a message published while nobody subscribes is gone. A
+/// backend with persistence may also offer at-least-once delivery: [`Messaging::subscribe_durable`] and
+/// [`Messaging::send_durable`] (the defaults refuse with [`MsgError::Unsupported`]); see [`crate::durable`].
 ///
 /// **Replies**: a message received with a `reply_to` subject is answered by [`Messaging::send`] to that subject.
 ///
@@ -117,6 +127,22 @@ pub trait Messaging: Send + Sync + 'static {
     /// Overlapping subjects in one call may deliver a message once per matching subject on some backends
     /// (NATS); the in-memory provider delivers it once.
     async fn subscribe(&self, subjects: Vec<String>, queue: Option<String>) -> Result<MessageStream, MsgError>;
+
+    /// Starts (or joins) the durable consumer `spec` describes: every subscriber with the same
+    /// [`DurableSpec::actor`] and [`DurableSpec::link`] shares it, so each message is handled by one of them at a
+    /// time, and a message is delivered again until it is acknowledged. See [`crate::durable`].
+    async fn subscribe_durable(&self, spec: DurableSpec) -> Result<Box<dyn DurableConsumer>, MsgError> {
+        let _ = spec;
+        Err(MsgError::Unsupported("at-least-once delivery (this provider has no persistence)".into()))
+    }
+
+    /// Publishes `msg` on `subject` durably: returns Ok only once the backend has stored it. `id`, when given,
+    /// identifies the message: a second send with the same id within the backend's deduplication window is
+    /// stored once, and subscribers see it as the message's [`Delivery::id`].
+    async fn send_durable(&self, subject: &str, msg: OutboundMessage, id: Option<&str>) -> Result<(), MsgError> {
+        let _ = (subject, msg, id);
+        Err(MsgError::Unsupported("at-least-once delivery (this provider has no persistence)".into()))
+    }
 }
 
 /// Checks `subject` against the subject rules of [`Messaging`]; `wildcards` allows `*` and `>` (subscriptions).

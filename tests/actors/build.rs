@@ -10,6 +10,10 @@ const GUESTS: &[(&str, &str)] = &[
     ("kv-counter", "KV_COUNTER"),
     ("order-store", "ORDER_STORE"),
     ("order-total", "ORDER_TOTAL"),
+    ("orders-ingest", "ORDERS_INGEST"),
+    ("orders-validate", "ORDERS_VALIDATE"),
+    ("orders-price", "ORDERS_PRICE"),
+    ("orders-ledger", "ORDERS_LEDGER"),
     ("actor-kv-probe", "KV_PROBE"),
     ("actor-spin", "SPIN"),
     ("actor-mem-bomb", "MEM_BOMB"),
@@ -17,6 +21,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("actor-huge-reply", "HUGE_REPLY"),
     ("actor-sleep", "SLEEP"),
     ("actor-msg-probe", "MSG_PROBE"),
+    ("actor-workflow-probe", "WORKFLOW_PROBE"),
 ];
 
 fn main() {

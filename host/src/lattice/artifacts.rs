@@ -55,6 +55,7 @@ pub(crate) async fn store(
             .create_object_store(object_store::Config {
                 bucket: bucket.to_owned(),
                 description: Some("lattice artifacts (components pushed with `lattice push`)".into()),
+                num_replicas: lattice_messaging_nats::replicas(&js.client()),
                 ..Default::default()
             })
             .await

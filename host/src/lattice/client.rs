@@ -677,12 +677,29 @@ impl LatticeClient {
         timeout: Duration,
         traceparent: Option<&str>,
     ) -> Result<CallReply, ClientError> {
+        self.call_with_id(actor, topic, payload, timeout, traceparent, None).await
+    }
+
+    /// Like [`LatticeClient::call`], with a `lattice-msg-id` the actor sees in the message's metadata (and
+    /// from which the ids of its durable sends are derived).
+    pub async fn call_with_id(
+        &self,
+        actor: &Name,
+        topic: Option<&str>,
+        payload: Bytes,
+        timeout: Duration,
+        traceparent: Option<&str>,
+        message_id: Option<&str>,
+    ) -> Result<CallReply, ClientError> {
         let mut request_headers = HeaderMap::new();
         if let Some(topic) = topic {
             request_headers.insert(headers::TOPIC, topic);
         }
         if let Some(traceparent) = traceparent {
             request_headers.insert(headers::TRACEPARENT, traceparent);
+        }
+        if let Some(id) = message_id {
+            request_headers.insert(headers::MESSAGE_ID, id);
         }
         let mut request = async_nats::Request::new().payload(payload).timeout(Some(timeout));
         if !request_headers.is_empty() {
@@ -712,6 +729,94 @@ impl LatticeClient {
                 "reply without a Lattice-Status header: is something else listening on the actor's subject?",
             ))),
         }
+    }
+
+    /// Calls `actor` like [`LatticeClient::call_with_id`] and, when no reply comes (timeout, no host runs it,
+    /// every instance busy), calls again with the same `message_id` (a new one when `None`), up to `retries` more times (waiting
+    /// 200 ms, doubling, between attempts). Safe only when handling the same message twice has the effect of
+    /// handling it once (the actor guards its effects with the id, or has none): the first call may have been
+    /// handled even though its reply was lost. Returns the reply and how many calls were made.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_retrying(
+        &self,
+        actor: &Name,
+        topic: Option<&str>,
+        payload: Bytes,
+        timeout: Duration,
+        traceparent: Option<&str>,
+        message_id: Option<&str>,
+        retries: u32,
+    ) -> Result<(CallReply, u32), ClientError> {
+        let generated;
+        let message_id = match message_id {
+            Some(id) => Some(id),
+            None if retries > 0 => {
+                let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
+                generated = hex::encode(nonce);
+                Some(generated.as_str())
+            }
+            None => None,
+        };
+        let mut wait = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let result = self.call_with_id(actor, topic, payload.clone(), timeout, traceparent, message_id).await;
+            let retry = match &result {
+                Err(ClientError::Timeout { .. } | ClientError::NoResponders(_)) => true,
+                Err(ClientError::Remote(error)) => error.code == ErrorCode::Unavailable,
+                _ => false,
+            };
+            if !retry || attempt > retries {
+                return result.map(|reply| (reply, attempt));
+            }
+            tracing::info!(%actor, attempt, id = message_id.unwrap_or_default(), "no reply: calling again with the same id");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            attempt += 1;
+        }
+    }
+
+    /// Publishes `payload` on `subject` through JetStream and returns once a stream stored it: the stream and
+    /// the message's sequence in it. `message_id` sets `lattice-msg-id` and the deduplication id (a second
+    /// publish with the same id within the stream's window is stored once: `duplicate` is then true).
+    pub async fn publish(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        metadata: &[(String, String)],
+        message_id: Option<&str>,
+    ) -> Result<Published, ClientError> {
+        let mut map = HeaderMap::new();
+        for (key, value) in metadata {
+            let name = key
+                .parse::<async_nats::HeaderName>()
+                .map_err(|e| ClientError::Nats { what: format!("header `{key}`"), message: e.to_string() })?;
+            let value = value
+                .parse::<async_nats::HeaderValue>()
+                .map_err(|e| ClientError::Nats { what: format!("header `{key}`"), message: e.to_string() })?;
+            map.append(name, value);
+        }
+        if let Some(id) = message_id {
+            map.insert(headers::MESSAGE_ID, id);
+            map.insert(headers::NATS_MSG_ID, id);
+        }
+        let js = jetstream::new(self.client.clone());
+        let failed = |e: &dyn std::fmt::Display| {
+            let message = e.to_string();
+            let message = if message.contains("no stream") {
+                format!("no stream captures `{subject}`: nothing subscribes to it at least once yet ({message})")
+            } else {
+                message
+            };
+            ClientError::Nats { what: format!("publishing to `{subject}`"), message }
+        };
+        let ack = js
+            .publish_with_headers(subject.to_owned(), map, payload)
+            .await
+            .map_err(|e| failed(&e))?
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(Published { stream: ack.stream, seq: ack.sequence, duplicate: ack.duplicate })
     }
 
     /// Stores a component in the lattice's artifact store under `name`, recording its sha256. `progress` is
@@ -778,6 +883,17 @@ impl LatticeClient {
             .map_err(|e| ClientError::Nats { what: "subscribing to events".into(), message: e.to_string() })?;
         Ok(subscriber.map(|m| wire::decode::<Event>(&m.payload)))
     }
+}
+
+/// Where [`LatticeClient::publish`] stored a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Published {
+    /// The stream that captured the subject.
+    pub stream: String,
+    /// The message's sequence in it.
+    pub seq: u64,
+    /// The stream already had a message with this id: this one was not stored again.
+    pub duplicate: bool,
 }
 
 /// The successful replies of a scatter/gather; when there is none but some host refused the request as

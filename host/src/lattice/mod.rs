@@ -13,6 +13,7 @@ mod artifacts;
 mod auth;
 mod client;
 mod control;
+mod dlq;
 mod events;
 mod lease;
 mod links;
@@ -27,8 +28,9 @@ pub use apps::AppStateError;
 pub use artifact_dir::PathArtifactError;
 pub use artifacts::{ArtifactError, DIGEST_KEY};
 pub use client::{
-    Applied, CallReply, ClientError, HostStatus, LatticeClient, Pushed, check_traceparent, new_traceparent,
+    Applied, CallReply, ClientError, HostStatus, LatticeClient, Published, Pushed, check_traceparent, new_traceparent,
 };
+pub use dlq::DeadLetterRecord;
 pub use lease::Lease;
 pub use nats::{ConnectError, NatsConfig};
 pub use providers::{BUILTIN_PROVIDERS, KEYVALUE_KINDS};
@@ -190,6 +192,9 @@ pub(crate) struct Shared {
     pub(crate) id: Name,
     pub(crate) lattice: Name,
     pub(crate) client: Client,
+    /// The connection actors' messaging uses (the lattice's own unless `app_nats` is set): flushed on stop, so
+    /// the last acknowledgements of at-least-once deliveries leave.
+    pub(crate) app_client: Client,
     pub(crate) jetstream: jetstream::Context,
     pub(crate) subjects: Arc<Subjects>,
     pub(crate) runtime: Runtime,
@@ -294,12 +299,13 @@ impl RunningHost {
 /// Opens the key-value bucket `config.bucket`, creating it if it does not exist yet.
 pub(crate) async fn kv_bucket(
     js: &jetstream::Context,
-    config: kv::Config,
+    mut config: kv::Config,
     what: &'static str,
 ) -> Result<kv::Store, HostError> {
     if let Ok(store) = js.get_key_value(&config.bucket).await {
         return Ok(store);
     }
+    config.num_replicas = lattice_messaging_nats::replicas(&js.client());
     let bucket = config.bucket.clone();
     match js.create_key_value(config).await {
         Ok(store) => Ok(store),
@@ -333,6 +339,7 @@ async fn events_stream(js: &jetstream::Context, subjects: &Subjects) -> Result<(
         subjects: subjects.stored_event_subjects(),
         max_messages: 10_000,
         max_age: Duration::from_secs(24 * 3600),
+        num_replicas: lattice_messaging_nats::replicas(&js.client()),
         ..Default::default()
     };
     let setup = |e: &dyn std::fmt::Display| HostError::Setup { what: "the events stream", message: e.to_string() };
@@ -367,6 +374,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     let subjects = Arc::new(Subjects::new(config.lattice.clone()));
     let hosts = hosts_bucket(&jetstream, &subjects, config.heartbeat).await?;
     events_stream(&jetstream, &subjects).await?;
+    dlq::stream(&jetstream, &subjects).await?;
     let state = links::state_bucket(&jetstream, &subjects).await?;
     let (links_tx, links_rx) = tokio::sync::watch::channel(Arc::new(links::LinkTable::new()));
     let mut labels = automatic_labels();
@@ -382,7 +390,15 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         }
         None => client.clone(),
     };
-    runtime.insert_messaging_provider(NATS_MESSAGING_PROVIDER, Arc::new(NatsMessaging::new(app_client)));
+    let messaging = NatsMessaging::new(app_client.clone()).with_namespace(&subjects.delivery_namespace());
+    runtime.insert_messaging_provider(NATS_MESSAGING_PROVIDER, Arc::new(messaging));
+    let events = Events::new(client.clone(), subjects.clone(), config.id.clone());
+    runtime.set_dead_letters(Arc::new(dlq::Sink {
+        js: jetstream.clone(),
+        subjects: subjects.clone(),
+        host: config.id.clone(),
+        events: events.clone(),
+    }));
     // Links to providers no local instance has go to the host serving them, over the lattice.
     let remote_client = client.clone();
     let remote_subjects = subjects.clone();
@@ -405,7 +421,8 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         subjects: subjects.clone(),
         runtime,
         table: Table::spawn(labels, pool),
-        events: Events::new(client.clone(), subjects.clone(), config.id.clone()),
+        events,
+        app_client,
         tracker: TaskTracker::new(),
         default_limits: config.default_limits.clone(),
         max_component_bytes: config.max_component_bytes,
@@ -552,6 +569,9 @@ async fn shutdown(
         shared.events.publish(EventData::HostStopped { reason: "stopped gracefully".into() }).await;
         if let Err(error) = shared.client.flush().await {
             tracing::warn!(%error, "flushing NATS on stop");
+        }
+        if let Err(error) = shared.app_client.flush().await {
+            tracing::warn!(%error, "flushing the actors' NATS connection on stop");
         }
     };
     if tokio::time::timeout_at(deadline, farewell).await.is_err() {

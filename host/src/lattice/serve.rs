@@ -15,6 +15,7 @@ use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ErrorCode, headers};
+use lattice_provider_sdk::durable::MESSAGE_ID;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -116,7 +117,13 @@ fn incoming(message: &Message) -> IncomingMessage {
                 match name {
                     headers::TOPIC => incoming.topic = Some(value),
                     headers::CONTENT_TYPE => incoming.content_type = Some(value),
-                    _ => incoming.metadata.push((name.to_owned(), value)),
+                    _ => {
+                        // A call's id (`lattice call --retry`) also seeds the ids of the actor's durable sends.
+                        if name.eq_ignore_ascii_case(MESSAGE_ID) && incoming.message_id.is_none() {
+                            incoming.message_id = Some(value.clone());
+                        }
+                        incoming.metadata.push((name.to_owned(), value))
+                    }
                 }
             }
         }

@@ -15,7 +15,10 @@
 //!   into one stream, and returns only after a round trip through the server, so the subscription is in place
 //!   on the server when it returns.
 //!
-//! Delivery is core NATS: at most once, no persistence. A publish is queued in the client and written by its
+//! At-least-once delivery (`subscribe_durable`, `send_durable`) goes through JetStream: see the `jetstream`
+//! module's docs for the streams and consumers it makes and how messages are identified.
+//!
+//! Delivery of `send`/`subscribe` is core NATS: at most once, no persistence. A publish is queued in the client and written by its
 //! connection task; a server-side refusal (permissions) is reported by the server asynchronously, not as the
 //! result of `send`. Failures of the connection are [`MsgError::Connection`] with backend `nats`.
 //!
@@ -37,10 +40,15 @@ use async_nats::header::{HeaderMap, HeaderName, HeaderValue};
 use async_nats::{Client, ConnectOptions, StatusCode};
 use bytes::Bytes;
 use futures::StreamExt;
+use lattice_provider_sdk::durable::{DurableConsumer, DurableSpec};
 use lattice_provider_sdk::{
     InboundMessage, MessageStream, Messaging, MsgError, OutboundMessage, async_trait, validate_subject,
     validate_subscription,
 };
+
+mod jetstream;
+
+pub use jetstream::replicas;
 
 /// The backend name in [`MsgError::Connection`].
 const BACKEND: &str = "nats";
@@ -55,6 +63,9 @@ const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct NatsMessaging {
     client: Client,
+    jetstream: async_nats::jetstream::Context,
+    /// Prefix of the streams and consumers at-least-once delivery creates.
+    namespace: std::sync::Arc<str>,
 }
 
 fn connection(error: impl std::fmt::Display) -> MsgError {
@@ -62,9 +73,18 @@ fn connection(error: impl std::fmt::Display) -> MsgError {
 }
 
 impl NatsMessaging {
-    /// A provider over `client`.
+    /// A provider over `client`. The streams and consumers of at-least-once delivery are named
+    /// `lattice_…`; [`NatsMessaging::with_namespace`] changes that.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        let jetstream = async_nats::jetstream::new(client.clone());
+        Self { client, jetstream, namespace: "lattice".into() }
+    }
+
+    /// Names the streams and consumers of at-least-once delivery `<namespace>_…` (a host uses
+    /// `lattice_<lattice>`, so lattices sharing a NATS account never share consumers).
+    pub fn with_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = jetstream::object_name(&[namespace]).into();
+        self
     }
 
     /// Connects to `servers` (comma-separated URLs) without credentials, naming the connection `name`. Like
@@ -214,6 +234,14 @@ impl Messaging for NatsMessaging {
         }
         self.round_trip().await?;
         Ok(Box::pin(futures::stream::select_all(subscribers).map(inbound)))
+    }
+
+    async fn subscribe_durable(&self, spec: DurableSpec) -> Result<Box<dyn DurableConsumer>, MsgError> {
+        self.subscribe_durable_impl(spec).await
+    }
+
+    async fn send_durable(&self, subject: &str, msg: OutboundMessage, id: Option<&str>) -> Result<(), MsgError> {
+        self.send_durable_impl(subject, msg, id).await
     }
 }
 

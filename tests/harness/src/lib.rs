@@ -14,6 +14,18 @@
 //!
 //! [`wait_for`] polls an async condition with a deadline, for "eventually" assertions.
 //!
+//! [`NatsCluster`] runs `n` such NATS servers as one cluster (JetStream domain [`HUB_DOMAIN`], full-mesh
+//! routes, a leafnode listener and a monitoring port per node; the generated config is on
+//! [`NatsCluster`]). `start(n)` returns once the cluster is ready for JetStream (routes up, one meta
+//! leader that sees every node current, `$JS.API.INFO` answered; 30 s deadline). `kill(i)` crashes one
+//! node, `restart(i)` brings it back on the same ports and store and waits until it has rejoined.
+//! [`NatsCluster::start_leaf`] starts a [`NatsServer`] without JetStream as a leaf node of the cluster and
+//! returns once its clients reach the hub's JetStream. That takes a mapping: nats-server denies `$JS.API.>`
+//! and `$KV.>` across a leaf connection, so the leaf maps them to the hub's domain
+//! (`default_js_domain: { "$G": "hub" }`) and plain `async_nats::jetstream::new` works there; a leaf from
+//! `cluster.leaf().map_jetstream_to_hub(false).start()` has no mapping, and its clients must use
+//! `async_nats::jetstream::with_domain(client, "hub")`. See [`LeafBuilder`].
+//!
 //! ```
 //! use std::io::{BufRead, BufReader};
 //! use std::net::TcpStream;
@@ -51,16 +63,40 @@
 //! # Ok(())
 //! # } // both servers are killed here, on drop
 //! ```
+//!
+//! A cluster and a leaf node:
+//!
+//! ```
+//! use lattice_test_harness::NatsCluster;
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let mut cluster = NatsCluster::start(3)?; // ready for R3 streams
+//! let urls = cluster.urls(); // connect a client with all of them to fail over
+//! assert_eq!(urls.len(), 3);
+//!
+//! let leaf = cluster.start_leaf()?; // no JetStream of its own; its clients use the hub's
+//! println!("leaf at {}, hub leafnode listeners {:?}", leaf.url(), cluster.leafnode_urls());
+//!
+//! // Crash a node that is not the JetStream meta leader (killing the leader costs a 4-9 s election).
+//! let leader = cluster.meta_leader()?;
+//! let follower = if cluster.server_name(0) == leader { 1 } else { 0 };
+//! cluster.kill(follower)?; // SIGKILL; the other two keep the quorum
+//! cluster.restart(follower)?; // same ports and store; returns once it has rejoined
+//! # Ok(())
+//! # } // every node and the leaf are killed here, on drop
+//! ```
 
 use std::future::Future;
 use std::time::Duration;
 
 use anyhow::bail;
 
+mod cluster;
 mod nats;
 mod process;
 mod redis;
 
+pub use cluster::{CLUSTER_READY_TIMEOUT, HUB_DOMAIN, LeafBuilder, NatsCluster};
 pub use nats::{NATS_SERVER_ENV, NatsServer, NatsServerBuilder, find_nats_server};
 pub use redis::{REDIS_SERVER_ENV, RedisServer, RedisServerBuilder, find_redis_server};
 

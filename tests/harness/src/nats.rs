@@ -28,8 +28,7 @@ pub struct NatsServerBuilder {
     binary: Option<PathBuf>,
     args: Vec<OsString>,
     config: Option<String>,
-    // Room for cluster settings (cluster name, routes, a cluster port): not implemented
-    // yet. They will be one more field here and a few more `launch` arguments.
+    // Cluster, leafnode and monitoring settings go in the config text: see `NatsCluster`.
 }
 
 impl Default for NatsServerBuilder {
@@ -87,16 +86,27 @@ impl NatsServerBuilder {
 
     /// Starts the server and waits until it accepts clients (and JetStream is up).
     pub fn start(self) -> Result<NatsServer> {
+        self.try_start().map_err(anyhow::Error::from)
+    }
+
+    /// [`start`](Self::start), telling a server that exited during startup (e.g. a port in its config was
+    /// taken: worth a retry on other ports) from any other failure.
+    pub(crate) fn try_start(self) -> Result<NatsServer, StartFailure> {
         let binary = match self.binary {
             Some(binary) => binary,
-            None => find_nats_server()?,
+            None => find_nats_server().map_err(StartFailure::Other)?,
         };
-        let dir =
-            tempfile::Builder::new().prefix("lattice-nats-").tempdir().context("creating a tempdir for nats-server")?;
+        let dir = tempfile::Builder::new()
+            .prefix("lattice-nats-")
+            .tempdir()
+            .context("creating a tempdir for nats-server")
+            .map_err(StartFailure::Other)?;
         let mut args = Vec::new();
         if let Some(text) = &self.config {
             let path = dir.path().join(CONFIG_FILE);
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("writing {}", path.display()))
+                .map_err(StartFailure::Other)?;
             args.push(OsString::from("-c"));
             args.push(path.into_os_string());
         }
@@ -217,9 +227,9 @@ impl NatsServer {
     /// binding 127.0.0.1:0 and releasing it, that cannot race with another process
     /// taking the port between our release and the server's bind, which matters when
     /// many tests start servers in parallel. Restarts then pass the known port (`-p`).
-    fn launch(&self, port: Option<u16>) -> Result<(Child, u16)> {
+    fn launch(&self, port: Option<u16>) -> Result<(Child, u16), StartFailure> {
         let ports_dir = self.process.dir.path().join(PORTS_DIR);
-        clear_ports_dir(&ports_dir)?;
+        clear_ports_dir(&ports_dir).map_err(StartFailure::Other)?;
         let store_dir = self.store_dir();
         let log_path = self.log_path();
 
@@ -236,7 +246,7 @@ impl NatsServer {
         cmd.args(&self.args);
         cmd.current_dir(self.process.dir.path());
 
-        let (mut child, log_offset) = process::spawn_logged(&mut cmd, &log_path)?;
+        let (mut child, log_offset) = process::spawn_logged(&mut cmd, &log_path).map_err(StartFailure::Other)?;
         let mut known_port = port;
         let ready = process::wait_ready(&mut child, "nats-server", self.startup_timeout, &log_path, || {
             let port = match known_port {
@@ -257,9 +267,9 @@ impl NatsServer {
         });
         match ready {
             Ok(port) => Ok((child, port)),
-            Err(StartFailure::Exited(e) | StartFailure::Other(e)) => {
+            Err(failure) => {
                 process::kill_and_reap(&mut child);
-                Err(e.context(match port {
+                Err(failure.context(match port {
                     Some(port) => format!("starting nats-server on 127.0.0.1:{port}"),
                     None => "starting nats-server".to_owned(),
                 }))

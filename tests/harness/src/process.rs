@@ -16,7 +16,7 @@ pub(crate) const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `stop()` waits after SIGTERM before falling back to SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Interval between readiness probes.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How many log lines error messages quote.
 const LOG_TAIL_LINES: usize = 40;
 
@@ -24,6 +24,16 @@ const LOG_TAIL_LINES: usize = 40;
 pub(crate) fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.ancestors().nth(2).unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// A port that was free on 127.0.0.1 a moment ago (bind 127.0.0.1:0, note the port, release it). Another
+/// process may take it before the server binds it: callers retry on [`StartFailure::Exited`].
+pub(crate) fn free_port() -> Result<u16> {
+    let listener =
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0 for a port")?;
+    let port = listener.local_addr().context("reading the bound port")?.port();
+    drop(listener);
+    Ok(port)
 }
 
 /// `name` in one of the directories of `PATH`, if it is there.
@@ -107,6 +117,16 @@ pub(crate) enum StartFailure {
     Exited(anyhow::Error),
     /// Anything else: timeout, IO error.
     Other(anyhow::Error),
+}
+
+impl StartFailure {
+    /// Adds context to the error, keeping the kind.
+    pub(crate) fn context(self, context: String) -> Self {
+        match self {
+            Self::Exited(e) => Self::Exited(e.context(context)),
+            Self::Other(e) => Self::Other(e.context(context)),
+        }
+    }
 }
 
 impl From<StartFailure> for anyhow::Error {

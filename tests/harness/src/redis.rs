@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -186,7 +186,7 @@ impl RedisServer {
     fn launch_on_free_port(&mut self) -> Result<Child> {
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
+            let port = process::free_port()?;
             self.process.port = port;
             match self.launch(port) {
                 Ok(child) => return Ok(child),
@@ -227,11 +227,7 @@ impl RedisServer {
             Ok(()) => Ok(child),
             Err(failure) => {
                 process::kill_and_reap(&mut child);
-                let context = format!("starting redis-server on 127.0.0.1:{port}");
-                Err(match failure {
-                    StartFailure::Exited(e) => StartFailure::Exited(e.context(context)),
-                    StartFailure::Other(e) => StartFailure::Other(e.context(context)),
-                })
+                Err(failure.context(format!("starting redis-server on 127.0.0.1:{port}")))
             }
         }
     }
@@ -249,14 +245,6 @@ pub fn find_redis_server() -> Result<PathBuf> {
         "redis-server not found: run scripts/setup.sh (installs the redis-server package), \
          set ${REDIS_SERVER_ENV}, or put redis-server on PATH"
     )
-}
-
-/// A port that was free on 127.0.0.1 a moment ago.
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0 for a port")?;
-    let port = listener.local_addr().context("reading the bound port")?.port();
-    drop(listener);
-    Ok(port)
 }
 
 /// Ready once `PING` gets `+PONG` and `INFO server` reports our PID (not another

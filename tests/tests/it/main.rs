@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod control;
+mod delivery;
 mod errors;
 mod events;
 mod exhaustion;

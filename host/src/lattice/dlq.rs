@@ -1,0 +1,244 @@
+//! Dead letters in the lattice: the stream that keeps them, the host's sink, and the client's `dlq list` and
+//! `dlq replay`.
+//!
+//! A message an actor failed to handle on its last allowed delivery is published (through JetStream, acked)
+//! to `lattice.<l>.dlq.<actor>`, kept 7 days in the stream `lattice_<l>_dlq`, with the original payload and
+//! metadata and `Lattice-Dlq-*` headers (subject, reason, attempts, link, host); then `message.dead` is
+//! published. Replaying one publishes it again on its subject with its original `lattice-msg-id` (so an
+//! idempotent handler still recognises it) and removes it from the stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use lattice_core::subject::{Name, Subjects};
+use lattice_core::wire::{EventData, headers};
+use serde::Serialize;
+
+use super::events::Events;
+use super::{HostError, client::ClientError, client::LatticeClient};
+use crate::{DeadLetter, DeadLetters};
+
+/// How long dead letters are kept.
+const KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest reason kept in a dead letter's header.
+const MAX_REASON: usize = 1000;
+
+/// Opens (creating if needed) the dead-letter stream.
+pub(crate) async fn stream(js: &jetstream::Context, subjects: &Subjects) -> Result<(), HostError> {
+    let config = stream::Config {
+        name: subjects.dlq_stream(),
+        description: Some("lattice dead letters: messages actors failed to handle at least once".into()),
+        subjects: vec![subjects.dlq_wildcard()],
+        max_age: KEEP,
+        storage: stream::StorageType::File,
+        num_replicas: lattice_messaging_nats::replicas(&js.client()),
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map(drop)
+        .map_err(|e| HostError::Setup { what: "the dead-letter stream", message: e.to_string() })
+}
+
+/// The host's [`DeadLetters`] sink: the dead-letter stream, then a `message.dead` event.
+pub(crate) struct Sink {
+    pub(crate) js: jetstream::Context,
+    pub(crate) subjects: Arc<Subjects>,
+    pub(crate) host: Name,
+    pub(crate) events: Events,
+}
+
+/// A header value NATS can carry: line breaks become spaces.
+fn header_text(text: &str, max: usize) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(max).collect()
+}
+
+#[lattice_provider_sdk::async_trait]
+impl DeadLetters for Sink {
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), String> {
+        let actor = Name::new(letter.actor.as_str()).map_err(|e| e.to_string())?;
+        let mut map = HeaderMap::new();
+        for (key, value) in &letter.metadata {
+            // The sender's metadata went through NATS already; anything it cannot carry is skipped.
+            if let (Ok(key), Ok(value)) =
+                (key.parse::<async_nats::HeaderName>(), value.parse::<async_nats::HeaderValue>())
+            {
+                map.append(key, value);
+            }
+        }
+        if let Some(content_type) = &letter.content_type {
+            map.insert(headers::CONTENT_TYPE, header_text(content_type, MAX_REASON).as_str());
+        }
+        map.insert(headers::DLQ_SUBJECT, letter.subject.as_str());
+        map.insert(headers::DLQ_REASON, header_text(&letter.reason, MAX_REASON).as_str());
+        map.insert(headers::DLQ_ATTEMPTS, letter.attempts.to_string().as_str());
+        map.insert(headers::DLQ_LINK, header_text(&letter.link, MAX_REASON).as_str());
+        map.insert(headers::DLQ_HOST, self.host.as_str());
+        map.insert(headers::MESSAGE_ID, header_text(&letter.id, MAX_REASON).as_str());
+        // A retried dead-lettering (its ack was lost) is stored once.
+        let dedup = format!("dlq/{actor}/{}/{}", letter.link, letter.id);
+        map.insert(headers::NATS_MSG_ID, header_text(&dedup, MAX_REASON).as_str());
+        let ack = self
+            .js
+            .publish_with_headers(self.subjects.dlq(&actor), map, letter.data.into())
+            .await
+            .map_err(|e| format!("publishing the dead letter: {e}"))?
+            .await
+            .map_err(|e| format!("storing the dead letter: {e}"))?;
+        self.events
+            .publish(EventData::MessageDead {
+                actor,
+                link: letter.link,
+                subject: letter.subject,
+                id: letter.id,
+                attempts: letter.attempts,
+                reason: letter.reason,
+                seq: ack.sequence,
+            })
+            .await;
+        Ok(())
+    }
+}
+
+/// One dead letter, as `lattice dlq list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterRecord {
+    /// Its sequence in the dead-letter stream (`lattice dlq replay <actor> --seq N`).
+    pub seq: u64,
+    /// The actor that could not handle it.
+    pub actor: String,
+    /// The subject it was published on.
+    pub subject: String,
+    /// Its `lattice-msg-id`.
+    pub id: String,
+    /// Deliveries before it was dead-lettered.
+    pub attempts: u64,
+    /// Why its last delivery failed.
+    pub reason: String,
+    /// The actor's link it came through.
+    pub link: String,
+    /// The host that dead-lettered it.
+    pub host: String,
+    /// When it was dead-lettered, unix milliseconds.
+    pub time_ms: u64,
+    /// The payload (lossy UTF-8).
+    pub payload: String,
+    /// The sender's metadata.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Why `lattice dlq` failed.
+fn storage(what: &str, error: impl std::fmt::Display) -> ClientError {
+    ClientError::Nats { what: what.to_owned(), message: error.to_string() }
+}
+
+fn is_dlq_header(name: &str) -> bool {
+    name.starts_with("Lattice-Dlq-")
+        || name.eq_ignore_ascii_case(headers::NATS_MSG_ID)
+        || name.eq_ignore_ascii_case(headers::MESSAGE_ID)
+        || name.eq_ignore_ascii_case(headers::CONTENT_TYPE)
+}
+
+impl LatticeClient {
+    /// The dead letters kept for `actor` (every actor's when `None`), oldest first.
+    pub async fn dead_letters(&self, actor: Option<&Name>) -> Result<Vec<DeadLetterRecord>, ClientError> {
+        let js = jetstream::new(self.nats().clone());
+        let Ok(mut stream) = js.get_stream(self.subjects().dlq_stream()).await else {
+            return Ok(Vec::new());
+        };
+        let state = stream.info().await.map_err(|e| storage("reading the dead-letter stream", e))?.state.clone();
+        let wanted = actor.map(|a| self.subjects().dlq(a));
+        let prefix = self.subjects().dlq_wildcard().trim_end_matches('>').to_owned();
+        let mut out = Vec::new();
+        if state.messages == 0 {
+            return Ok(out);
+        }
+        for seq in state.first_sequence..=state.last_sequence {
+            // Replayed letters leave gaps.
+            let Ok(message) = stream.get_raw_message(seq).await else { continue };
+            let subject = message.subject.to_string();
+            if wanted.as_ref().is_some_and(|w| *w != subject) {
+                continue;
+            }
+            let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned()).unwrap_or_default();
+            let metadata = message
+                .headers
+                .iter()
+                .filter(|(name, _)| !is_dlq_header(AsRef::<str>::as_ref(*name)))
+                .flat_map(|(name, values)| values.iter().map(move |v| (name.to_string(), v.as_str().to_owned())))
+                .collect();
+            let time_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+            out.push(DeadLetterRecord {
+                seq,
+                actor: subject.strip_prefix(&prefix).unwrap_or(&subject).to_owned(),
+                subject: header(headers::DLQ_SUBJECT),
+                id: header(headers::MESSAGE_ID),
+                attempts: header(headers::DLQ_ATTEMPTS).parse().unwrap_or_default(),
+                reason: header(headers::DLQ_REASON),
+                link: header(headers::DLQ_LINK),
+                host: header(headers::DLQ_HOST),
+                time_ms,
+                payload: String::from_utf8_lossy(&message.payload).into_owned(),
+                metadata,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Publishes `actor`'s dead letters (only sequence `seq`, when given) again on their subjects, each with
+    /// its original `lattice-msg-id`, and removes each from the dead-letter stream once its stream acked it.
+    /// Returns the letters replayed.
+    pub async fn replay_dead_letters(
+        &self,
+        actor: &Name,
+        seq: Option<u64>,
+    ) -> Result<Vec<DeadLetterRecord>, ClientError> {
+        let letters: Vec<DeadLetterRecord> =
+            self.dead_letters(Some(actor)).await?.into_iter().filter(|l| seq.is_none_or(|s| s == l.seq)).collect();
+        if let Some(seq) = seq
+            && letters.is_empty()
+        {
+            return Err(ClientError::Remote(lattice_core::wire::WireError::new(
+                lattice_core::wire::ErrorCode::NotFound,
+                format!("no dead letter {seq} for actor `{actor}`"),
+            )));
+        }
+        let js = jetstream::new(self.nats().clone());
+        let stream = js
+            .get_stream(self.subjects().dlq_stream())
+            .await
+            .map_err(|e| storage("opening the dead-letter stream", e))?;
+        let mut replayed = Vec::with_capacity(letters.len());
+        for letter in letters {
+            let message = stream
+                .get_raw_message(letter.seq)
+                .await
+                .map_err(|e| storage(&format!("reading dead letter {}", letter.seq), e))?;
+            let mut map = HeaderMap::new();
+            for (name, values) in message.headers.iter() {
+                let name_text: &str = name.as_ref();
+                if !is_dlq_header(name_text) || name_text == headers::CONTENT_TYPE {
+                    for value in values {
+                        map.append(name.clone(), value.clone());
+                    }
+                }
+            }
+            map.insert(headers::MESSAGE_ID, letter.id.as_str());
+            // Not the original's dedup id: the stream would drop the replay as a duplicate of it.
+            map.insert(headers::NATS_MSG_ID, format!("{}/replay/{}", letter.id, letter.seq).as_str());
+            js.publish_with_headers(letter.subject.clone(), map, message.payload.clone())
+                .await
+                .map_err(|e| storage(&format!("replaying dead letter {} to `{}`", letter.seq, letter.subject), e))?
+                .await
+                .map_err(|e| storage(&format!("replaying dead letter {} to `{}`", letter.seq, letter.subject), e))?;
+            stream
+                .delete_message(letter.seq)
+                .await
+                .map_err(|e| storage(&format!("removing replayed dead letter {}", letter.seq), e))?;
+            replayed.push(letter);
+        }
+        Ok(replayed)
+    }
+}
