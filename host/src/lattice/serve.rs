@@ -30,11 +30,9 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Serves invocations until `stop` is cancelled or the subscription ends, then drains. Each invocation runs
 /// in its own task on `tracker`, so stopping never cuts one short.
 ///
-/// Stopping drains rather than unsubscribes: calls the queue group already routed to this host and that sit
-/// in the subscription's buffer are served, not dropped (dropped, their callers would time out). The serving
-/// task holds a `tracker` token until the drain ends, so a graceful stop, which waits for the tracker, waits
-/// for those calls too. Known gap: async-nats 0.51 ends a drained subscription right after sending UNSUB,
-/// without waiting for the server's PONG, so a call still on the wire at that moment is dropped.
+/// Stopping leaves the queue group without dropping a call the server already routed here: see [`leave`]. The
+/// serving task holds a `tracker` token until it has left, so a graceful stop, which waits for the tracker,
+/// waits for those calls too.
 ///
 /// `actor` is followed, not fixed: a start that replaces the actor on this host (a new version, new limits)
 /// swaps it in here, keeping the subscription, so calls switch to the new version with no gap in the queue
@@ -50,6 +48,7 @@ pub(crate) async fn serve(
     let _serving = tracker.token();
     let mut actor = actor_rx.borrow_and_update().clone();
     let mut queued = Arc::new(AtomicUsize::new(0));
+    let mut received = 0u64;
     // Admission: run at once with a free permit, else wait in the bounded queue, else hand the message back
     // to be refused (in this task, so refusals never pile up as tasks either).
     let spawn = |actor: &Actor, queued: &Arc<AtomicUsize>, message: Message| -> Option<Message> {
@@ -83,28 +82,72 @@ pub(crate) async fn serve(
                 None => break,
             },
         };
+        received += 1;
         if let Some(refused) = spawn(&actor, &queued, message) {
             refuse(&actor, &client, &host, refused).await;
         }
     }
-    match subscription.drain().await {
-        Ok(()) => {
-            // The stream ends once the client has dropped the subscription.
-            let drained = tokio::time::timeout(DRAIN_LIMIT, async {
-                while let Some(message) = subscription.next().await {
-                    if let Some(refused) = spawn(&actor, &queued, message) {
-                        refuse(&actor, &client, &host, refused).await;
-                    }
-                }
-            })
-            .await;
-            if drained.is_err() {
-                tracing::warn!(actor = actor.name(), "unsubscribe not confirmed in time: stopped draining");
+    leave(&mut subscription, received, actor.name(), |message| {
+        let refused = spawn(&actor, &queued, message);
+        let (actor, client, host) = (&actor, &client, &host);
+        async move {
+            if let Some(refused) = refused {
+                refuse(actor, client, host, refused).await;
             }
         }
-        Err(error) => tracing::debug!(actor = actor.name(), %error, "draining invocations"),
-    }
+    })
+    .await;
     tracing::info!(actor = actor.name(), "stopped serving invocations");
+}
+
+/// Calls the server may still route here after a stop began, over and above those received: more than can
+/// be on the wire in one round trip or waiting in the subscription's buffer.
+const LEAVE_MARGIN: u64 = 1024;
+/// How long a stopping actor keeps taking its share of calls while it leaves the queue group.
+const LEAVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Leaves the queue group without dropping a call the server routed here, serving each call that still comes
+/// with `serve`.
+///
+/// A plain unsubscribe (or async-nats 0.51's drain) forgets the subscription as soon as UNSUB is written, so a
+/// call the server routed here before it read the UNSUB (about one round trip) would arrive for a subscription
+/// the client no longer knows, be dropped, and time out at its caller. Instead the subscription is told to end
+/// after `received + LEAVE_MARGIN` messages in all (`UNSUB <sid> <max>`): the server and the client count the
+/// same messages, so both end it at the same one and every call routed here is served. The server keeps
+/// routing calls here until then, so after [`LEAVE_WINDOW`] (a quiet actor may never see that many) the
+/// subscription is drained the plain way; that leaves a gap only for a call on the wire at that moment.
+async fn leave<F, Fut>(subscription: &mut Subscriber, received: u64, actor: &str, mut serve: F)
+where
+    F: FnMut(Message) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if let Err(error) = subscription.unsubscribe_after(received + LEAVE_MARGIN).await {
+        tracing::debug!(actor, %error, "leaving the queue group");
+        return;
+    }
+    let ended = tokio::time::timeout(LEAVE_WINDOW, async {
+        while let Some(message) = subscription.next().await {
+            serve(message).await;
+        }
+    })
+    .await;
+    if ended.is_ok() {
+        return;
+    }
+    if let Err(error) = subscription.drain().await {
+        tracing::debug!(actor, %error, "draining invocations");
+        return;
+    }
+    // The stream ends once the client has dropped the subscription.
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+        while let Some(message) = subscription.next().await {
+            serve(message).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(actor, "unsubscribe not confirmed in time: stopped draining");
+    }
 }
 
 fn incoming(message: &Message) -> IncomingMessage {

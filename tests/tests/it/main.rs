@@ -5,6 +5,7 @@
 //! parallel. Nothing waits on a fixed sleep: tests wait for events, or poll with a deadline (`wait_for`).
 
 mod artifacts;
+mod cluster;
 mod control;
 mod delivery;
 mod errors;

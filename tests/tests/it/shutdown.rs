@@ -135,3 +135,60 @@ async fn a_graceful_stop_finishes_invocations_from_subscriptions_and_stops_readi
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_an_actor_on_one_of_two_hosts_under_load_drops_no_call() -> Result<()> {
+    const CALLERS: usize = 32;
+    let lattice = TestLattice::start("leave-group").await?;
+    let a = lattice.host("host-a", &[]).await?;
+    let b = lattice.host("host-b", &[]).await?;
+    let client = lattice.client().await?;
+    let actor = name("kv-counter");
+    for host in [&a, &b] {
+        let mut request = crate::kv_counter(&actor);
+        request.limits.max_concurrency = Some(64);
+        client.start_actor(host.id(), &request).await?;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let (client, actor, stop) = (client.clone(), actor.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match call(&client, &actor, "visits").await {
+                        Ok(_) => ok += 1,
+                        Err(error) => failed.push(error.to_string()),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    // Calls flow to both hosts; then host A leaves the actor's queue group mid-stream.
+    wait_for("calls answered by host A", Duration::from_secs(10), || async {
+        let reply = call(&client, &actor, "visits").await.ok()?;
+        (reply.host.as_deref() == Some("host-a")).then_some(())
+    })
+    .await?;
+    client.stop_actor(a.id(), &actor).await?;
+    wait_for("calls answered by host B only", Duration::from_secs(10), || async {
+        let reply = call(&client, &actor, "visits").await.ok()?;
+        (reply.host.as_deref() == Some("host-b")).then_some(())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for caller in callers {
+        let (n, errors) = caller.await?;
+        ok += n;
+        failed.extend(errors);
+    }
+    if !failed.is_empty() {
+        bail!("{} of {} calls failed across the stop, e.g. {}", failed.len(), ok + failed.len() as u64, failed[0]);
+    }
+    a.stop().await;
+    b.stop().await;
+    Ok(())
+}
