@@ -49,6 +49,21 @@ pub(crate) fn object_name(parts: &[&str]) -> String {
     format!("{short}_{}", &hex::encode(digest)[..12])
 }
 
+/// Whether every subject `pattern` matches is also matched by `by` (both may hold wildcards).
+pub(crate) fn covers(by: &str, pattern: &str) -> bool {
+    let mut tokens = pattern.split('.');
+    for token in by.split('.') {
+        match (token, tokens.next()) {
+            (">", Some(_)) => return true,
+            (_, None) | (_, Some(">")) => return false,
+            ("*", Some(_)) => {}
+            (a, Some(b)) if a == b && b != "*" => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
 /// How many replicas a stream made through `client` gets: as many servers as its cluster advertises, 1 to 3.
 pub fn replicas(client: &async_nats::Client) -> usize {
     client.server_info().connect_urls.len().clamp(1, 3)
@@ -82,7 +97,18 @@ impl NatsMessaging {
         match (names.as_slice(), captured.iter().all(Option::is_some)) {
             ([one], true) => {
                 let one = (*one).clone();
-                return js.get_stream(&one).await.map_err(|e| js_error(&format!("opening stream `{one}`"), e));
+                let stream = js.get_stream(&one).await.map_err(|e| js_error(&format!("opening stream `{one}`"), e))?;
+                // The server names streams whose subjects overlap; use it only if it keeps every message.
+                let kept = &stream.cached_info().config.subjects;
+                if spec.subjects.iter().all(|s| kept.iter().any(|k| covers(k, s))) {
+                    return Ok(stream);
+                }
+                return Err(MsgError::Other(format!(
+                    "subjects `{}` are captured only in part by stream `{one}` ({}): name a stream that \
+                     captures all of them with `stream=NAME`",
+                    spec.subjects.join("|"),
+                    kept.join(" ")
+                )));
             }
             ([], _) => {}
             (some, _) => {
@@ -258,6 +284,24 @@ fn publish_ack_error(subject: &str, error: jetstream::context::PublishError) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covering_means_every_matching_subject_is_kept() {
+        for (by, pattern, expected) in [
+            ("orders.new", "orders.new", true),
+            ("orders.*", "orders.new", true),
+            ("orders.>", "orders.eu.new", true),
+            ("orders.*", "orders.*", true),
+            (">", "orders.*", true),
+            ("orders.new", "orders.*", false),
+            ("orders.*", "orders.>", false),
+            ("orders.*", "orders.eu.new", false),
+            ("orders.new", "orders.old", false),
+            ("orders.>", "orders", false),
+        ] {
+            assert_eq!(covers(by, pattern), expected, "{by} covers {pattern}");
+        }
+    }
 
     #[test]
     fn object_names_are_what_nats_accepts_and_distinct() {

@@ -202,3 +202,28 @@ async fn bad_delivery_settings_are_refused_with_the_reason() -> Result<()> {
     host.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_links_share_the_stream_that_keeps_their_subjects_or_are_told_which_to_name() -> Result<()> {
+    let lattice = TestLattice::start("delivery-overlap").await?;
+    let host = lattice.host("h1", &[]).await?;
+    let client = lattice.client().await?;
+    let (wide, narrow) = (name("wide"), name("narrow"));
+    let alo = |subjects: &str| format!("messaging:jobs=nats,subscribe={subjects},delivery=at-least-once");
+    // Each counts in its own bucket.
+    start_probe(&client, host.id(), &wide, "inmemory,bucket=wide", &[&alo("ov.*")], 2).await?;
+    // `ov.new` is kept by the stream made for `ov.*`: the second actor reads it too, each gets every message.
+    start_probe(&client, host.id(), &narrow, "inmemory,bucket=narrow", &[&alo("ov.new")], 2).await?;
+    publish(&client, "ov.new", "o 0", "ov-1").await?;
+    publish(&client, "ov.old", "o 0", "ov-2").await?;
+    until_count(&client, &wide, "o", 2, Duration::from_secs(20)).await?;
+    until_count(&client, &narrow, "o", 1, Duration::from_secs(20)).await?;
+    // `ov.>` would need a stream overlapping that one: refused, with what to do.
+    let error = start_probe(&client, host.id(), &name("deeper"), "inmemory", &[&alo("ov.>")], 1)
+        .await
+        .expect_err("overlap")
+        .to_string();
+    ensure!(error.contains("stream=NAME"), "{error}");
+    host.stop().await;
+    Ok(())
+}
