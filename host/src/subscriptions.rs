@@ -25,6 +25,12 @@
 //!   A message without one carries [`ReplyTo::Nobody`](crate::ReplyTo) and `reply` is an error value.
 //! - **Failures.** An invocation that fails (trap, limit, error value returned by the handler) is logged at
 //!   `warn` with the actor, link and subject; the message is not retried.
+//! - **At least once.** A link with `delivery=at-least-once` reads a durable consumer instead
+//!   ([`Messaging::subscribe_durable`]): the reader takes every free permit, fetches at most that many
+//!   messages (so a slow actor slows its consumer and nothing is dropped), and settles each after its
+//!   invocation: ack on Ok, nak with [`redelivery_delay`] on a failure, and on the last allowed delivery
+//!   (`max_deliver`) dead-letter it through the [`DeadLetters`] sink, then term it once stored. The permit is
+//!   held until the message is settled. Stopping hands back messages fetched but not started.
 //!
 //! This module sees only the [`Messaging`] trait: it works the same over the in-memory bus and NATS.
 
@@ -320,6 +326,8 @@ impl DurableReader {
                     None => break,
                 }
             }
+            // Not kept alive by its reader while waiting for messages: an actor dropped meanwhile stops here.
+            drop(actor);
             let fetched = tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
@@ -357,12 +365,13 @@ impl DurableReader {
                         tracing::debug!(actor = %this.reader.actor_name, link = %this.reader.link, %error, "fetch ended early");
                         break;
                     }
-                    Some(Ok(delivery)) => match permits.pop() {
-                        Some(permit) => {
-                            tokio::spawn(this.clone().handle(actor.clone(), permit, delivery));
+                    Some(Ok(delivery)) => match (permits.pop(), this.reader.actor.upgrade()) {
+                        (Some(permit), Some(actor)) => {
+                            tokio::spawn(this.clone().handle(actor, permit, delivery));
                         }
-                        // The backend sent more than was asked for: let another fetch take it.
-                        None => settle(delivery.ack.nak(Duration::ZERO).await, "nak", &delivery.id),
+                        // The actor is gone, or the backend sent more than was asked for: let another
+                        // subscriber (or fetch) take it at once.
+                        _ => settle(delivery.ack.nak(Duration::ZERO).await, "nak", &delivery.id),
                     },
                 }
             }

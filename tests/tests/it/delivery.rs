@@ -227,3 +227,55 @@ async fn overlapping_links_share_the_stream_that_keeps_their_subjects_or_are_tol
     host.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_sends_return_once_stored_report_failures_and_repeat_as_duplicates() -> Result<()> {
+    let lattice = TestLattice::start("delivery-sends").await?;
+    let host = lattice.host("h1", &[]).await?;
+    let client = lattice.client().await?;
+    let sender = name("sender");
+    let request = StartActor {
+        name: sender.clone(),
+        artifact: ArtifactRef::Path(lattice_test_actors::MSG_PROBE.to_owned()),
+        limits: LimitsSpec::default(),
+        links: vec!["messaging:bus=nats,delivery=at-least-once".to_owned()],
+        owner: None,
+    };
+    client.start_actor(host.id(), &request).await?;
+    let send = |id: &'static str| {
+        let client = client.clone();
+        let sender = sender.clone();
+        async move {
+            let reply = client
+                .call_with_id(&sender, None, Bytes::from_static(b"send sent.here"), crate::CALL_TIMEOUT, None, Some(id))
+                .await?;
+            text(&reply)
+        }
+    };
+    // No stream keeps the subject yet: the actor sees the failure as an error value.
+    let refused = send("call-1").await?;
+    ensure!(refused.contains("no stream captures subject `sent.here`"), "{refused}");
+
+    // Once an at-least-once subscriber made the stream, the send returns after the stream stored it.
+    start_probe(
+        &client,
+        host.id(),
+        &name("keeper"),
+        "inmemory",
+        &["messaging:jobs=nats,subscribe=sent.here,delivery=at-least-once,max_deliver=1"],
+        1,
+    )
+    .await?;
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let stream = js.stream_by_subject("sent.here").await?;
+    let stored = || async { anyhow::Ok(js.get_stream(&stream).await?.info().await?.state.messages) };
+    ensure!(send("call-1").await? == "ok", "stored");
+    ensure!(stored().await? == 1, "one message");
+    // Handling the same call (same id) again sends a message with the same derived id: a duplicate.
+    ensure!(send("call-1").await? == "ok", "duplicate accepted");
+    ensure!(stored().await? == 1, "the duplicate is not stored");
+    ensure!(send("call-2").await? == "ok", "another call");
+    ensure!(stored().await? == 2, "a new message");
+    host.stop().await;
+    Ok(())
+}
