@@ -16,6 +16,34 @@ pub enum Output {
     Json,
 }
 
+/// A message payload given inline or read from a file.
+#[derive(Debug, Clone, Args)]
+pub struct PayloadArgs {
+    /// The payload (or use --file)
+    #[arg(conflicts_with = "file")]
+    pub payload: Option<String>,
+    /// Read the payload from a file (- for stdin)
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+impl PayloadArgs {
+    /// The payload's bytes (empty when neither is given).
+    pub async fn read(&self) -> anyhow::Result<Vec<u8>> {
+        use anyhow::Context;
+        Ok(match (&self.payload, &self.file) {
+            (Some(p), _) => p.clone().into_bytes(),
+            (None, Some(f)) if f.as_os_str() == "-" => {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+                buf
+            }
+            (None, Some(f)) => tokio::fs::read(f).await.with_context(|| format!("cannot read {}", f.display()))?,
+            (None, None) => Vec::new(),
+        })
+    }
+}
+
 /// Limits an actor runs under (defaults in brackets).
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {

@@ -11,9 +11,9 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ActorInfo, ArtifactRef, Event, EventData, HostInfo, LimitsSpec, StartActor};
-use lattice_host::lattice::{ClientError, LatticeClient, check_traceparent, new_traceparent};
+use lattice_host::lattice::{CallOptions, ClientError, LatticeClient, check_traceparent, new_traceparent};
 
-use crate::args::{LimitArgs, Output};
+use crate::args::{LimitArgs, Output, PayloadArgs};
 use crate::connect::LatticeArgs;
 use crate::operator::OperatorKeyArgs;
 
@@ -395,12 +395,8 @@ pub struct CallArgs {
     pub lattice: LatticeArgs,
     /// The actor
     pub actor: Name,
-    /// The payload (or use --file)
-    #[arg(conflicts_with = "file")]
-    pub payload: Option<String>,
-    /// Read the payload from a file (- for stdin)
-    #[arg(long)]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
     /// Topic to deliver the message as
     #[arg(long)]
     pub topic: Option<String>,
@@ -431,29 +427,16 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
         }
         None => new_traceparent(),
     };
-    let lattice = &args.lattice;
-    let payload = match (&args.payload, &args.file) {
-        (Some(p), _) => p.clone().into_bytes(),
-        (None, Some(f)) if f.as_os_str() == "-" => {
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
-            buf
-        }
-        (None, Some(f)) => tokio::fs::read(f).await.with_context(|| format!("cannot read {}", f.display()))?,
-        (None, None) => Vec::new(),
+    let payload = args.payload.read().await?;
+    let client = args.lattice.client().await?;
+    let options = CallOptions {
+        topic: args.topic.as_deref(),
+        traceparent: Some(&traceparent),
+        message_id: args.msg_id.as_deref(),
+        retries: args.retry,
+        ..CallOptions::new(args.timeout)
     };
-    let client = lattice.client().await?;
-    let (reply, _attempts) = client
-        .call_retrying(
-            &args.actor,
-            args.topic.as_deref(),
-            payload.into(),
-            args.timeout,
-            Some(&traceparent),
-            args.msg_id.as_deref(),
-            args.retry,
-        )
-        .await?;
+    let (reply, _calls) = client.call_with(&args.actor, payload.into(), &options).await?;
     match args.output {
         Output::Json => print_json(&serde_json::json!({
             "reply": reply.data.as_ref().map(|d| String::from_utf8_lossy(d).into_owned()),

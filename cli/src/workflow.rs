@@ -1,13 +1,11 @@
 //! Workflow verbs: `lattice publish` (durable, through JetStream) and `lattice dlq list|replay`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use lattice_core::subject::Name;
 
-use crate::args::Output;
+use crate::args::{Output, PayloadArgs};
 use crate::connect::LatticeArgs;
 use crate::ctl::{print_json, table};
 
@@ -24,12 +22,8 @@ pub struct PublishArgs {
     pub lattice: LatticeArgs,
     /// The subject (no wildcards; not in a namespace reserved for the lattice)
     pub subject: String,
-    /// The payload (or use --file)
-    #[arg(conflicts_with = "file")]
-    pub payload: Option<String>,
-    /// Read the payload from a file (- for stdin)
-    #[arg(long)]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
     /// Metadata to send as a header, key=value (repeatable)
     #[arg(long = "header", short = 'H', value_name = "KEY=VALUE", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
@@ -57,16 +51,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     if let Err(reserved) = lattice_core::reserved::check_publish(&args.subject) {
         anyhow::bail!("cannot publish to `{}`: {reserved}", args.subject);
     }
-    let payload = match (&args.payload, &args.file) {
-        (Some(p), _) => p.clone().into_bytes(),
-        (None, Some(f)) if f.as_os_str() == "-" => {
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
-            buf
-        }
-        (None, Some(f)) => tokio::fs::read(f).await.with_context(|| format!("cannot read {}", f.display()))?,
-        (None, None) => Vec::new(),
-    };
+    let payload = args.payload.read().await?;
     let client = args.lattice.client().await?;
     let templated = args.count > 1;
     let fill = |text: &str, n: u64| if templated { text.replace("{n}", &n.to_string()) } else { text.to_owned() };

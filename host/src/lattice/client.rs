@@ -666,7 +666,7 @@ impl LatticeClient {
         }
     }
 
-    /// Invokes `actor` wherever it runs.    /// Invokes `actor` wherever it runs. A W3C `traceparent`, when given, travels with the call, reaches the
+    /// Invokes `actor` wherever it runs. A W3C `traceparent`, when given, travels with the call, reaches the
     /// actor as message metadata and comes back in [`CallReply::traceparent`]; without one, no trace context
     /// is sent (see [`new_traceparent`] to start a trace).
     pub async fn call(
@@ -677,20 +677,60 @@ impl LatticeClient {
         timeout: Duration,
         traceparent: Option<&str>,
     ) -> Result<CallReply, ClientError> {
-        self.call_with_id(actor, topic, payload, timeout, traceparent, None).await
+        let options = CallOptions { topic, traceparent, ..CallOptions::new(timeout) };
+        self.call_once(actor, payload, &options, None).await
     }
 
-    /// Like [`LatticeClient::call`], with a `lattice-msg-id` the actor sees in the message's metadata (and
-    /// from which the ids of its durable sends are derived).
-    pub async fn call_with_id(
+    /// Invokes `actor` as `options` say: with a `lattice-msg-id` the actor sees in the message's metadata (and
+    /// from which the ids of its durable sends are derived), and, with `retries`, again when no reply comes
+    /// (timeout, no host runs it, every instance busy), with the same id (a new random one unless given), up to
+    /// `retries` more times, waiting 200 ms, doubling, between attempts. Retrying is safe only when handling the
+    /// same message twice has the effect of handling it once (the actor guards its effects with the id, or has
+    /// none): the first call may have been handled even though its reply was lost. Returns the reply and how
+    /// many calls were made.
+    pub async fn call_with(
         &self,
         actor: &Name,
-        topic: Option<&str>,
         payload: Bytes,
-        timeout: Duration,
-        traceparent: Option<&str>,
+        options: &CallOptions<'_>,
+    ) -> Result<(CallReply, u32), ClientError> {
+        let generated;
+        let message_id = match options.message_id {
+            Some(id) => Some(id),
+            None if options.retries > 0 => {
+                let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
+                generated = hex::encode(nonce);
+                Some(generated.as_str())
+            }
+            None => None,
+        };
+        let mut wait = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let result = self.call_once(actor, payload.clone(), options, message_id).await;
+            let retry = match &result {
+                Err(ClientError::Timeout { .. } | ClientError::NoResponders(_)) => true,
+                Err(ClientError::Remote(error)) => error.code == ErrorCode::Unavailable,
+                _ => false,
+            };
+            if !retry || attempt > options.retries {
+                return result.map(|reply| (reply, attempt));
+            }
+            tracing::info!(%actor, attempt, id = message_id.unwrap_or_default(), "no reply: calling again with the same id");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            attempt += 1;
+        }
+    }
+
+    async fn call_once(
+        &self,
+        actor: &Name,
+        payload: Bytes,
+        options: &CallOptions<'_>,
         message_id: Option<&str>,
     ) -> Result<CallReply, ClientError> {
+        let (topic, timeout, traceparent) = (options.topic, options.timeout, options.traceparent);
         let mut request_headers = HeaderMap::new();
         if let Some(topic) = topic {
             request_headers.insert(headers::TOPIC, topic);
@@ -728,51 +768,6 @@ impl LatticeClient {
                 ErrorCode::BadRequest,
                 "reply without a Lattice-Status header: is something else listening on the actor's subject?",
             ))),
-        }
-    }
-
-    /// Calls `actor` like [`LatticeClient::call_with_id`] and, when no reply comes (timeout, no host runs it,
-    /// every instance busy), calls again with the same `message_id` (a new one when `None`), up to `retries` more times (waiting
-    /// 200 ms, doubling, between attempts). Safe only when handling the same message twice has the effect of
-    /// handling it once (the actor guards its effects with the id, or has none): the first call may have been
-    /// handled even though its reply was lost. Returns the reply and how many calls were made.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn call_retrying(
-        &self,
-        actor: &Name,
-        topic: Option<&str>,
-        payload: Bytes,
-        timeout: Duration,
-        traceparent: Option<&str>,
-        message_id: Option<&str>,
-        retries: u32,
-    ) -> Result<(CallReply, u32), ClientError> {
-        let generated;
-        let message_id = match message_id {
-            Some(id) => Some(id),
-            None if retries > 0 => {
-                let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
-                generated = hex::encode(nonce);
-                Some(generated.as_str())
-            }
-            None => None,
-        };
-        let mut wait = Duration::from_millis(200);
-        let mut attempt = 1;
-        loop {
-            let result = self.call_with_id(actor, topic, payload.clone(), timeout, traceparent, message_id).await;
-            let retry = match &result {
-                Err(ClientError::Timeout { .. } | ClientError::NoResponders(_)) => true,
-                Err(ClientError::Remote(error)) => error.code == ErrorCode::Unavailable,
-                _ => false,
-            };
-            if !retry || attempt > retries {
-                return result.map(|reply| (reply, attempt));
-            }
-            tracing::info!(%actor, attempt, id = message_id.unwrap_or_default(), "no reply: calling again with the same id");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-            attempt += 1;
         }
     }
 
@@ -882,6 +877,28 @@ impl LatticeClient {
             .await
             .map_err(|e| ClientError::Nats { what: "subscribing to events".into(), message: e.to_string() })?;
         Ok(subscriber.map(|m| wire::decode::<Event>(&m.payload)))
+    }
+}
+
+/// How [`LatticeClient::call_with`] calls.
+#[derive(Debug, Clone, Copy)]
+pub struct CallOptions<'a> {
+    /// The topic the actor sees.
+    pub topic: Option<&'a str>,
+    /// How long to wait for the reply of each call.
+    pub timeout: Duration,
+    /// W3C trace context to send.
+    pub traceparent: Option<&'a str>,
+    /// The call's `lattice-msg-id`.
+    pub message_id: Option<&'a str>,
+    /// Calls again after no reply, at most this many times.
+    pub retries: u32,
+}
+
+impl CallOptions<'_> {
+    /// One call, no topic, trace context or id.
+    pub fn new(timeout: Duration) -> Self {
+        Self { topic: None, timeout, traceparent: None, message_id: None, retries: 0 }
     }
 }
 

@@ -28,7 +28,8 @@ pub use apps::AppStateError;
 pub use artifact_dir::PathArtifactError;
 pub use artifacts::{ArtifactError, DIGEST_KEY};
 pub use client::{
-    Applied, CallReply, ClientError, HostStatus, LatticeClient, Published, Pushed, check_traceparent, new_traceparent,
+    Applied, CallOptions, CallReply, ClientError, HostStatus, LatticeClient, Published, Pushed, check_traceparent,
+    new_traceparent,
 };
 pub use dlq::DeadLetterRecord;
 pub use lease::Lease;

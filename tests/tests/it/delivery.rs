@@ -9,7 +9,7 @@ use anyhow::{Result, ensure};
 use bytes::Bytes;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ArtifactRef, EventData, LimitsSpec, StartActor};
-use lattice_host::lattice::LatticeClient;
+use lattice_host::lattice::{CallOptions, LatticeClient};
 use lattice_test_harness::wait_for;
 
 use crate::{TestLattice, call, expect_event, name, text};
@@ -246,9 +246,8 @@ async fn durable_sends_return_once_stored_report_failures_and_repeat_as_duplicat
         let client = client.clone();
         let sender = sender.clone();
         async move {
-            let reply = client
-                .call_with_id(&sender, None, Bytes::from_static(b"send sent.here"), crate::CALL_TIMEOUT, None, Some(id))
-                .await?;
+            let options = CallOptions { message_id: Some(id), ..CallOptions::new(crate::CALL_TIMEOUT) };
+            let (reply, _) = client.call_with(&sender, Bytes::from_static(b"send sent.here"), &options).await?;
             text(&reply)
         }
     };
