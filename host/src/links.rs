@@ -361,3 +361,49 @@ impl LinkSet {
         links
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn durable(config: &str) -> Result<Option<Durable>, String> {
+        let spec: LinkSpec = format!("messaging:jobs=nats,subscribe=jobs{config}").parse().expect("link spec");
+        Durable::parse(&spec)
+    }
+
+    #[test]
+    fn delivery_settings_parse_with_defaults_and_refuse_what_would_be_ignored() {
+        assert_eq!(durable(""), Ok(None));
+        assert_eq!(durable(",delivery=at-most-once"), Ok(None));
+        let defaults = Durable { max_deliver: Durable::MAX_DELIVER, ack_wait: Durable::ACK_WAIT, stream: None };
+        assert_eq!(durable(",delivery=at-least-once"), Ok(Some(defaults)));
+        let set = durable(",delivery=at-least-once,max_deliver=3,ack_wait=1.5s,stream=orders_1").expect("valid");
+        assert_eq!(
+            set,
+            Some(Durable { max_deliver: 3, ack_wait: Duration::from_millis(1500), stream: Some("orders_1".into()) })
+        );
+        for (bad, expected) in [
+            (",max_deliver=3", "needs `delivery=at-least-once`"),
+            (",delivery=at-most-once,stream=s", "needs `delivery=at-least-once`"),
+            (",delivery=exactly-once", "expected at-most-once or at-least-once"),
+            (",delivery=at-least-once,max_deliver=0", "1 to 1000"),
+            (",delivery=at-least-once,max_deliver=1001", "1 to 1000"),
+            (",delivery=at-least-once,ack_wait=500ms", "1s to 12h"),
+            (",delivery=at-least-once,ack_wait=30", "ack_wait"),
+            (",delivery=at-least-once,stream=a.b", "stream name"),
+        ] {
+            let error = durable(bad).expect_err(bad);
+            assert!(error.contains(expected), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn redeliveries_back_off_from_100ms_to_10s() {
+        use crate::subscriptions::redelivery_delay;
+        assert_eq!(redelivery_delay(1), Duration::from_millis(100));
+        assert_eq!(redelivery_delay(2), Duration::from_millis(200));
+        assert_eq!(redelivery_delay(4), Duration::from_millis(800));
+        assert_eq!(redelivery_delay(8), Duration::from_secs(10));
+        assert_eq!(redelivery_delay(u64::MAX), Duration::from_secs(10));
+    }
+}
