@@ -346,6 +346,11 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
                 let removed = actors.remove(&name);
                 if let Some(running) = &removed {
                     running.stop.cancel();
+                    // Its messaging subscriptions end now, not when the last clone of the actor is dropped
+                    // (the serving task keeps one while it leaves the queue group): a stopped actor takes no
+                    // more messages. Invocations already started finish.
+                    let actor = running.actor.clone();
+                    tokio::spawn(async move { actor.close_subscriptions().await });
                     caps.change(&actors, Some(running.cap), None);
                 }
                 let _ = done.send(removed.is_some());
