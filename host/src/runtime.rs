@@ -756,7 +756,7 @@ pub(crate) struct Retired {
 }
 
 impl ActorInner {
-    async fn run(&self, message: IncomingMessage, permit: OwnedSemaphorePermit) -> (InvocationOutcome, Retired) {
+    async fn run(&self, mut message: IncomingMessage, permit: OwnedSemaphorePermit) -> (InvocationOutcome, Retired) {
         let stdout = CapturedOutput::new(STDIO_CAPTURE_BYTES);
         let stderr = CapturedOutput::new(STDIO_CAPTURE_BYTES);
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
@@ -777,7 +777,7 @@ impl ActorInner {
             logs_dropped: 0,
             stdout,
             stderr,
-            message_id: message.message_id.clone(),
+            message_id: message.message_id.take(),
             durable_sends: 0,
         };
         let mut store = Store::new(&self.runtime.inner.engine, state);

@@ -22,7 +22,7 @@ use futures::Stream;
 use crate::{InboundMessage, MsgError};
 
 /// Message metadata key carrying a delivered message's [`Delivery::id`].
-pub const MESSAGE_ID: &str = "lattice-msg-id";
+pub const MESSAGE_ID: &str = lattice_core::wire::headers::MESSAGE_ID;
 /// Message metadata key carrying a delivered message's [`Delivery::attempt`] (`1` for the first delivery).
 pub const DELIVERY_ATTEMPT: &str = "lattice-delivery";
 

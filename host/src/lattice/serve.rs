@@ -125,13 +125,7 @@ where
         tracing::debug!(actor, %error, "leaving the queue group");
         return;
     }
-    let ended = tokio::time::timeout(LEAVE_WINDOW, async {
-        while let Some(message) = subscription.next().await {
-            serve(message).await;
-        }
-    })
-    .await;
-    if ended.is_ok() {
+    if serve_until_end(subscription, LEAVE_WINDOW, &mut serve).await {
         return;
     }
     if let Err(error) = subscription.drain().await {
@@ -139,15 +133,24 @@ where
         return;
     }
     // The stream ends once the client has dropped the subscription.
-    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+    if !serve_until_end(subscription, DRAIN_LIMIT, &mut serve).await {
+        tracing::warn!(actor, "unsubscribe not confirmed in time: stopped draining");
+    }
+}
+
+/// Serves what the subscription still delivers until it ends (true) or `limit` passes (false).
+async fn serve_until_end<F, Fut>(subscription: &mut Subscriber, limit: std::time::Duration, serve: &mut F) -> bool
+where
+    F: FnMut(Message) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    tokio::time::timeout(limit, async {
         while let Some(message) = subscription.next().await {
             serve(message).await;
         }
     })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(actor, "unsubscribe not confirmed in time: stopped draining");
-    }
+    .await
+    .is_ok()
 }
 
 fn incoming(message: &Message) -> IncomingMessage {
