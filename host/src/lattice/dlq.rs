@@ -144,19 +144,35 @@ fn is_dlq_header(name: &str) -> bool {
 impl LatticeClient {
     /// The dead letters kept for `actor` (every actor's when `None`), oldest first.
     pub async fn dead_letters(&self, actor: Option<&Name>) -> Result<Vec<DeadLetterRecord>, ClientError> {
+        Ok(self.read_letters(actor, None).await?.1.into_iter().map(|(record, _)| record).collect())
+    }
+
+    /// The dead-letter stream (if any) and `actor`'s letters in it with their stored messages: only sequence
+    /// `only` when given (one read), else every one (one read per sequence; replayed letters leave gaps).
+    async fn read_letters(
+        &self,
+        actor: Option<&Name>,
+        only: Option<u64>,
+    ) -> Result<(Option<stream::Stream>, Vec<(DeadLetterRecord, jetstream::message::StreamMessage)>), ClientError> {
         let js = jetstream::new(self.nats().clone());
         let Ok(mut stream) = js.get_stream(self.subjects().dlq_stream()).await else {
-            return Ok(Vec::new());
+            return Ok((None, Vec::new()));
         };
-        let state = stream.info().await.map_err(|e| storage("reading the dead-letter stream", e))?.state.clone();
+        let sequences = match only {
+            Some(seq) => seq..=seq,
+            None => {
+                let state =
+                    stream.info().await.map_err(|e| storage("reading the dead-letter stream", e))?.state.clone();
+                if state.messages == 0 {
+                    return Ok((Some(stream), Vec::new()));
+                }
+                state.first_sequence..=state.last_sequence
+            }
+        };
         let wanted = actor.map(|a| self.subjects().dlq(a));
         let prefix = self.subjects().dlq_wildcard().trim_end_matches('>').to_owned();
         let mut out = Vec::new();
-        if state.messages == 0 {
-            return Ok(out);
-        }
-        for seq in state.first_sequence..=state.last_sequence {
-            // Replayed letters leave gaps.
+        for seq in sequences {
             let Ok(message) = stream.get_raw_message(seq).await else { continue };
             let subject = message.subject.to_string();
             if wanted.as_ref().is_some_and(|w| *w != subject) {
@@ -170,7 +186,7 @@ impl LatticeClient {
                 .flat_map(|(name, values)| values.iter().map(move |v| (name.to_string(), v.as_str().to_owned())))
                 .collect();
             let time_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
-            out.push(DeadLetterRecord {
+            let record = DeadLetterRecord {
                 seq,
                 actor: subject.strip_prefix(&prefix).unwrap_or(&subject).to_owned(),
                 subject: header(headers::DLQ_SUBJECT),
@@ -182,9 +198,10 @@ impl LatticeClient {
                 time_ms,
                 payload: String::from_utf8_lossy(&message.payload).into_owned(),
                 metadata,
-            });
+            };
+            out.push((record, message));
         }
-        Ok(out)
+        Ok((Some(stream), out))
     }
 
     /// Publishes `actor`'s dead letters (only sequence `seq`, when given) again on their subjects, each with
@@ -195,8 +212,7 @@ impl LatticeClient {
         actor: &Name,
         seq: Option<u64>,
     ) -> Result<Vec<DeadLetterRecord>, ClientError> {
-        let letters: Vec<DeadLetterRecord> =
-            self.dead_letters(Some(actor)).await?.into_iter().filter(|l| seq.is_none_or(|s| s == l.seq)).collect();
+        let (stream, letters) = self.read_letters(Some(actor), seq).await?;
         if let Some(seq) = seq
             && letters.is_empty()
         {
@@ -205,17 +221,10 @@ impl LatticeClient {
                 format!("no dead letter {seq} for actor `{actor}`"),
             )));
         }
+        let Some(stream) = stream else { return Ok(Vec::new()) };
         let js = jetstream::new(self.nats().clone());
-        let stream = js
-            .get_stream(self.subjects().dlq_stream())
-            .await
-            .map_err(|e| storage("opening the dead-letter stream", e))?;
         let mut replayed = Vec::with_capacity(letters.len());
-        for letter in letters {
-            let message = stream
-                .get_raw_message(letter.seq)
-                .await
-                .map_err(|e| storage(&format!("reading dead letter {}", letter.seq), e))?;
+        for (letter, message) in letters {
             let mut map = HeaderMap::new();
             for (name, values) in message.headers.iter() {
                 let name_text: &str = name.as_ref();
@@ -228,7 +237,7 @@ impl LatticeClient {
             map.insert(headers::MESSAGE_ID, letter.id.as_str());
             // Not the original's dedup id: the stream would drop the replay as a duplicate of it.
             map.insert(headers::NATS_MSG_ID, format!("{}/replay/{}", letter.id, letter.seq).as_str());
-            js.publish_with_headers(letter.subject.clone(), map, message.payload.clone())
+            js.publish_with_headers(letter.subject.clone(), map, message.payload)
                 .await
                 .map_err(|e| storage(&format!("replaying dead letter {} to `{}`", letter.seq, letter.subject), e))?
                 .await
