@@ -251,6 +251,23 @@ async fn durable_sends_return_once_stored_report_failures_and_repeat_as_duplicat
             text(&reply)
         }
     };
+    // A durable send is checked like any other: the dead letters (a reserved subject) are out of reach.
+    let (forged, _) = client
+        .call_with(
+            &sender,
+            Bytes::from_static(b"send lattice.delivery-sends.dlq.sender"),
+            &CallOptions::new(crate::CALL_TIMEOUT),
+        )
+        .await?;
+    let forged = text(&forged)?;
+    ensure!(forged.starts_with("permission-denied"), "{forged}");
+    let reserved = StartActor {
+        name: name("reader"),
+        links: vec!["messaging:bus=nats,subscribe=lattice.>,delivery=at-least-once".to_owned()],
+        ..request.clone()
+    };
+    let refused = client.start_actor(host.id(), &reserved).await.expect_err("reserved subscription").to_string();
+    ensure!(refused.contains("reserved namespace"), "{refused}");
     // No stream keeps the subject yet: the actor sees the failure as an error value.
     let refused = send("call-1").await?;
     ensure!(refused.contains("no stream captures subject `sent.here`"), "{refused}");
