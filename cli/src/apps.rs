@@ -270,6 +270,7 @@ fn actor_fields(actor: &AppActor) -> Vec<(&'static str, String)> {
         ("cpu_time_ms", opt(actor.limits.cpu_time_ms)),
         ("timeout_ms", opt(actor.limits.timeout_ms)),
         ("max_reply", opt(actor.limits.max_reply_bytes)),
+        ("instance_reuse", opt(actor.limits.instance_reuse.map(u64::from))),
         ("links", actor.links.join(" ")),
     ]
 }

@@ -62,6 +62,11 @@ pub struct LimitArgs {
     /// Largest reply accepted, e.g. 1MiB [1MiB]
     #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
     pub max_reply: Option<usize>,
+    /// Let one instance serve up to N invocations in a row instead of a fresh instance for each [1]. For
+    /// actors you trust: state in the instance's memory carries over between invocations. An instance that
+    /// traps, hits a limit or returns an error is discarded; every limit still applies to every invocation
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub instance_reuse: Option<u32>,
 }
 
 impl LimitArgs {
@@ -82,6 +87,9 @@ impl LimitArgs {
         }
         if let Some(v) = self.max_reply {
             limits.max_reply_bytes = v;
+        }
+        if let Some(v) = self.instance_reuse {
+            limits.instance_reuse = v;
         }
         limits
     }

@@ -248,6 +248,7 @@ fn limits_spec(limits: &LimitArgs) -> LimitsSpec {
         timeout_ms: ms(limits.timeout),
         max_concurrency: limits.max_concurrency,
         max_reply_bytes: limits.max_reply.map(|m| m as u64),
+        instance_reuse: limits.instance_reuse,
     }
 }
 

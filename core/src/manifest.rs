@@ -70,6 +70,7 @@ const ACTOR_FIELDS: &[&str] = &[
     "cpu_time",
     "timeout",
     "max_reply",
+    "instance_reuse",
     "links",
 ];
 const PROVIDER_FIELDS: &[&str] = &["name", "kind", "config", "constraints"];
@@ -254,6 +255,7 @@ struct ActorFields {
     cpu_time_ms: Option<u64>,
     timeout_ms: Option<u64>,
     max_reply: Option<u64>,
+    instance_reuse: Option<u32>,
     /// By canonical `interface:name`.
     links: BTreeMap<String, LocatedLink>,
 }
@@ -273,6 +275,7 @@ impl ActorFields {
             cpu_time_ms: over.cpu_time_ms.or(self.cpu_time_ms),
             timeout_ms: over.timeout_ms.or(self.timeout_ms),
             max_reply: over.max_reply.or(self.max_reply),
+            instance_reuse: over.instance_reuse.or(self.instance_reuse),
             links,
         }
     }
@@ -391,6 +394,7 @@ impl Manifest {
                             timeout_ms: fields.timeout_ms,
                             max_concurrency: fields.max_concurrency,
                             max_reply_bytes: fields.max_reply,
+                            instance_reuse: fields.instance_reuse,
                         },
                         links: links.iter().map(|link| link.spec.to_string()).collect(),
                     },
@@ -805,6 +809,7 @@ impl<'t> Cx<'t> {
                 "max_concurrency" => fields.max_concurrency = self.positive_u32(value, &field_path),
                 "memory" => fields.memory = self.size(value, &field_path),
                 "max_reply" => fields.max_reply = self.size(value, &field_path),
+                "instance_reuse" => fields.instance_reuse = self.positive_u32(value, &field_path),
                 "cpu_time" => fields.cpu_time_ms = self.duration_ms(value, &field_path),
                 "timeout" => fields.timeout_ms = self.duration_ms(value, &field_path),
                 "links" => fields.links = self.links(value, &field_path),
@@ -1355,6 +1360,7 @@ memory = "64MiB"
 max_reply = 4096
 cpu_time = "500ms"
 timeout = "1.5s"
+instance_reuse = 100
 constraints = { zone = "eu", disk = "ssd" }
 
 [env.small.actor.x]
@@ -1371,6 +1377,7 @@ constraints = { zone = "us" }
         assert_eq!(limits.cpu_time_ms, Some(500));
         assert_eq!(limits.timeout_ms, Some(1500));
         assert_eq!(limits.max_concurrency, None);
+        assert_eq!(limits.instance_reuse, Some(100));
         assert_eq!(base.actors[0].spec.replicas, 1, "default");
         assert_eq!(base.actors[0].spec.constraints.len(), 2);
         let small = manifest.resolve(Some("small")).expect("small");

@@ -228,6 +228,9 @@ pub struct LimitsSpec {
     pub max_concurrency: Option<u32>,
     /// Largest reply, bytes.
     pub max_reply_bytes: Option<u64>,
+    /// Invocations one instance may serve one after another (1, the default: a fresh instance each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_reuse: Option<u32>,
 }
 
 /// `actor.start`: start an actor (or replace the running one of that name).

@@ -14,6 +14,11 @@
 //!   capture, no logging.
 //! - **lattice**: `RuntimeBuilder::new().build()`, `load` with `keyvalue:default=inmemory`, `invoke`.
 //!
+//! Then the same for `big-heap` (a 12.6 MB component with 12 MiB of initialised data, standing in for
+//! interpreter builds), with a fresh instance per call and with `instance_reuse` 1000 on the lattice side, and,
+//! when `LATTICE_BENCH_COMPONENT` names one, any other component of the actor world (see
+//! `docs/performance.md`). `LATTICE_BENCH_ONLY=<label>` runs one case.
+//!
 //! Both run on one current-thread tokio runtime, warm up, then alternate rounds (floor, lattice, floor, ...)
 //! so drift on a shared machine hits both alike. Per-iteration times are pooled across rounds for p50/p99.
 
@@ -22,7 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use lattice_core::claims::Policy;
-use lattice_host::{ActorConfig, IncomingMessage, RuntimeBuilder};
+use lattice_host::{ActorConfig, ActorLimits, IncomingMessage, RuntimeBuilder};
 use lattice_keyvalue_inmemory::InMemoryKeyValue;
 use lattice_provider_sdk::KeyValue;
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
@@ -417,17 +422,43 @@ fn micros(d: Duration) -> f64 {
 fn main() {
     let quick = std::env::var("LATTICE_BENCH_QUICK").is_ok_and(|v| v == "1");
     let scale = if quick { 10 } else { 1 };
-    let warmup = 2_000 / scale;
-    let rounds = 10;
-    let per_round = 2_000 / scale;
-
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async {
-        let bytes = std::fs::read(lattice_test_actors::KV_COUNTER).expect("reading kv-counter");
+        let small = Sizes { warmup: 2_000 / scale, rounds: 10, per_round: 2_000 / scale };
+        compare("local_invoke", lattice_test_actors::KV_COUNTER, 1, small).await;
+        // The large component: a fresh instance per call (what the pool's copy-on-write images make cheap),
+        // then one instance kept for up to 1,000 calls (`--instance-reuse`).
+        let large = Sizes { warmup: 200 / scale, rounds: 4, per_round: 500 / scale };
+        compare("local_invoke_big_heap", lattice_test_actors::BIG_HEAP, 1, large).await;
+        compare("local_invoke_big_heap_reuse", lattice_test_actors::BIG_HEAP, 1000, large).await;
+        // Any other component of the same world, e.g. a componentize-py counter (see docs/performance.md).
+        if let Ok(path) = std::env::var("LATTICE_BENCH_COMPONENT") {
+            compare("local_invoke_component", &path, 1, large).await;
+            compare("local_invoke_component_reuse", &path, 1000, large).await;
+        }
+    });
+}
+
+/// How many invocations each side runs.
+#[derive(Clone, Copy)]
+struct Sizes {
+    warmup: usize,
+    rounds: usize,
+    per_round: usize,
+}
+
+/// Floor and lattice on the component at `path`, alternating rounds; prints `BENCH <label>_…` lines.
+async fn compare(label: &str, path: &str, instance_reuse: u32, sizes: Sizes) {
+    if std::env::var("LATTICE_BENCH_ONLY").is_ok_and(|only| only != label) {
+        return;
+    }
+    let Sizes { warmup, rounds, per_round } = sizes;
+    {
+        let bytes = std::fs::read(path).expect("reading the component");
         let floor = Floor::new(&bytes);
 
-        // Our own handle on lattice's in-memory store, to check the counter at the end. kv-counter is built
-        // unsigned; admission happens once at load and is not part of what this measures.
+        // Our own handle on lattice's in-memory store, to check the counter at the end. The components are
+        // built unsigned; admission happens once at load and is not part of what this measures.
         let kv = InMemoryKeyValue::new();
         let runtime = RuntimeBuilder::new()
             .keyvalue_provider(lattice_host::INMEMORY_PROVIDER, Arc::new(kv.clone()))
@@ -436,9 +467,9 @@ fn main() {
             .expect("lattice runtime");
         let config = ActorConfig {
             links: vec!["keyvalue:default=inmemory".parse().expect("link spec")],
-            ..ActorConfig::default()
+            limits: ActorLimits { instance_reuse, ..ActorLimits::default() },
         };
-        let actor = runtime.load("kv-counter", bytes, config).await.expect("load kv-counter");
+        let actor = runtime.load("actor", bytes, config).await.expect("load the actor");
 
         let mut floor_calls: i64 = 0;
         let mut lattice_calls: i64 = 0;
@@ -505,13 +536,13 @@ fn main() {
         let floor_p99 = quantile(&floor_times, 0.99);
         let lattice_p99 = quantile(&lattice_times, 0.99);
         eprintln!(
-            "local_invoke: {warmup} warm-up + {rounds} rounds x {per_round} iterations per side; \
+            "{label}: {warmup} warm-up + {rounds} rounds x {per_round} iterations per side; \
              {floor_calls} floor and {lattice_calls} lattice invocations, counters checked"
         );
-        println!("BENCH local_invoke_floor_p50_us {:.2}", micros(floor_p50));
-        println!("BENCH local_invoke_lattice_p50_us {:.2}", micros(lattice_p50));
-        println!("BENCH local_invoke_floor_p99_us {:.2}", micros(floor_p99));
-        println!("BENCH local_invoke_lattice_p99_us {:.2}", micros(lattice_p99));
-        println!("BENCH local_invoke_ratio {:.3}", lattice_p50.as_secs_f64() / floor_p50.as_secs_f64());
-    });
+        println!("BENCH {label}_floor_p50_us {:.2}", micros(floor_p50));
+        println!("BENCH {label}_lattice_p50_us {:.2}", micros(lattice_p50));
+        println!("BENCH {label}_floor_p99_us {:.2}", micros(floor_p99));
+        println!("BENCH {label}_lattice_p99_us {:.2}", micros(lattice_p99));
+        println!("BENCH {label}_ratio {:.3}", lattice_p50.as_secs_f64() / floor_p50.as_secs_f64());
+    }
 }

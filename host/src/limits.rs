@@ -18,6 +18,12 @@ pub struct ActorLimits {
     pub max_reply_bytes: usize,
     /// Table elements per table (default 20,000).
     pub table_elements: usize,
+    /// How many invocations, one after another, one instance may serve (default 1: a fresh instance for every
+    /// invocation). Above 1, an instance that finished an invocation cleanly is kept for the next one, so
+    /// state in its memory carries over between invocations of this actor; one that trapped, hit a limit or
+    /// returned an error is discarded. An operator's choice for an actor they trust (`--instance-reuse`),
+    /// never the actor's: every other limit still applies to every invocation.
+    pub instance_reuse: u32,
 }
 
 impl Default for ActorLimits {
@@ -29,6 +35,7 @@ impl Default for ActorLimits {
             max_concurrency: 64,
             max_reply_bytes: 1 << 20,
             table_elements: 20_000,
+            instance_reuse: 1,
         }
     }
 }
@@ -62,6 +69,7 @@ impl ActorLimits {
             (self.timeout.is_zero(), "timeout"),
             (self.max_concurrency == 0, "max concurrency"),
             (self.max_reply_bytes == 0, "reply size limit"),
+            (self.instance_reuse == 0, "instance reuse"),
         ] {
             if zero {
                 return Err(LimitsError::Zero(what));

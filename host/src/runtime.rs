@@ -184,8 +184,10 @@ struct RuntimeInner {
     compiled: std::sync::Mutex<HashMap<[u8; 32], Weak<Compiled>>>,
 }
 
-/// One component, compiled once, shared by every actor loaded from the same bytes.
-type Compiled = tokio::sync::OnceCell<Component>;
+/// One component, compiled once and prepared for instantiation against the runtime's linker, shared by every
+/// actor loaded from the same bytes (thousands of actors of one component cost one copy of its code and of its
+/// import table).
+type Compiled = tokio::sync::OnceCell<bindings::ActorPre<InvocationState>>;
 
 impl RuntimeInner {
     /// The shared slot of the component with `digest` (made if no live actor uses it).
@@ -336,28 +338,30 @@ impl Runtime {
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let compiled = rt.compiled(&digest);
         let mut compiled_here = false;
-        let component = compiled
+        let pre = compiled
             .get_or_try_init(|| async {
-                if let Some(component) = rt.cache.load(&rt.engine, &digest) {
-                    return Ok(component);
-                }
-                compiled_here = true;
-                let engine = rt.engine.clone();
-                let cache = rt.cache.clone();
-                tokio::task::spawn_blocking(move || {
-                    let component = Component::new(&engine, &bytes)?;
-                    cache.store(&digest, &component);
-                    Ok::<_, wasmtime::Error>(component)
-                })
-                .await
-                .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
-                .map_err(|e| LoadError::Compile(format!("{e:#}")))
+                let component = match rt.cache.load(&rt.engine, &digest) {
+                    Some(component) => component,
+                    None => {
+                        compiled_here = true;
+                        let engine = rt.engine.clone();
+                        let cache = rt.cache.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let component = Component::new(&engine, &bytes)?;
+                            cache.store(&digest, &component);
+                            Ok::<_, wasmtime::Error>(component)
+                        })
+                        .await
+                        .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
+                        .map_err(|e| LoadError::Compile(format!("{e:#}")))?
+                    }
+                };
+                let pre = rt.linker.instantiate_pre(&component).map_err(|e| LoadError::World(format!("{e:#}")))?;
+                bindings::ActorPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))
             })
             .await?
             .clone();
         let from_cache = !compiled_here;
-        let pre = rt.linker.instantiate_pre(&component).map_err(|e| LoadError::World(format!("{e:#}")))?;
-        let pre = bindings::ActorPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
 
         let report = LoadReport { digest: hex::encode(digest), from_cache, elapsed: started.elapsed() };
         tracing::info!(
@@ -368,6 +372,9 @@ impl Runtime {
             "actor loaded"
         );
         let ticks = config.limits.cpu_time.as_nanos() / rt.epoch_tick.as_nanos().max(1);
+        let warm = (config.limits.instance_reuse > 1).then(|| {
+            Arc::new(WarmInstances { idle: Default::default(), max: AtomicU32::new(config.limits.max_concurrency) })
+        });
         let actor = Actor {
             inner: Arc::new(ActorInner {
                 _compiled: compiled,
@@ -382,6 +389,7 @@ impl Runtime {
                 report,
                 claims,
                 subscriptions: Subscriptions::default(),
+                warm,
             }),
         };
         // Messages published once `load` returns reach the actor (see `subscriptions`).
@@ -556,6 +564,8 @@ struct ActorInner {
     subscriptions: Subscriptions,
     /// Keeps the component shared with actors loaded from the same bytes (see `RuntimeInner::compiled`).
     _compiled: Arc<Compiled>,
+    /// Idle instances kept for reuse; `None` when every invocation gets a fresh instance (the default).
+    warm: Option<Arc<WarmInstances>>,
 }
 
 /// An [`Actor`] that does not keep it alive (subscription readers hold one).
@@ -603,6 +613,9 @@ impl Actor {
     pub fn set_max_concurrency(&self, max_concurrency: u32) {
         let new = max_concurrency.max(1);
         let old = self.inner.max_concurrency.swap(new, Ordering::AcqRel);
+        if let Some(warm) = &self.inner.warm {
+            warm.max.store(new, Ordering::Release);
+        }
         if new > old {
             self.inner.permits.add_permits((new - old) as usize);
         } else if new < old {
@@ -748,15 +761,59 @@ impl Actor {
     }
 }
 
-/// A finished invocation's instance and concurrency permit. Dropping it frees the pool slot (resetting the
-/// instance's memory), then the permit, so live instances never exceed the actor's concurrency.
+/// A finished invocation's instance and concurrency permit. Dropping it frees the instance (resetting its
+/// memory for the pool) or, when the actor reuses instances and this one may serve again, keeps it for the
+/// actor's next invocation; then it releases the permit, so live instances never exceed the actor's
+/// concurrency.
 pub(crate) struct Retired {
-    _store: Store<InvocationState>,
+    instance: Option<Instance>,
+    /// Where a reusable instance goes back; `None` when the instance is not to be reused.
+    keep: Option<Arc<WarmInstances>>,
     _permit: OwnedSemaphorePermit,
 }
 
+impl Drop for Retired {
+    fn drop(&mut self) {
+        if let (Some(instance), Some(warm)) = (self.instance.take(), self.keep.take()) {
+            warm.put(instance);
+        }
+    }
+}
+
+/// A live instance of an actor: its store (memory, resources) and the handle to its exports.
+struct Instance {
+    store: Store<InvocationState>,
+    /// `None` until instantiated (instantiation runs under the same limits as the handler).
+    exports: Option<bindings::Actor>,
+    /// Invocations it has served.
+    uses: u32,
+}
+
+/// An actor's idle instances kept for reuse (`ActorLimits::instance_reuse` above 1). Holds at most one per
+/// concurrency permit: an instance comes back only from an invocation that held a permit.
+#[derive(Default)]
+struct WarmInstances {
+    idle: std::sync::Mutex<Vec<Instance>>,
+    /// The most it keeps (the actor's concurrency; a scale-down lets the surplus go as it comes back).
+    max: AtomicU32,
+}
+
+impl WarmInstances {
+    fn take(&self) -> Option<Instance> {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop()
+    }
+
+    fn put(&self, instance: Instance) {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < self.max.load(Ordering::Acquire) as usize {
+            idle.push(instance);
+        }
+    }
+}
+
 impl ActorInner {
-    async fn run(&self, mut message: IncomingMessage, permit: OwnedSemaphorePermit) -> (InvocationOutcome, Retired) {
+    /// A fresh store for one instance, with everything an invocation starts from.
+    fn new_store(&self) -> Store<InvocationState> {
         let stdout = CapturedOutput::new(STDIO_CAPTURE_BYTES);
         let stderr = CapturedOutput::new(STDIO_CAPTURE_BYTES);
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
@@ -777,12 +834,11 @@ impl ActorInner {
             logs_dropped: 0,
             stdout,
             stderr,
-            message_id: message.message_id.take(),
+            message_id: None,
             durable_sends: 0,
         };
         let mut store = Store::new(&self.runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
             if state.cpu_ticks_left == 0 {
@@ -793,9 +849,32 @@ impl ActorInner {
             // Yield every tick so a spinning guest never starves the async runtime.
             Ok(UpdateDeadline::Yield(1))
         });
+        store
+    }
 
-        let result = self.call(&mut store, message).await;
-        let state = store.data_mut();
+    /// The instance this invocation runs in: a kept one when the actor reuses instances and one is idle,
+    /// else a fresh store. Either way the invocation starts with its own CPU budget, links and outcome.
+    fn instance(&self) -> Instance {
+        let mut instance = match self.warm.as_ref().and_then(|warm| warm.take()) {
+            Some(instance) => instance,
+            None => Instance { store: self.new_store(), exports: None, uses: 0 },
+        };
+        let state = instance.store.data_mut();
+        state.links = self.links.load_full();
+        state.cpu_ticks_left = self.cpu_ticks;
+        state.durable_sends = 0;
+        state.log_bytes = 0;
+        state.logs_dropped = 0;
+        instance.store.set_epoch_deadline(1);
+        instance
+    }
+
+    async fn run(&self, mut message: IncomingMessage, permit: OwnedSemaphorePermit) -> (InvocationOutcome, Retired) {
+        let mut instance = self.instance();
+        instance.store.data_mut().message_id = message.message_id.take();
+        let result = self.call(&mut instance, message).await;
+        instance.uses += 1;
+        let state = instance.store.data_mut();
         let result = match (state.reply_refused, result) {
             (Some(size), _) => Err(InvokeError::ReplyTooLarge { size, limit: self.limits.max_reply_bytes }),
             (None, Ok(())) => Ok(state.reply.take()),
@@ -807,13 +886,20 @@ impl ActorInner {
         }
         let outcome =
             InvocationOutcome { result, logs: std::mem::take(&mut state.logs), logs_dropped: state.logs_dropped };
-        (outcome, Retired { _store: store, _permit: permit })
+        // Only an instance that served cleanly may serve again: after a trap, a limit or an error its state is
+        // not to be trusted.
+        let keep = self.warm.clone().filter(|_| outcome.result.is_ok() && instance.uses < self.limits.instance_reuse);
+        (outcome, Retired { instance: Some(instance), keep, _permit: permit })
     }
 
-    async fn call(&self, store: &mut Store<InvocationState>, message: IncomingMessage) -> Result<(), InvokeError> {
-        let actor = match self.pre.instantiate_async(&mut *store).await {
-            Ok(actor) => actor,
-            Err(error) => return Err(self.classify(store.data(), error, true)),
+    async fn call(&self, instance: &mut Instance, message: IncomingMessage) -> Result<(), InvokeError> {
+        let store = &mut instance.store;
+        let exports = match &instance.exports {
+            Some(exports) => exports,
+            None => match self.pre.instantiate_async(&mut *store).await {
+                Ok(exports) => instance.exports.insert(exports),
+                Err(error) => return Err(self.classify(store.data(), error, true)),
+            },
         };
         let message = Message {
             data: message.data,
@@ -825,7 +911,7 @@ impl ActorInner {
         };
         let message =
             store.data_mut().push_invocation_message(message).map_err(|e| InvokeError::Instantiate(e.to_string()))?;
-        match actor.wasi_messaging_incoming_handler().call_handle(&mut *store, message).await {
+        match exports.wasi_messaging_incoming_handler().call_handle(&mut *store, message).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(InvokeError::Handler(describe_messaging_error(&error))),
             Err(trap) => Err(self.classify(store.data(), trap, false)),

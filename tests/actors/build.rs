@@ -22,6 +22,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("actor-sleep", "SLEEP"),
     ("actor-msg-probe", "MSG_PROBE"),
     ("actor-workflow-probe", "WORKFLOW_PROBE"),
+    ("actor-big-heap", "BIG_HEAP"),
+    ("actor-reuse-probe", "REUSE_PROBE"),
 ];
 
 fn main() {

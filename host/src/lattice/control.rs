@@ -232,6 +232,9 @@ fn apply_limits(defaults: &ActorLimits, spec: &LimitsSpec) -> ActorLimits {
     if let Some(v) = spec.max_reply_bytes {
         limits.max_reply_bytes = usize::try_from(v).unwrap_or(usize::MAX);
     }
+    if let Some(v) = spec.instance_reuse {
+        limits.instance_reuse = v;
+    }
     limits
 }
 

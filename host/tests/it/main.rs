@@ -6,6 +6,7 @@ mod claims;
 mod hostile;
 mod keyvalue;
 mod messaging;
+mod reuse;
 
 use std::time::Duration;
 
