@@ -33,7 +33,8 @@
 //!   `serving_start_compile_ms` are kv-counter's.
 //!
 //! `cargo bench -p lattice-cli --bench serving` (`LATTICE_BENCH_QUICK=1` for a short run;
-//! `LATTICE_BENCH_SERVING_CASES=kv_counter,big_heap` to choose rows). Chart: `cargo run -p benchplot -- FILE PNG`.
+//! `LATTICE_BENCH_SERVING_CASES=kv_counter,big_heap` to choose rows; `LATTICE_BENCH_COMPONENT=path.wasm` adds a
+//! row `component` for any other component doing kv-counter's work, signed for what interpreter builds import). Chart: `cargo run -p benchplot -- FILE PNG`.
 
 mod common;
 
@@ -79,6 +80,23 @@ const CASES: &[Case] = &[
         flags: &["--max-concurrency", "128", "--memory", "128MiB"],
     },
 ];
+
+/// Capabilities for `LATTICE_BENCH_COMPONENT`: what componentize-py and jco builds import besides key-value and
+/// messaging.
+const COMPONENT_CAPS: &[&str] = &["wasi:keyvalue", "wasi:messaging", "wasi:filesystem", "wasi:sockets"];
+
+/// The row for `LATTICE_BENCH_COMPONENT=path.wasm`: any other component of the actor world doing kv-counter's
+/// work, e.g. a componentize-py counter (docs/performance.md has the recipe).
+fn component_case() -> Option<&'static Case> {
+    let path = std::env::var("LATTICE_BENCH_COMPONENT").ok()?;
+    Some(Box::leak(Box::new(Case {
+        name: "component",
+        component: Box::leak(path.into_boxed_str()),
+        caps: COMPONENT_CAPS,
+        links: &["keyvalue:default=inmemory"],
+        flags: &["--max-concurrency", "128", "--memory", "128MiB"],
+    })))
+}
 
 /// Invocations one instance serves in `reuse` mode.
 const REUSE_N: &str = "1000";
@@ -172,7 +190,7 @@ fn run() -> Result<()> {
 
     let mut bench = Bench::new("serving")?;
     let mut cases = Vec::new();
-    for case in CASES {
+    for case in CASES.iter().chain(component_case()) {
         if chosen.as_ref().is_some_and(|chosen| !chosen.iter().any(|c| c == case.name)) {
             continue;
         }

@@ -803,11 +803,18 @@ impl WarmInstances {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop()
     }
 
+    /// Keeps `instance` for a later invocation, unless the actor already keeps as many as it may run at once
+    /// (after a scale-down, the surplus kept goes too).
     fn put(&self, instance: Instance) {
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < self.max.load(Ordering::Acquire) as usize {
+        let max = self.max.load(Ordering::Acquire) as usize;
+        let surplus = {
+            let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             idle.push(instance);
-        }
+            let keep = max.min(idle.len());
+            idle.split_off(keep)
+        };
+        // Torn down outside the lock.
+        drop(surplus);
     }
 }
 
