@@ -59,22 +59,8 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-fn print(name: &str, value: f64, decimals: usize) {
-    println!("BENCH {name} {value:.decimals$}");
-}
-
 fn main() -> ExitCode {
-    let result = match common::role() {
-        Some(result) => result,
-        None => run(),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main(run)
 }
 
 fn run() -> Result<()> {
@@ -87,11 +73,11 @@ fn run() -> Result<()> {
     let signed = bench.sign(lattice_test_actors::KV_COUNTER.as_ref(), "kv-counter", KV_CAPS)?;
     let file = signed.file_name().context("signed file name")?.to_string_lossy().into_owned();
     bench.spawn_host(&["--max-instances", &max_instances.to_string()])?;
-    print("density_max_instances", max_instances as f64, 0);
+    common::print("density_max_instances", max_instances as f64, 0);
     let pid = bench.host_pid()?;
     std::thread::sleep(SETTLE);
     let idle = rss_kb(pid)?;
-    print("density_rss_idle_kb", idle as f64, 0);
+    common::print("density_rss_idle_kb", idle as f64, 0);
 
     // Compile once, so every start below loads from the cache.
     bench.cli(&[
@@ -107,7 +93,7 @@ fn run() -> Result<()> {
     bench.cli(&["stop", "kv-warm", "--host", &bench.host_id])?;
     std::thread::sleep(SETTLE);
     let warm = rss_kb(pid)?;
-    print("density_rss_warm_kb", warm as f64, 0);
+    common::print("density_rss_warm_kb", warm as f64, 0);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     let lattice = Name::new(bench.lattice.as_str())?;
@@ -154,10 +140,10 @@ fn run() -> Result<()> {
         (running, failures, first)
     });
     let took = started.elapsed();
-    print("density_actors", n as f64, 0);
-    print(&format!("density_start_{n}_s"), took.as_secs_f64(), 2);
-    print("density_start_per_actor_ms", took.as_secs_f64() * 1e3 / n as f64, 2);
-    print("density_start_failures", failures as f64, 0);
+    common::print("density_actors", n as f64, 0);
+    common::print(&format!("density_start_{n}_s"), took.as_secs_f64(), 2);
+    common::print("density_start_per_actor_ms", took.as_secs_f64() * 1e3 / n as f64, 2);
+    common::print("density_start_failures", failures as f64, 0);
     if let Some(error) = first_failure {
         println!("note: first start failure: {error}");
         eprintln!("first start failure: {error}");
@@ -168,9 +154,9 @@ fn run() -> Result<()> {
 
     std::thread::sleep(SETTLE);
     let loaded = rss_kb(pid)?;
-    print("density_rss_kb", loaded as f64, 0);
-    print("density_actors_running", running.len() as f64, 0);
-    print("density_rss_per_actor_kb", loaded.saturating_sub(warm) as f64 / running.len().max(1) as f64, 1);
+    common::print("density_rss_kb", loaded as f64, 0);
+    common::print("density_actors_running", running.len() as f64, 0);
+    common::print("density_rss_per_actor_kb", loaded.saturating_sub(warm) as f64 / running.len().max(1) as f64, 1);
 
     let listed = match runtime.block_on(client.ping(Duration::from_secs(2))) {
         Ok(hosts) => hosts.iter().find(|h| h.id == host).map_or(-1.0, |h| h.actors.len() as f64),
@@ -179,7 +165,7 @@ fn run() -> Result<()> {
             -1.0
         }
     };
-    print("density_ping_actors", listed, 0);
+    common::print("density_ping_actors", listed, 0);
     // The host's record (rewritten every heartbeat, 1 s): is it still seen as up 3 heartbeats later?
     std::thread::sleep(Duration::from_secs(3));
     let hosts: serde_json::Value =
@@ -196,7 +182,7 @@ fn run() -> Result<()> {
         }
         None => -1.0,
     };
-    print("density_host_record_up", up, 0);
+    common::print("density_host_record_up", up, 0);
 
     // A few of them, picked at random, each called once on its invoke subject.
     let mut seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
@@ -236,16 +222,16 @@ fn run() -> Result<()> {
             Err(error) => eprintln!("kv-{i}: {error}"),
         }
     }
-    print("density_sample", picks.len() as f64, 0);
-    print("density_sample_ok", ok as f64, 0);
-    print("density_sample_p50_us", median(&latencies), 1);
+    common::print("density_sample", picks.len() as f64, 0);
+    common::print("density_sample_ok", ok as f64, 0);
+    common::print("density_sample_p50_us", median(&latencies), 1);
     if let Some(host) = bench.host.as_mut() {
         host.check_alive()?;
     }
     // What went wrong on the host's side, if anything (its log is deleted with the bench's tempdir).
     let log = bench.host.as_ref().map(|h| std::fs::read_to_string(&h.log).unwrap_or_default()).unwrap_or_default();
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
-    print("density_host_log_warnings", warnings.len() as f64, 0);
+    common::print("density_host_log_warnings", warnings.len() as f64, 0);
     for line in warnings.iter().take(5) {
         eprintln!("host: {}", strip_ansi(line));
     }

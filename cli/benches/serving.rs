@@ -152,27 +152,13 @@ fn start_report(stdout: &str) -> Result<(f64, bool)> {
     Ok((load_ms, actor["from_cache"].as_bool().unwrap_or(false)))
 }
 
-fn print(name: &str, value: f64, decimals: usize) {
-    println!("BENCH {name} {value:.decimals$}");
-}
-
 fn note(text: &str) {
     println!("note: {text}");
     eprintln!("note: {text}");
 }
 
 fn main() -> ExitCode {
-    let result = match common::role() {
-        Some(result) => result,
-        None => run(),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main(run)
 }
 
 fn run() -> Result<()> {
@@ -299,11 +285,11 @@ fn run() -> Result<()> {
             let loads = runs(&target.label);
             let prefix = format!("serving_{}_c{conc}", target.label);
             let figure = |f: fn(&Load) -> f64| median(&loads.iter().map(f).collect::<Vec<_>>());
-            print(&format!("{prefix}_rps"), figure(|l| l.rps), 0);
-            print(&format!("{prefix}_p50_us"), figure(|l| l.p50_us), 1);
-            print(&format!("{prefix}_p90_us"), figure(|l| l.p90_us), 1);
-            print(&format!("{prefix}_p99_us"), figure(|l| l.p99_us), 1);
-            print(&format!("{prefix}_errors"), loads.iter().map(|l| l.errors as f64).sum(), 0);
+            common::print(&format!("{prefix}_rps"), figure(|l| l.rps), 0);
+            common::print(&format!("{prefix}_p50_us"), figure(|l| l.p50_us), 1);
+            common::print(&format!("{prefix}_p90_us"), figure(|l| l.p90_us), 1);
+            common::print(&format!("{prefix}_p99_us"), figure(|l| l.p99_us), 1);
+            common::print(&format!("{prefix}_errors"), loads.iter().map(|l| l.errors as f64).sum(), 0);
             if target.case.is_none() {
                 continue;
             }
@@ -318,9 +304,9 @@ fn run() -> Result<()> {
                 }
                 for (name, values) in ratios {
                     let (lo, hi) = spread(&values);
-                    print(&format!("{prefix}_{name}"), median(&values), 3);
-                    print(&format!("{prefix}_{name}_min"), lo, 3);
-                    print(&format!("{prefix}_{name}_max"), hi, 3);
+                    common::print(&format!("{prefix}_{name}"), median(&values), 3);
+                    common::print(&format!("{prefix}_{name}_min"), lo, 3);
+                    common::print(&format!("{prefix}_{name}_max"), hi, 3);
                 }
             }
         }
@@ -343,15 +329,15 @@ fn run() -> Result<()> {
             host_ms.push(load_ms);
         }
         let name = start.case.name;
-        print(&format!("serving_{name}_start_cached_ms"), median(&host_ms), 1);
-        print(&format!("serving_{name}_start_cached_cli_ms"), median(&cli_ms), 1);
+        common::print(&format!("serving_{name}_start_cached_ms"), median(&host_ms), 1);
+        common::print(&format!("serving_{name}_start_cached_cli_ms"), median(&cli_ms), 1);
         if let Some(ms) = compile_ms.get(name) {
-            print(&format!("serving_{name}_start_compile_ms"), *ms, 1);
+            common::print(&format!("serving_{name}_start_compile_ms"), *ms, 1);
         }
         if name == "kv_counter" {
-            print("serving_start_cached_ms", median(&host_ms), 1);
+            common::print("serving_start_cached_ms", median(&host_ms), 1);
             if let Some(ms) = compile_ms.get(name) {
-                print("serving_start_compile_ms", *ms, 1);
+                common::print("serving_start_compile_ms", *ms, 1);
             }
         }
     }

@@ -55,6 +55,22 @@ pub fn env_usize(name: &str) -> Result<Option<usize>> {
     }
 }
 
+/// A bench's `main`: the role named on the command line if any, else the driver `run`; errors as one line.
+pub fn main(run: fn() -> Result<()>) -> std::process::ExitCode {
+    match role().unwrap_or_else(run) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints one `BENCH <name> <value>` line.
+pub fn print(name: &str, value: f64, decimals: usize) {
+    println!("BENCH {name} {value:.decimals$}");
+}
+
 /// Runs the role named on the command line (`--role ROLE ARGS…`), if any; `None` when this is the driver.
 pub fn role() -> Option<Result<()>> {
     let args: Vec<String> = std::env::args().collect();
