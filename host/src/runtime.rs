@@ -372,9 +372,7 @@ impl Runtime {
             "actor loaded"
         );
         let ticks = config.limits.cpu_time.as_nanos() / rt.epoch_tick.as_nanos().max(1);
-        let warm = (config.limits.instance_reuse > 1).then(|| {
-            Arc::new(WarmInstances { idle: Default::default(), max: AtomicU32::new(config.limits.max_concurrency) })
-        });
+        let warm = (config.limits.instance_reuse > 1).then(Arc::default);
         let actor = Actor {
             inner: Arc::new(ActorInner {
                 _compiled: compiled,
@@ -613,9 +611,6 @@ impl Actor {
     pub fn set_max_concurrency(&self, max_concurrency: u32) {
         let new = max_concurrency.max(1);
         let old = self.inner.max_concurrency.swap(new, Ordering::AcqRel);
-        if let Some(warm) = &self.inner.warm {
-            warm.max.store(new, Ordering::Release);
-        }
         if new > old {
             self.inner.permits.add_permits((new - old) as usize);
         } else if new < old {
@@ -767,15 +762,16 @@ impl Actor {
 /// concurrency.
 pub(crate) struct Retired {
     instance: Option<Instance>,
-    /// Where a reusable instance goes back; `None` when the instance is not to be reused.
-    keep: Option<Arc<WarmInstances>>,
+    /// Where a reusable instance goes back, and how many the actor may keep (its concurrency); `None` when
+    /// the instance is not to be reused.
+    keep: Option<(Arc<WarmInstances>, usize)>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for Retired {
     fn drop(&mut self) {
-        if let (Some(instance), Some(warm)) = (self.instance.take(), self.keep.take()) {
-            warm.put(instance);
+        if let (Some(instance), Some((warm, max))) = (self.instance.take(), self.keep.take()) {
+            warm.put(instance, max);
         }
     }
 }
@@ -794,8 +790,6 @@ struct Instance {
 #[derive(Default)]
 struct WarmInstances {
     idle: std::sync::Mutex<Vec<Instance>>,
-    /// The most it keeps (the actor's concurrency; a scale-down lets the surplus go as it comes back).
-    max: AtomicU32,
 }
 
 impl WarmInstances {
@@ -803,10 +797,9 @@ impl WarmInstances {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop()
     }
 
-    /// Keeps `instance` for a later invocation, unless the actor already keeps as many as it may run at once
-    /// (after a scale-down, the surplus kept goes too).
-    fn put(&self, instance: Instance) {
-        let max = self.max.load(Ordering::Acquire) as usize;
+    /// Keeps `instance` for a later invocation, unless the actor already keeps `max`, as many as it may run at
+    /// once (after a scale-down, the surplus kept goes too).
+    fn put(&self, instance: Instance, max: usize) {
         let surplus = {
             let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             idle.push(instance);
@@ -846,6 +839,7 @@ impl ActorInner {
         };
         let mut store = Store::new(&self.runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
             if state.cpu_ticks_left == 0 {
@@ -859,12 +853,11 @@ impl ActorInner {
         store
     }
 
-    /// The instance this invocation runs in: a kept one when the actor reuses instances and one is idle,
-    /// else a fresh store. Either way the invocation starts with its own CPU budget, links and outcome.
+    /// The instance this invocation runs in: a kept one when the actor reuses instances and one is idle (with
+    /// the per-invocation state a fresh store starts from: CPU budget, links, counters), else a fresh store.
     fn instance(&self) -> Instance {
-        let mut instance = match self.warm.as_ref().and_then(|warm| warm.take()) {
-            Some(instance) => instance,
-            None => Instance { store: self.new_store(), exports: None, uses: 0 },
+        let Some(mut instance) = self.warm.as_ref().and_then(|warm| warm.take()) else {
+            return Instance { store: self.new_store(), exports: None, uses: 0 };
         };
         let state = instance.store.data_mut();
         state.links = self.links.load_full();
@@ -895,7 +888,11 @@ impl ActorInner {
             InvocationOutcome { result, logs: std::mem::take(&mut state.logs), logs_dropped: state.logs_dropped };
         // Only an instance that served cleanly may serve again: after a trap, a limit or an error its state is
         // not to be trusted.
-        let keep = self.warm.clone().filter(|_| outcome.result.is_ok() && instance.uses < self.limits.instance_reuse);
+        let keep = self
+            .warm
+            .clone()
+            .filter(|_| outcome.result.is_ok() && instance.uses < self.limits.instance_reuse)
+            .map(|warm| (warm, self.max_concurrency.load(Ordering::Acquire) as usize));
         (outcome, Retired { instance: Some(instance), keep, _permit: permit })
     }
 
