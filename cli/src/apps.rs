@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use lattice_core::http::Route;
 use lattice_core::manifest::{ArtifactSource, Manifest, ManifestError};
 use lattice_core::subject::Name;
 use lattice_core::wire::{AppActor, AppProvider, AppRecord, AppSpec, AppStatus, HostInfo};
@@ -82,7 +83,8 @@ pub struct StatusArgs {
     pub output: Output,
 }
 
-/// Delete an app: stop everything it placed, remove its links and providers, and report what was removed.
+/// Delete an app: stop everything it placed, remove its links, routes and providers, and report what was
+/// removed.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     #[command(flatten)]
@@ -272,17 +274,19 @@ fn actor_fields(actor: &AppActor) -> Vec<(&'static str, String)> {
         ("max_reply", opt(actor.limits.max_reply_bytes)),
         ("instance_reuse", opt(actor.limits.instance_reuse.map(u64::from))),
         ("links", actor.links.join(" ")),
+        ("routes", actor.routes.join(" ")),
     ]
 }
 
 fn describe_actor(actor: &AppActor) -> String {
     format!(
-        "{} replica{} of {} ({}), links {}",
+        "{} replica{} of {} ({}), links {}{}",
         actor.replicas,
         if actor.replicas == 1 { "" } else { "s" },
         actor.artifact,
         short(&actor.digest),
-        if actor.links.is_empty() { "none".to_owned() } else { actor.links.join(" ") }
+        if actor.links.is_empty() { "none".to_owned() } else { actor.links.join(" ") },
+        if actor.routes.is_empty() { String::new() } else { format!(", routes {}", actor.routes.join(" ")) }
     )
 }
 
@@ -337,6 +341,15 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             println!("removed link {link}");
         }
     }
+    let (routes_put, routes_removed) = sync_app_routes(&client, applied.previous.as_ref(), Some(&spec)).await?;
+    if text {
+        for route in &routes_put {
+            println!("route {route}");
+        }
+        for route in &routes_removed {
+            println!("removed route {route}");
+        }
+    }
     let status = if args.timeout.is_zero() {
         None
     } else {
@@ -345,12 +358,49 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     if args.output == Output::Json {
         print_json(&serde_json::json!({
             "app": name, "revision": applied.revision, "changed": applied.changed, "changes": changes,
-            "links_put": links_put, "links_removed": links_removed, "status": status,
+            "links_put": links_put, "links_removed": links_removed, "routes_put": routes_put,
+            "routes_removed": routes_removed, "status": status,
         }))?;
     } else if status.is_some() {
         println!("app {name} revision {} is reconciled", applied.revision);
     }
     Ok(())
+}
+
+/// Stores the HTTP routes of `next` not already stored for their actor, and removes those `previous` had that
+/// `next` has not (unless the lattice routes them to another actor by now). Returns the routes put and
+/// removed, as `actor route`.
+async fn sync_app_routes(
+    client: &LatticeClient,
+    previous: Option<&AppSpec>,
+    next: Option<&AppSpec>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let stored = client.list_routes().await?;
+    let routes = |spec: Option<&AppSpec>| -> anyhow::Result<Vec<(Name, Route)>> {
+        let actors = spec.map(|s| s.actors.as_slice()).unwrap_or_default();
+        let pairs = actors.iter().flat_map(|a| a.routes.iter().map(move |r| (a, r)));
+        pairs
+            .map(|(actor, text)| {
+                let route = text.parse().with_context(|| format!("actor `{}` of the stored app", actor.name))?;
+                Ok((actor.name.clone(), route))
+            })
+            .collect()
+    };
+    let (before, after) = (routes(previous)?, routes(next)?);
+    let mut put = Vec::new();
+    for (actor, route) in after.iter().filter(|(actor, route)| !stored.contains(&(route.clone(), actor.clone()))) {
+        client.put_route(actor, route).await?;
+        put.push(format!("{actor} {route}"));
+    }
+    let mut removed = Vec::new();
+    for (actor, route) in &before {
+        let kept = after.iter().any(|(_, r)| r == route);
+        let ours = stored.iter().any(|(r, a)| r == route && a == actor);
+        if !kept && ours && client.delete_route(route).await? {
+            removed.push(format!("{actor} {route}"));
+        }
+    }
+    Ok((put, removed))
 }
 
 fn print_changes(app: &Name, changes: &[String]) {
@@ -633,6 +683,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     let Some((record, links)) = client.delete_app(&args.app).await? else {
         bail!("no app `{}` in lattice `{}` (see `lattice apps`)", args.app, client.subjects().lattice());
     };
+    let (_, routes) = sync_app_routes(&client, Some(&record.spec), None).await?;
     let deadline = tokio::time::Instant::now() + args.timeout;
     let left = loop {
         let left = placed(&client.ping(Duration::from_millis(300)).await?, &args.app);
@@ -647,6 +698,9 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     }
     for link in &links {
         println!("  removed link {link}");
+    }
+    for route in &routes {
+        println!("  removed route {route}");
     }
     if !left.is_empty() {
         bail!(

@@ -415,13 +415,26 @@ pub struct CallArgs {
     /// The call's lattice-msg-id, seen by the actor in the message metadata (default with --retry: a new one)
     #[arg(long, value_name = "ID")]
     pub msg_id: Option<String>,
+    /// Send an HTTP request to the actor's wasi:http/incoming-handler instead of a message (the payload is the
+    /// body); prints the status line, headers and body
+    #[arg(long, conflicts_with_all = ["topic", "retry", "msg_id"])]
+    pub http: bool,
+    /// With --http: the path and query
+    #[arg(long, requires = "http", default_value = "/", value_name = "PATH")]
+    pub path: String,
+    /// With --http: the method
+    #[arg(long, short = 'X', requires = "http", default_value = "GET")]
+    pub method: String,
+    /// With --http: a request header NAME:VALUE (repeatable)
+    #[arg(long = "header", short = 'H', requires = "http", value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
     /// Output format
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
 }
 
 pub async fn call(args: CallArgs) -> anyhow::Result<()> {
-    let traceparent = match args.traceparent {
+    let traceparent = match args.traceparent.clone() {
         Some(traceparent) => {
             check_traceparent(&traceparent).map_err(anyhow::Error::msg)?;
             traceparent
@@ -430,6 +443,9 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
     };
     let payload = args.payload.read().await?;
     let client = args.lattice.client().await?;
+    if args.http {
+        return call_http(&client, &args, payload).await;
+    }
     let options = CallOptions {
         topic: args.topic.as_deref(),
         traceparent: Some(&traceparent),
@@ -451,6 +467,50 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
                 if !data.ends_with(b"\n") {
                     out.write_all(b"\n")?;
                 }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `lattice call --http`: one HTTP request through the lattice to the actor, wherever it runs.
+async fn call_http(client: &LatticeClient, args: &CallArgs, body: Vec<u8>) -> anyhow::Result<()> {
+    let method: http::Method =
+        args.method.to_ascii_uppercase().parse().map_err(|_| anyhow::anyhow!("invalid --method `{}`", args.method))?;
+    if !args.path.starts_with('/') {
+        bail!("--path must start with `/`");
+    }
+    let mut headers = Vec::new();
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else { bail!("--header `{header}` is not NAME:VALUE") };
+        headers.push((name.trim().to_ascii_lowercase(), serde_bytes::ByteBuf::from(value.trim().as_bytes().to_vec())));
+    }
+    let request = lattice_core::http::HttpRequest {
+        method: method.to_string(),
+        scheme: "http".into(),
+        authority: "localhost".into(),
+        path: args.path.clone(),
+        headers,
+        body: serde_bytes::ByteBuf::from(body),
+    };
+    let (response, host) = client.http(&args.actor, &request, args.timeout).await?;
+    match args.output {
+        Output::Json => print_json(&serde_json::json!({
+            "status": response.status,
+            "headers": response.headers.iter().map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned())).collect::<Vec<_>>(),
+            "body": String::from_utf8_lossy(&response.body),
+            "host": host,
+        })),
+        Output::Text => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "HTTP {}", response.status)?;
+            for (name, value) in &response.headers {
+                writeln!(out, "{name}: {}", String::from_utf8_lossy(value))?;
+            }
+            writeln!(out)?;
+            out.write_all(&response.body)?;
+            if !response.body.is_empty() && !response.body.ends_with(b"\n") {
+                out.write_all(b"\n")?;
             }
             Ok(())
         }
@@ -602,7 +662,7 @@ pub enum LinkCommand {
     Put {
         /// The actor
         actor: Name,
-        /// The interface: keyvalue or messaging
+        /// The interface: keyvalue, messaging or http (http outgoing --provider allow --config hosts=a.com|b.com)
         interface: lattice_core::link::Interface,
         /// The name the actor opens (e.g. `default` in store.open("default"))
         name: String,
@@ -641,6 +701,9 @@ pub async fn link(args: LinkArgs) -> anyhow::Result<()> {
             let spec = lattice_core::link::LinkSpec { interface, name, provider, config: config.into_iter().collect() };
             // Validate the spec exactly as hosts will parse it.
             let spec: lattice_core::link::LinkSpec = spec.to_string().parse()?;
+            if spec.interface == lattice_core::link::Interface::Http {
+                lattice_core::http::OutgoingPolicy::from_link(&spec).map_err(anyhow::Error::msg)?;
+            }
             if !force {
                 client.check_link_provider(&spec, Duration::from_millis(500)).await.map_err(|e| match e {
                     ClientError::UnknownProvider { .. } => {

@@ -65,6 +65,17 @@ pub struct HostArgs {
     pub cache: CacheArgs,
     #[command(flatten)]
     pub app_nats: AppNatsArgs,
+    /// Serve HTTP on this address (e.g. 0.0.0.0:8080): requests go to actors by the lattice's routes
+    /// (`lattice route put`), here or on the hosts that run them [off]
+    #[arg(long, env = "LATTICE_HTTP", value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Largest HTTP request body the ingress accepts; larger ones get 413 [1MiB]
+    #[arg(long, env = "LATTICE_HTTP_MAX_BODY", value_parser = parse_bytes, value_name = "SIZE")]
+    pub http_max_body: Option<usize>,
+    /// How long an HTTP client may take to send the request headers, and then the body (slow clients are
+    /// cut off) [10s]
+    #[arg(long, env = "LATTICE_HTTP_READ_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub http_read_timeout: Option<Duration>,
     /// The operator key this host signs its placements with while it leads the lattice's reconciler (apps):
     /// a seed (SO…), a seed file, or `dev`. Hosts that trust operators refuse unsigned placements [the
     /// development operator, if this machine has one; `lattice up`: dev]
@@ -203,6 +214,12 @@ pub struct HostFile {
     pub require_signed_reads: bool,
     /// Backend URL patterns `provider start` may connect to.
     pub provider_allow: Option<Vec<String>>,
+    /// Serve HTTP on this address (`--http`).
+    pub http: Option<std::net::SocketAddr>,
+    /// Largest HTTP request body (`--http-max-body`), e.g. `1MiB`.
+    pub http_max_body: Option<String>,
+    /// How long a client may take to send headers, then body (`--http-read-timeout`), e.g. `10s`.
+    pub http_read_timeout: Option<String>,
 }
 
 impl HostFile {
@@ -279,6 +296,23 @@ async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> any
     }
     for pattern in extra_provider_allow {
         config.provider_allow.push(pattern.parse()?);
+    }
+    if let Some(addr) = args.http.or(file.http) {
+        let mut ingress = lattice_host::lattice::IngressConfig::new(addr);
+        ingress.max_body = match (args.http_max_body, file.http_max_body.as_deref()) {
+            (Some(bytes), _) => bytes,
+            (None, Some(text)) => {
+                parse_bytes(text).map_err(|e| anyhow::anyhow!("invalid http_max_body in host config: {e}"))?
+            }
+            (None, None) => ingress.max_body,
+        };
+        ingress.read_timeout = duration(
+            args.http_read_timeout,
+            file.http_read_timeout.as_deref(),
+            "http_read_timeout",
+            ingress.read_timeout,
+        )?;
+        config.http = Some(ingress);
     }
 
     let mut engine = EngineConfig::default();

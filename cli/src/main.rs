@@ -13,6 +13,7 @@ mod host;
 mod keys;
 mod operator;
 mod policy;
+mod route;
 mod run;
 mod workflow;
 
@@ -53,6 +54,7 @@ enum Command {
     Events(ctl::EventsArgs),
     Label(ctl::LabelArgs),
     Link(ctl::LinkArgs),
+    Route(route::RouteArgs),
     Provider(ctl::ProviderArgs),
     Apply(apps::ApplyArgs),
     Diff(apps::DiffArgs),
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
             Command::Events(args) => ctl::events(args).await,
             Command::Label(args) => ctl::label(args).await,
             Command::Link(args) => ctl::link(args).await,
+            Command::Route(args) => route::route(args).await,
             Command::Provider(args) => ctl::provider(args).await,
             Command::Apply(args) => apps::apply(args).await,
             Command::Diff(args) => apps::diff(args).await,

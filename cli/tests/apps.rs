@@ -183,12 +183,14 @@ name = "kv-counter"
 artifact = "{}"
 replicas = 1
 links = {{ "keyvalue:default" = "inmemory" }}
+routes = ["counter.test/"]
 
 [env.test.actor.kv-counter]
 links = {{ "keyvalue:default" = "inmemory" }}
 
 [env.prod.actor.kv-counter]
 links = {{ "keyvalue:default" = "redis" }}
+routes = ["counter.example.com/v1"]
 
 [[env.prod.provider]]
 name = "redis"
@@ -200,14 +202,25 @@ config = {{ url = "{}" }}
     );
     lattice.write("lattice.toml", &manifest)?;
     lattice.cli_ok(&["apply", "--env", "test"])?;
+    let routes = |lattice: &Lattice| {
+        let client = lattice.client.clone();
+        async move {
+            let listed = client.list_routes().await?;
+            anyhow::Ok(listed.iter().map(|(route, actor)| format!("{actor} {route}")).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(routes(&lattice).await?, ["kv-counter counter.test/"]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (calls, failures, callers) = call_continuously(&lattice.client, 4, &stop);
     let diff = lattice.cli_ok(&["diff", "--env", "prod"])?;
     assert!(diff.contains("+ provider redis: redis"), "{diff}");
     assert!(diff.contains("links: keyvalue:default=inmemory -> keyvalue:default=redis"), "{diff}");
+    assert!(diff.contains("routes: counter.test/ -> counter.example.com/v1"), "{diff}");
     let swapped = lattice.cli_ok(&["apply", "--env", "prod"])?;
     assert!(swapped.contains("is reconciled"), "{swapped}");
+    assert!(swapped.contains("removed route kv-counter counter.test/"), "{swapped}");
+    assert_eq!(routes(&lattice).await?, ["kv-counter counter.example.com/v1"]);
     // Calls after the swap count in Redis.
     let before = calls.load(Ordering::Relaxed);
     wait_for("calls after the swap", Duration::from_secs(10), || async {
@@ -250,6 +263,8 @@ config = {{ url = "{}" }}
     assert!(deleted.contains("stopped actor kv-counter on h1"), "{deleted}");
     assert!(deleted.contains("stopped provider redis on h1"), "{deleted}");
     assert!(deleted.contains("removed link kv-counter keyvalue:default"), "{deleted}");
+    assert!(deleted.contains("removed route kv-counter counter.example.com/v1"), "{deleted}");
+    assert!(routes(&lattice).await?.is_empty());
     let host = lattice.client.inventory(&Name::new("h1")?).await?;
     assert!(host.actors.is_empty(), "{host:?}");
     assert!(!host.providers.iter().any(|p| p == "keyvalue:redis"), "{host:?}");

@@ -35,6 +35,8 @@ pub const LOOPBACK_REDIS: [&str; 3] = ["redis://127.0.0.1:*", "redis://localhost
 fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "redis" | "rediss" => Some(6379),
+        "http" => Some(80),
+        "https" => Some(443),
         _ => None,
     }
 }
@@ -189,6 +191,15 @@ impl Target {
 }
 
 impl UrlPattern {
+    /// Whether the pattern names one host (no `*` in it): a host listed explicitly.
+    pub fn names_one_host(&self) -> bool {
+        match &self.host {
+            HostPattern::Any => false,
+            HostPattern::Labels(labels) => !labels.iter().any(|l| l.contains('*')),
+            HostPattern::Ipv6(_) => true,
+        }
+    }
+
     fn matches(&self, target: &Target) -> bool {
         if self.scheme != target.scheme {
             return false;
@@ -302,12 +313,14 @@ impl AllowList {
 
     /// Accepts `url` if some pattern matches it.
     pub fn check(&self, url: &str) -> Result<(), UrlRefusal> {
+        self.matching(url).map(drop)
+    }
+
+    /// The patterns `url` matches (at least one), or why it is refused.
+    pub fn matching(&self, url: &str) -> Result<Vec<&UrlPattern>, UrlRefusal> {
         let target = target(url)?;
-        if self.patterns.iter().any(|p| p.matches(&target)) {
-            Ok(())
-        } else {
-            Err(UrlRefusal::NotAllowed { url: target.shown() })
-        }
+        let matched: Vec<&UrlPattern> = self.patterns.iter().filter(|p| p.matches(&target)).collect();
+        if matched.is_empty() { Err(UrlRefusal::NotAllowed { url: target.shown() }) } else { Ok(matched) }
     }
 }
 

@@ -592,6 +592,7 @@ mod tests {
                 constraints: Default::default(),
                 limits: LimitsSpec::default(),
                 links: vec!["keyvalue:default=inmemory".into()],
+                routes: Vec::new(),
             }],
             providers: Vec::new(),
         };

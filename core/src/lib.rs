@@ -19,6 +19,7 @@
 pub mod allow;
 pub mod claims;
 pub mod control_auth;
+pub mod http;
 pub mod keys;
 pub mod link;
 pub mod manifest;

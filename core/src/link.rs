@@ -36,6 +36,9 @@ pub enum Interface {
     KeyValue,
     /// `wasi:messaging` (types, producer, request-reply).
     Messaging,
+    /// `wasi:http` (outgoing requests): `http:outgoing=allow,hosts=a.example.com|*.svc:8443` lets the actor's
+    /// requests reach those hosts (see [`crate::http::OutgoingPolicy`]).
+    Http,
 }
 
 impl Interface {
@@ -44,6 +47,7 @@ impl Interface {
         match self {
             Interface::KeyValue => "keyvalue",
             Interface::Messaging => "messaging",
+            Interface::Http => "http",
         }
     }
 
@@ -53,6 +57,7 @@ impl Interface {
         match self {
             Interface::KeyValue => "wasi:keyvalue",
             Interface::Messaging => "wasi:messaging",
+            Interface::Http => "wasi:http",
         }
     }
 }
@@ -70,6 +75,7 @@ impl FromStr for Interface {
         match s {
             "keyvalue" | "wasi:keyvalue" => Ok(Interface::KeyValue),
             "messaging" | "wasi:messaging" => Ok(Interface::Messaging),
+            "http" | "wasi:http" => Ok(Interface::Http),
             other => Err(LinkParseError::UnknownInterface(other.to_owned())),
         }
     }
@@ -103,7 +109,7 @@ pub enum LinkParseError {
     #[error("link `{0}` is not of the form <interface>:<name>=<provider>[,key=value...]")]
     Shape(String),
     /// The interface is not one lattice links.
-    #[error("unknown interface `{0}` (expected keyvalue or messaging)")]
+    #[error("unknown interface `{0}` (expected keyvalue, messaging or http)")]
     UnknownInterface(String),
     /// A name is empty, too long or has control characters.
     #[error("invalid {what} `{value}`: must be 1-256 printable characters")]
@@ -185,7 +191,7 @@ mod tests {
     #[test]
     fn rejects_bad_specs_with_specific_errors() {
         assert!(matches!("keyvalue".parse::<LinkSpec>(), Err(LinkParseError::Shape(_))));
-        assert!(matches!("http:x=y".parse::<LinkSpec>(), Err(LinkParseError::UnknownInterface(_))));
+        assert!(matches!("smtp:x=y".parse::<LinkSpec>(), Err(LinkParseError::UnknownInterface(_))));
         assert!(matches!(
             "keyvalue:=inmemory".parse::<LinkSpec>(),
             Err(LinkParseError::InvalidName { what: "link name", .. })

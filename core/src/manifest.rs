@@ -1,6 +1,6 @@
 //! App manifests (`lattice.toml`): parsing, validation and resolution of one environment.
 //!
-//! A manifest declares an app: its actors (artifact, replicas, placement, limits, links), the provider
+//! A manifest declares an app: its actors (artifact, replicas, placement, limits, links, HTTP routes), the provider
 //! instances it places, and per-environment overrides. [`Manifest::parse`] validates the whole file, every
 //! environment included, and reports **every** problem at once, each with its file, line, column and field
 //! path; [`Manifest::resolve`] applies one environment and yields what `lattice apply` stores as a
@@ -45,6 +45,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::http::Route;
 use crate::link::LinkSpec;
 use crate::reserved;
 use crate::subject::Name;
@@ -72,6 +73,7 @@ const ACTOR_FIELDS: &[&str] = &[
     "max_reply",
     "instance_reuse",
     "links",
+    "routes",
 ];
 const PROVIDER_FIELDS: &[&str] = &["name", "kind", "config", "constraints"];
 const ENV_FIELDS: &[&str] = &["actor", "provider"];
@@ -258,6 +260,16 @@ struct ActorFields {
     instance_reuse: Option<u32>,
     /// By canonical `interface:name`.
     links: BTreeMap<String, LocatedLink>,
+    /// Canonical routes, in file order; an environment's list replaces the base one.
+    routes: Option<Vec<RouteDecl>>,
+}
+
+/// A route of an actor, canonical, and where it is written.
+#[derive(Debug, Clone)]
+struct RouteDecl {
+    text: String,
+    span: Range<usize>,
+    path: String,
 }
 
 impl ActorFields {
@@ -277,6 +289,7 @@ impl ActorFields {
             max_reply: over.max_reply.or(self.max_reply),
             instance_reuse: over.instance_reuse.or(self.instance_reuse),
             links,
+            routes: over.routes.clone().or_else(|| self.routes.clone()),
         }
     }
 }
@@ -397,6 +410,7 @@ impl Manifest {
                             instance_reuse: fields.instance_reuse,
                         },
                         links: links.iter().map(|link| link.spec.to_string()).collect(),
+                        routes: fields.routes.unwrap_or_default().into_iter().map(|r| r.text).collect(),
                     },
                     source: ArtifactSource::classify(&artifact),
                     line: actor.line,
@@ -741,6 +755,7 @@ impl<'t> Cx<'t> {
                 }
             }
         }
+        self.check_shared_routes(&actors, &envs);
         Some(Manifest {
             file: self.file.to_owned(),
             name: name?,
@@ -813,6 +828,7 @@ impl<'t> Cx<'t> {
                 "cpu_time" => fields.cpu_time_ms = self.duration_ms(value, &field_path),
                 "timeout" => fields.timeout_ms = self.duration_ms(value, &field_path),
                 "links" => fields.links = self.links(value, &field_path),
+                "routes" => fields.routes = self.routes(value, &field_path),
                 _ => {} // reported by check_fields
             }
         }
@@ -849,6 +865,66 @@ impl<'t> Cx<'t> {
         links
     }
 
+    /// `routes = ["[host]/path", …]`: the valid ones, canonical; reports bad and duplicate routes.
+    fn routes(&mut self, value: &Value<'_>, path: &str) -> Option<Vec<RouteDecl>> {
+        const WHAT: &str = "an array of routes \"[host]/path\", like [\"/\", \"api.example.com/v1\"]";
+        let DeValue::Array(array) = value.get_ref() else {
+            self.expected(value, path, WHAT);
+            return None;
+        };
+        let mut routes: Vec<RouteDecl> = Vec::new();
+        for (i, element) in array.iter().enumerate() {
+            let path = format!("{path}[{i}]");
+            let DeValue::String(text) = element.get_ref() else {
+                self.expected(element, &path, "a route \"[host]/path\", like \"/\" or \"api.example.com/v1\"");
+                continue;
+            };
+            let text = match text.parse::<Route>() {
+                Ok(route) => route.to_string(),
+                Err(error) => {
+                    self.error(element.span(), path, error.to_string());
+                    continue;
+                }
+            };
+            if let Some(first) = routes.iter().find(|r| r.text == text) {
+                let message = format!("duplicate route `{text}` (also on line {})", self.position(first.span.start).0);
+                self.error(element.span(), path, message);
+                continue;
+            }
+            routes.push(RouteDecl { text, span: element.span(), path });
+        }
+        Some(routes)
+    }
+
+    /// Reports a route used by two actors of the app, in the base declarations or in any environment, at
+    /// the later of the two.
+    fn check_shared_routes(&mut self, actors: &[ActorDecl], envs: &BTreeMap<String, EnvDecl>) {
+        let empty = ActorFields::default();
+        for env in std::iter::once(None).chain(envs.values().map(Some)) {
+            let mut routes: Vec<(&Name, &RouteDecl)> = actors
+                .iter()
+                .flat_map(|actor| {
+                    let over = env.and_then(|e| e.actors.get(actor.name.as_str())).unwrap_or(&empty);
+                    let routes = over.routes.as_ref().or(actor.fields.routes.as_ref());
+                    routes.into_iter().flatten().map(move |route| (&actor.name, route))
+                })
+                .collect();
+            routes.sort_by_key(|(_, route)| route.span.start);
+            for (i, (actor, route)) in routes.iter().enumerate() {
+                let Some((other, first)) = routes[..i].iter().find(|(a, r)| a != actor && r.text == route.text) else {
+                    continue;
+                };
+                // A route in the base declarations is in every environment too: report it once.
+                if self.errors.iter().any(|(at, _)| *at == route.span.start) {
+                    continue;
+                }
+                let line = self.position(first.span.start).0;
+                let message = format!("route `{}` is also used by actor `{other}` (line {line})", route.text);
+                self.error(route.span.clone(), route.path.clone(), message);
+            }
+        }
+    }
+
     /// One entry of `links`: returns its canonical `interface:name` key and the located link.
     fn link(
         &mut self,
@@ -856,7 +932,7 @@ impl<'t> Cx<'t> {
         value: &Value<'_>,
         path: &str,
     ) -> Option<(String, LocatedLink)> {
-        const KEY: &str = "a link key \"<interface>:<name>\" (interface keyvalue or messaging)";
+        const KEY: &str = "a link key \"<interface>:<name>\" (interface keyvalue, messaging or http)";
         let key_text = key.get_ref().as_ref();
         if !key_text.contains(':') || key_text.contains('=') {
             let message = format!("expected {KEY}, found {key_text:?}");
@@ -1153,7 +1229,7 @@ colour = "blue"
 name = "orders"
 artifact = "orders"
 replicas = 0
-links = { "keyvalue:default" = "inmemory", "http:x" = "y" }
+links = { "keyvalue:default" = "inmemory", "smtp:x" = "y" }
 
 [[actor]]
 name = "orders"
@@ -1169,7 +1245,7 @@ replicas = 3
             [
                 (4, 1, "app.colour"),
                 (9, 12, "actor[0].replicas"),
-                (10, 44, r#"actor[0].links."http:x""#),
+                (10, 44, r#"actor[0].links."smtp:x""#),
                 (13, 8, "actor[1].name"),
                 (15, 12, "actor[1].replicas"),
                 (17, 17, "env.prod.actor.payments"),
@@ -1182,7 +1258,7 @@ replicas = 3
             "lattice.toml:4:1: app.colour: unknown field `colour`; allowed fields: name, version, description"
         );
         assert_eq!(lines[1], "lattice.toml:9:12: actor[0].replicas: expected an integer of at least 1, found 0");
-        assert!(lines[2].contains("unknown interface `http`"), "{}", lines[2]);
+        assert!(lines[2].contains("unknown interface `smtp`"), "{}", lines[2]);
         assert_eq!(lines[3], "lattice.toml:13:8: actor[1].name: duplicate actor `orders` (first declared on line 6)");
         assert_eq!(
             lines[4],
@@ -1520,6 +1596,99 @@ replicas = 0
             "{errors:#?}"
         );
         assert!(errors[3].message.contains("(declared actors: bad.name)"), "{}", errors[3]);
+    }
+
+    const ROUTED: &str = r#"[app]
+name = "edge"
+version = "1"
+
+[[actor]]
+name = "api"
+artifact = "api.wasm"
+routes = ["API.example.com/v1/", "/"]
+
+[[actor]]
+name = "web"
+artifact = "web.wasm"
+
+[env.prod.actor.api]
+routes = ["api.example.com/v1"]
+
+[env.prod.actor.web]
+routes = ["/"]
+
+[env.dev.actor.api]
+routes = []
+"#;
+
+    #[test]
+    fn routes_are_canonical_and_envs_replace_them() {
+        let manifest = parse(ROUTED);
+        let base = manifest.resolve(None).expect("base");
+        assert_eq!(base.actors[0].spec.routes, ["api.example.com/v1", "/"], "canonical, in file order");
+        assert!(base.actors[1].spec.routes.is_empty());
+        let prod = manifest.resolve(Some("prod")).expect("prod");
+        assert_eq!(prod.actors[0].spec.routes, ["api.example.com/v1"], "the env's list replaces the base one");
+        assert_eq!(prod.actors[1].spec.routes, ["/"]);
+        let dev = manifest.resolve(Some("dev")).expect("dev");
+        assert!(dev.actors[0].spec.routes.is_empty(), "an empty list removes every route");
+        assert_eq!(dev.spec().actors[0].routes, Vec::<String>::new());
+    }
+
+    #[test]
+    fn bad_and_duplicate_routes_are_refused_where_they_are_written() {
+        let text = r#"[app]
+name = "a"
+version = "1"
+
+[[actor]]
+name = "x"
+artifact = "x.wasm"
+routes = ["/", "v1", "api.example.com:8080/", 3, "/a/", "/a"]
+
+[[actor]]
+name = "y"
+artifact = "y.wasm"
+routes = "/"
+
+[env.prod.actor.y]
+routes = ["/b?q"]
+"#;
+        let errors = errors(text);
+        assert_eq!(
+            located(&errors),
+            [
+                (8, 16, "actor[0].routes[1]"),
+                (8, 22, "actor[0].routes[2]"),
+                (8, 47, "actor[0].routes[3]"),
+                (8, 57, "actor[0].routes[5]"),
+                (13, 10, "actor[1].routes"),
+                (16, 11, "env.prod.actor.y.routes[0]"),
+            ],
+            "{errors:#?}"
+        );
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines[0],
+            "lattice.toml:8:16: actor[0].routes[1]: invalid route `v1`: expected [host]/path, e.g. `/` or \
+             `api.example.com/v1`"
+        );
+        assert!(lines[1].ends_with("the host must be a DNS name (or `*.` and one), without a port"), "{}", lines[1]);
+        assert_eq!(lines[3], "lattice.toml:8:57: actor[0].routes[5]: duplicate route `/a` (also on line 8)");
+        assert!(lines[4].contains("expected an array of routes"), "{}", lines[4]);
+    }
+
+    #[test]
+    fn a_route_belongs_to_one_actor_in_every_environment() {
+        let text = ROUTED.replace("routes = [\"api.example.com/v1\"]", "routes = [\"API.example.com/v1\", \"/\"]");
+        let errors = errors(&format!("{text}\n[[actor]]\nname = \"z\"\nartifact = \"z.wasm\"\nroutes = [\"/\"]\n"));
+        assert_eq!(
+            located(&errors),
+            [(18, 11, "env.prod.actor.web.routes[0]"), (26, 11, "actor[2].routes[0]")],
+            "{errors:#?}"
+        );
+        assert_eq!(errors[0].message, "route `/` is also used by actor `api` (line 15)");
+        assert_eq!(errors[1].message, "route `/` is also used by actor `api` (line 8)", "once, not once per env");
     }
 
     #[test]

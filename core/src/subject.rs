@@ -252,6 +252,18 @@ impl Subjects {
         format!("links.{actor}.{interface}.{}", hex::encode(name.as_bytes()))
     }
 
+    /// The state-bucket key of an HTTP route (by its text, hashed: routes may hold any path characters).
+    pub fn route_key(&self, route: &crate::http::Route) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(route.to_string().as_bytes());
+        format!("routes.{}", hex::encode(&digest[..16]))
+    }
+
+    /// Key filter for every HTTP route.
+    pub fn routes_filter(&self) -> &'static str {
+        "routes.>"
+    }
+
     /// Key filter for every link of every actor.
     pub fn links_filter(&self) -> &'static str {
         "links.>"

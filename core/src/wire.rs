@@ -181,6 +181,9 @@ pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";
     /// On replies: which host served the invocation.
     pub const HOST: &str = "Lattice-Host";
+    /// On an invocation: the payload is an [`crate::http::HttpRequest`] for the actor's
+    /// `wasi:http/incoming-handler`, and the reply's an [`crate::http::HttpResponse`].
+    pub const HTTP: &str = "Lattice-Http";
     /// On signed control requests: the operator's public key (`O…`).
     pub const OPERATOR: &str = "Lattice-Operator";
     /// On signed control requests: when it was signed, unix milliseconds (decimal).
@@ -482,6 +485,9 @@ pub struct AppActor {
     pub limits: LimitsSpec,
     /// Link specs (`keyvalue:default=inmemory`…), stored as the lattice's links of the actor.
     pub links: Vec<String>,
+    /// HTTP routes to the actor (`[host]/path`, see [`crate::http::Route`]), stored as the lattice's routes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
 }
 
 impl AppActor {

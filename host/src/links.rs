@@ -279,6 +279,8 @@ impl MessagingLink {
 pub struct LinkSet {
     keyvalue: HashMap<String, KeyValueLink>,
     messaging: HashMap<String, MessagingLink>,
+    /// Where outgoing HTTP requests may go (`http:outgoing=allow,hosts=…`); `None`: nowhere.
+    http: Option<Arc<lattice_core::http::OutgoingPolicy>>,
     specs: Vec<LinkSpec>,
 }
 
@@ -328,6 +330,13 @@ impl LinkSet {
                         return Err(LinkError::Duplicate { interface: spec.interface, name: spec.name.clone() });
                     }
                 }
+                Interface::Http => {
+                    let policy = lattice_core::http::OutgoingPolicy::from_link(spec)
+                        .map_err(|reason| LinkError::Config { link: spec.to_string(), reason })?;
+                    if set.http.replace(Arc::new(policy)).is_some() {
+                        return Err(LinkError::Duplicate { interface: spec.interface, name: spec.name.clone() });
+                    }
+                }
                 interface => {
                     return Err(LinkError::UnknownProvider {
                         interface,
@@ -347,6 +356,11 @@ impl LinkSet {
 
     pub(crate) fn keyvalue(&self, name: &str) -> Option<&KeyValueLink> {
         self.keyvalue.get(name)
+    }
+
+    /// Where the actor's outgoing HTTP requests may go; `None`: nowhere.
+    pub(crate) fn http(&self) -> Option<&Arc<lattice_core::http::OutgoingPolicy>> {
+        self.http.as_ref()
     }
 
     pub(crate) fn messaging(&self, name: &str) -> Option<&MessagingLink> {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -116,6 +116,9 @@ impl RuntimeBuilder {
         let (engine, ticker) = self.engine.build()?;
         let mut linker = Linker::<InvocationState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Linker)?;
+        // Every actor gets wasi:http's types and outgoing-handler: requests leave only where an `http:outgoing`
+        // link allows (see `crate::http`), so a component built with fetch support (componentize-js) starts.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(RuntimeError::Linker)?;
         bindings::Actor::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(RuntimeError::Linker)?;
         let cache = match &self.cache_dir {
@@ -187,7 +190,34 @@ struct RuntimeInner {
 /// One component, compiled once and prepared for instantiation against the runtime's linker, shared by every
 /// actor loaded from the same bytes (thousands of actors of one component cost one copy of its code and of its
 /// import table).
-type Compiled = tokio::sync::OnceCell<bindings::ActorPre<InvocationState>>;
+type Compiled = tokio::sync::OnceCell<Prepared>;
+
+/// A component ready to instantiate, and where its entry points are: the messaging handler, the HTTP handler,
+/// or both (at least one).
+#[derive(Clone)]
+struct Prepared {
+    pre: wasmtime::component::InstancePre<InvocationState>,
+    messaging: Option<MessagingIndices>,
+    http: Option<HttpIndices>,
+}
+
+type MessagingIndices = bindings::exports::wasi::messaging::incoming_handler::GuestIndices;
+type HttpIndices = wasmtime_wasi_http::p2::bindings::exports::wasi::http::incoming_handler::GuestIndices;
+
+impl Prepared {
+    fn new(pre: wasmtime::component::InstancePre<InvocationState>) -> Result<Self, LoadError> {
+        let messaging = MessagingIndices::new(&pre).ok();
+        let http = HttpIndices::new(&pre).ok();
+        if messaging.is_none() && http.is_none() {
+            return Err(LoadError::World(
+                "the component exports neither `wasi:messaging/incoming-handler@0.2.0-draft` (world \
+                 lattice:actor/actor) nor `wasi:http/incoming-handler@0.2.x` (world lattice:actor/http-actor)"
+                    .into(),
+            ));
+        }
+        Ok(Self { pre, messaging, http })
+    }
+}
 
 impl RuntimeInner {
     /// The shared slot of the component with `digest` (made if no live actor uses it).
@@ -357,7 +387,7 @@ impl Runtime {
                     }
                 };
                 let pre = rt.linker.instantiate_pre(&component).map_err(|e| LoadError::World(format!("{e:#}")))?;
-                bindings::ActorPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))
+                Prepared::new(pre)
             })
             .await?
             .clone();
@@ -388,6 +418,7 @@ impl Runtime {
                 claims,
                 subscriptions: Subscriptions::default(),
                 warm,
+                queued: Arc::default(),
             }),
         };
         // Messages published once `load` returns reach the actor (see `subscriptions`).
@@ -515,16 +546,31 @@ pub enum InvokeError {
     /// The guest trapped (a panic, `unreachable`, an invalid access).
     #[error("actor trapped: {0}")]
     Trap(String),
+    /// The component does not export the entry point this invocation needs (an HTTP request to an actor
+    /// without `wasi:http/incoming-handler`, a message to one without the messaging handler).
+    #[error("the actor does not export `{0}`")]
+    NoHandler(&'static str),
+    /// The HTTP request could not be handed over, or the actor's response not taken (it answered with an
+    /// error code, set no response, or its body failed).
+    #[error("http: {0}")]
+    Http(String),
+    /// The actor's HTTP response body is larger than its reply cap.
+    #[error("response body refused: the limit is {limit} bytes")]
+    ResponseTooLarge {
+        /// The actor's limit (`max_reply_bytes`).
+        limit: usize,
+    },
     /// No instance could be created (for example, every pool slot is in use).
     #[error("cannot instantiate actor: {0}")]
     Instantiate(String),
 }
 
-/// The result of one invocation plus what the actor logged meanwhile.
+/// The result of one invocation plus what the actor logged meanwhile. `T` is the answer: the messaging reply
+/// (`None`: the actor did not reply), or an HTTP response.
 #[derive(Debug)]
-pub struct InvocationOutcome {
-    /// The reply (`None`: the actor did not reply) or why the invocation failed.
-    pub result: Result<Option<Reply>, InvokeError>,
+pub struct InvocationOutcome<T = Option<Reply>> {
+    /// The answer, or why the invocation failed.
+    pub result: Result<T, InvokeError>,
     /// What the actor logged (bounded; see [`InvocationOutcome::logs_dropped`]).
     pub logs: Vec<LogLine>,
     /// Log lines not kept because the bound was reached.
@@ -549,7 +595,7 @@ impl std::fmt::Debug for Actor {
 struct ActorInner {
     name: Arc<str>,
     runtime: Runtime,
-    pre: bindings::ActorPre<InvocationState>,
+    pre: Prepared,
     limits: ActorLimits,
     cpu_ticks: u64,
     permits: Arc<Semaphore>,
@@ -564,6 +610,55 @@ struct ActorInner {
     _compiled: Arc<Compiled>,
     /// Idle instances kept for reuse; `None` when every invocation gets a fresh instance (the default).
     warm: Option<Arc<WarmInstances>>,
+    /// Invocations waiting for a permit in the admission queue (see [`Actor::admit`]).
+    queued: Arc<AtomicUsize>,
+}
+
+/// The smallest per-actor admission queue: invocations that may wait for a permit on one host.
+pub(crate) const MIN_ADMISSION_QUEUE: usize = 8;
+
+/// How many invocations of an actor with `max_concurrency` may wait for a permit on one host, beyond those
+/// running: `max(8, max_concurrency / 4)`. Past that, calls are refused at once with `unavailable`.
+pub(crate) fn queue_limit(max_concurrency: u32) -> usize {
+    (max_concurrency as usize / 4).max(MIN_ADMISSION_QUEUE)
+}
+
+/// A place in an actor's admission queue, given back when the invocation gets its permit (or is dropped).
+pub(crate) struct QueueSlot(Arc<AtomicUsize>);
+
+impl QueueSlot {
+    fn take(queued: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).ok()?;
+        Some(Self(queued.clone()))
+    }
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How an invocation was admitted.
+pub(crate) enum Admitted {
+    /// A permit was free.
+    Now(OwnedSemaphorePermit),
+    /// It waits for a permit in the bounded queue.
+    Queued(QueueSlot),
+}
+
+impl Admitted {
+    /// The permit: at once, or after the wait in the queue (whose place is given back then).
+    pub(crate) async fn permit(self, actor: &Actor) -> OwnedSemaphorePermit {
+        match self {
+            Admitted::Now(permit) => permit,
+            Admitted::Queued(slot) => {
+                let permit = actor.acquire_permit().await;
+                drop(slot);
+                permit
+            }
+        }
+    }
 }
 
 /// An [`Actor`] that does not keep it alive (subscription readers hold one).
@@ -731,15 +826,54 @@ impl Actor {
         .await
     }
 
+    /// Admission, shared by every way an invocation arrives (NATS calls, HTTP): a free permit, else a place in
+    /// the actor's bounded queue ([`queue_limit`]), else `None`, to be refused at once with `unavailable`, so
+    /// callers get backpressure and the host never holds an unbounded pile of waiting invocations.
+    pub(crate) fn admit(&self) -> Option<Admitted> {
+        match self.try_acquire_permit() {
+            Some(permit) => Some(Admitted::Now(permit)),
+            None => QueueSlot::take(&self.inner.queued, queue_limit(self.max_concurrency())).map(Admitted::Queued),
+        }
+    }
+
     /// One of the actor's concurrency permits if one is free now; never waits.
     pub(crate) fn try_acquire_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.inner.permits.clone().try_acquire_owned().ok()
     }
 
-    async fn with_timeout(
+    /// Delivers an HTTP request to the actor's `wasi:http/incoming-handler` in a fresh instance, under the same
+    /// limits and concurrency as [`Actor::invoke`]; the response's body is collected up to the actor's
+    /// `max_reply_bytes`. An actor without that export fails with [`InvokeError::NoHandler`].
+    pub async fn invoke_http(
         &self,
-        run: impl Future<Output = (InvocationOutcome, Retired)>,
-    ) -> (InvocationOutcome, Option<Retired>) {
+        request: lattice_core::http::HttpRequest,
+    ) -> InvocationOutcome<lattice_core::http::HttpResponse> {
+        self.invoke_http_with(self.acquire_permit(), request).await.0
+    }
+
+    /// Like [`Actor::invoke_retaining_with`], for an HTTP request to the actor's `wasi:http/incoming-handler`:
+    /// the response's body is collected up to the actor's `max_reply_bytes`.
+    pub(crate) async fn invoke_http_with(
+        &self,
+        permit: impl Future<Output = OwnedSemaphorePermit>,
+        request: lattice_core::http::HttpRequest,
+    ) -> (InvocationOutcome<lattice_core::http::HttpResponse>, Option<Retired>) {
+        self.with_timeout(async {
+            let permit = permit.await;
+            self.inner.run(request, permit).await
+        })
+        .await
+    }
+
+    /// Whether the actor serves HTTP (exports `wasi:http/incoming-handler`).
+    pub fn serves_http(&self) -> bool {
+        self.inner.pre.http.is_some()
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        run: impl Future<Output = (InvocationOutcome<T>, Retired)>,
+    ) -> (InvocationOutcome<T>, Option<Retired>) {
         let inner = &*self.inner;
         match tokio::time::timeout(inner.limits.timeout, run).await {
             Ok((outcome, retired)) => (outcome, Some(retired)),
@@ -780,9 +914,126 @@ impl Drop for Retired {
 struct Instance {
     store: Store<InvocationState>,
     /// `None` until instantiated (instantiation runs under the same limits as the handler).
-    exports: Option<bindings::Actor>,
+    exports: Option<Exports>,
     /// Invocations it has served.
     uses: u32,
+}
+
+/// An instance's entry points (the ones its component exports).
+struct Exports {
+    messaging: Option<bindings::exports::wasi::messaging::incoming_handler::Guest>,
+    http: Option<wasmtime_wasi_http::p2::bindings::exports::wasi::http::incoming_handler::Guest>,
+}
+
+/// What an invocation delivers to an actor, and how: a message to its messaging handler, or an HTTP request
+/// to its `wasi:http/incoming-handler`.
+trait Delivery: Send {
+    /// What the actor answers with.
+    type Answer: Send;
+
+    /// The id a message delivered at least once carries (see [`IncomingMessage::message_id`]).
+    fn take_message_id(&mut self) -> Option<String>;
+
+    /// Calls the entry point in `instance`'s store.
+    fn deliver(
+        self,
+        actor: &ActorInner,
+        store: &mut Store<InvocationState>,
+        exports: &Exports,
+    ) -> impl Future<Output = Result<Self::Answer, InvokeError>> + Send;
+
+    /// The answer from what the invocation left in the store (the messaging reply).
+    fn answer(state: &mut InvocationState, delivered: Self::Answer) -> Self::Answer;
+}
+
+impl Delivery for IncomingMessage {
+    type Answer = Option<Reply>;
+
+    fn take_message_id(&mut self) -> Option<String> {
+        self.message_id.take()
+    }
+
+    async fn deliver(
+        self,
+        actor: &ActorInner,
+        store: &mut Store<InvocationState>,
+        exports: &Exports,
+    ) -> Result<Option<Reply>, InvokeError> {
+        let handler = exports.messaging.as_ref().ok_or(InvokeError::NoHandler("wasi:messaging/incoming-handler"))?;
+        let message = Message {
+            data: self.data,
+            topic: self.topic,
+            content_type: self.content_type,
+            metadata: self.metadata,
+            route: self.reply_to.into(),
+            charged: 0,
+        };
+        let message =
+            store.data_mut().push_invocation_message(message).map_err(|e| InvokeError::Instantiate(e.to_string()))?;
+        match handler.call_handle(&mut *store, message).await {
+            Ok(Ok(())) => Ok(None),
+            Ok(Err(error)) => Err(InvokeError::Handler(describe_messaging_error(&error))),
+            Err(trap) => Err(actor.classify(store.data(), trap, false)),
+        }
+    }
+
+    fn answer(state: &mut InvocationState, _: Option<Reply>) -> Option<Reply> {
+        state.reply.take()
+    }
+}
+
+impl Delivery for lattice_core::http::HttpRequest {
+    type Answer = lattice_core::http::HttpResponse;
+
+    fn take_message_id(&mut self) -> Option<String> {
+        None
+    }
+
+    async fn deliver(
+        self,
+        actor: &ActorInner,
+        store: &mut Store<InvocationState>,
+        exports: &Exports,
+    ) -> Result<Self::Answer, InvokeError> {
+        use wasmtime_wasi_http::WasiHttpView;
+        let handler = exports.http.as_ref().ok_or(InvokeError::NoHandler("wasi:http/incoming-handler"))?;
+        let (scheme, request) = crate::http::to_hyper(self).map_err(|e| InvokeError::Http(e.to_string()))?;
+        let (sender, response) = tokio::sync::oneshot::channel();
+        let mut view = store.data_mut().http();
+        let resources = view
+            .new_incoming_request(scheme, request)
+            .and_then(|request| Ok((request, view.new_response_outparam(sender)?)));
+        let (request, outparam) = resources.map_err(|e| InvokeError::Http(format!("{e:#}")))?;
+        let limit = actor.limits.max_reply_bytes;
+        // The body is read while the handler runs: a guest writing a large body waits for it to be read.
+        let trapped = {
+            let call = handler.call_handle(&mut *store, request, outparam);
+            let collect = crate::http::collect_response(response, limit);
+            tokio::pin!(call, collect);
+            tokio::select! {
+                collected = &mut collect => match call.await {
+                    Ok(()) => return collected.map_err(|e| fault(e, limit)),
+                    Err(trap) => trap,
+                },
+                called = &mut call => match called {
+                    Ok(()) => return collect.await.map_err(|e| fault(e, limit)),
+                    Err(trap) => trap,
+                },
+            }
+        };
+        Err(actor.classify(store.data(), trapped, false))
+    }
+
+    fn answer(_: &mut InvocationState, delivered: Self::Answer) -> Self::Answer {
+        delivered
+    }
+}
+
+fn fault(fault: crate::http::HttpFault, limit: usize) -> InvokeError {
+    match fault {
+        crate::http::HttpFault::TooLarge { .. } => InvokeError::ResponseTooLarge { limit },
+        other => InvokeError::Http(other.to_string()),
+    }
 }
 
 /// An actor's idle instances kept for reuse (`ActorLimits::instance_reuse` above 1). Holds at most one per
@@ -817,12 +1068,15 @@ impl ActorInner {
         let stdout = CapturedOutput::new(STDIO_CAPTURE_BYTES);
         let stderr = CapturedOutput::new(STDIO_CAPTURE_BYTES);
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        let links = self.links.load_full();
         let state = InvocationState {
             actor: self.name.clone(),
             wasi,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            outgoing: crate::http::OutgoingHttp { policy: links.http().cloned(), sent: 0 },
             table: wasmtime::component::ResourceTable::new(),
             limiter: Limiter::new(&self.limits),
-            links: self.links.load_full(),
+            links,
             cpu_ticks_left: self.cpu_ticks,
             cpu_exceeded: false,
             max_reply_bytes: self.limits.max_reply_bytes,
@@ -861,6 +1115,7 @@ impl ActorInner {
         };
         let state = instance.store.data_mut();
         state.links = self.links.load_full();
+        state.outgoing = crate::http::OutgoingHttp { policy: state.links.http().cloned(), sent: 0 };
         state.cpu_ticks_left = self.cpu_ticks;
         state.durable_sends = 0;
         state.log_bytes = 0;
@@ -869,15 +1124,25 @@ impl ActorInner {
         instance
     }
 
-    async fn run(&self, mut message: IncomingMessage, permit: OwnedSemaphorePermit) -> (InvocationOutcome, Retired) {
+    async fn run<D: Delivery>(
+        &self,
+        mut delivery: D,
+        permit: OwnedSemaphorePermit,
+    ) -> (InvocationOutcome<D::Answer>, Retired) {
         let mut instance = self.instance();
-        instance.store.data_mut().message_id = message.message_id.take();
-        let result = self.call(&mut instance, message).await;
+        instance.store.data_mut().message_id = delivery.take_message_id();
+        let result = match self.exports(&mut instance).await {
+            Ok(()) => match &instance.exports {
+                Some(exports) => delivery.deliver(self, &mut instance.store, exports).await,
+                None => Err(InvokeError::Instantiate("no instance".into())),
+            },
+            Err(error) => Err(error),
+        };
         instance.uses += 1;
         let state = instance.store.data_mut();
         let result = match (state.reply_refused, result) {
             (Some(size), _) => Err(InvokeError::ReplyTooLarge { size, limit: self.limits.max_reply_bytes }),
-            (None, Ok(())) => Ok(state.reply.take()),
+            (None, Ok(delivered)) => Ok(D::answer(state, delivered)),
             (None, Err(error)) => Err(error),
         };
         state.collect_stdio();
@@ -896,29 +1161,24 @@ impl ActorInner {
         (outcome, Retired { instance: Some(instance), keep, _permit: permit })
     }
 
-    async fn call(&self, instance: &mut Instance, message: IncomingMessage) -> Result<(), InvokeError> {
+    /// Instantiates `instance` if it is fresh (under the same limits as the handler) and finds its entry points.
+    async fn exports(&self, instance: &mut Instance) -> Result<(), InvokeError> {
+        if instance.exports.is_some() {
+            return Ok(());
+        }
         let store = &mut instance.store;
-        let exports = match &instance.exports {
-            Some(exports) => exports,
-            None => match self.pre.instantiate_async(&mut *store).await {
-                Ok(exports) => instance.exports.insert(exports),
-                Err(error) => return Err(self.classify(store.data(), error, true)),
-            },
+        let instantiated = match self.pre.pre.instantiate_async(&mut *store).await {
+            Ok(instantiated) => instantiated,
+            Err(error) => return Err(self.classify(store.data(), error, true)),
         };
-        let message = Message {
-            data: message.data,
-            topic: message.topic,
-            content_type: message.content_type,
-            metadata: message.metadata,
-            route: message.reply_to.into(),
-            charged: 0,
-        };
-        let message =
-            store.data_mut().push_invocation_message(message).map_err(|e| InvokeError::Instantiate(e.to_string()))?;
-        match exports.wasi_messaging_incoming_handler().call_handle(&mut *store, message).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(InvokeError::Handler(describe_messaging_error(&error))),
-            Err(trap) => Err(self.classify(store.data(), trap, false)),
+        let messaging = self.pre.messaging.as_ref().map(|i| i.load(&mut *store, &instantiated)).transpose();
+        let http = self.pre.http.as_ref().map(|i| i.load(&mut *store, &instantiated)).transpose();
+        match (messaging, http) {
+            (Ok(messaging), Ok(http)) => {
+                instance.exports = Some(Exports { messaging, http });
+                Ok(())
+            }
+            (Err(error), _) | (_, Err(error)) => Err(InvokeError::Instantiate(format!("{error:#}"))),
         }
     }
 

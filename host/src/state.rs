@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::http::OutgoingHttp;
 use crate::limits::Limiter;
 use crate::links::LinkSet;
 use crate::messaging::Budget;
@@ -15,6 +17,9 @@ use crate::runtime::{LogLine, Reply};
 pub(crate) struct InvocationState {
     pub(crate) actor: Arc<str>,
     pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    /// Where outgoing HTTP requests may go (from `links`), and how many this invocation sent.
+    pub(crate) outgoing: OutgoingHttp,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: Limiter,
     pub(crate) links: Arc<LinkSet>,
@@ -42,5 +47,11 @@ pub(crate) struct InvocationState {
 impl WasiView for InvocationState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for InvocationState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { hooks: &mut self.outgoing, table: &mut self.table, ctx: &mut self.http }
     }
 }

@@ -14,6 +14,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("orders-validate", "ORDERS_VALIDATE"),
     ("orders-price", "ORDERS_PRICE"),
     ("orders-ledger", "ORDERS_LEDGER"),
+    ("http-hello", "HTTP_HELLO"),
+    ("edge-api", "EDGE_API"),
     ("actor-kv-probe", "KV_PROBE"),
     ("actor-spin", "SPIN"),
     ("actor-mem-bomb", "MEM_BOMB"),
@@ -24,6 +26,9 @@ const GUESTS: &[(&str, &str)] = &[
     ("actor-workflow-probe", "WORKFLOW_PROBE"),
     ("actor-big-heap", "BIG_HEAP"),
     ("actor-reuse-probe", "REUSE_PROBE"),
+    ("actor-http-spin", "HTTP_SPIN"),
+    ("actor-http-fetch", "HTTP_FETCH"),
+    ("actor-http-echo", "HTTP_ECHO"),
 ];
 
 fn main() {

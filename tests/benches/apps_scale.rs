@@ -59,6 +59,7 @@ async fn run(n: u32) -> anyhow::Result<()> {
                 constraints: Default::default(),
                 limits: LimitsSpec { max_concurrency: Some(1), ..LimitsSpec::default() },
                 links: vec!["keyvalue:default=inmemory".into()],
+                routes: Vec::new(),
             })
         })
         .collect::<anyhow::Result<_>>()?;

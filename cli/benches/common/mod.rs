@@ -11,7 +11,9 @@
 //!   Prints `LOAD <metric> <value>` lines: `p50_us`, `p90_us`, `p99_us`, `req_per_s`, `errors`.
 //!
 //! The responders print `ready` on stdout once subscribed (and flushed), so the driver never measures a
-//! responder that is not there yet.
+//! responder that is not there yet. A bench may add roles of its own ([`main_with_roles`]); a role of its own
+//! that serves prints `ready [WHERE]` the same way ([`Bench::spawn_role`]), a load client of its own prints
+//! the same `LOAD` lines ([`print_load`]), read back by [`run_load_client`].
 // Each bench binary uses its own part of this module.
 #![allow(dead_code)]
 
@@ -55,9 +57,18 @@ pub fn env_usize(name: &str) -> Result<Option<usize>> {
     }
 }
 
+/// A bench's own roles: given the role's name and its arguments, runs it, or `None` when the name is not one of
+/// them (then the shared roles are tried).
+pub type Roles = fn(&str, &[String]) -> Option<Result<()>>;
+
 /// A bench's `main`: the role named on the command line if any, else the driver `run`; errors as one line.
 pub fn main(run: fn() -> Result<()>) -> std::process::ExitCode {
-    match role().unwrap_or_else(run) {
+    main_with_roles(run, |_, _| None)
+}
+
+/// [`main`] for a bench with roles of its own, tried before the shared ones.
+pub fn main_with_roles(run: fn() -> Result<()>, roles: Roles) -> std::process::ExitCode {
+    match role(roles).unwrap_or_else(run) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -71,13 +82,15 @@ pub fn print(name: &str, value: f64, decimals: usize) {
     println!("BENCH {name} {value:.decimals$}");
 }
 
-/// Runs the role named on the command line (`--role ROLE ARGS…`), if any; `None` when this is the driver.
-pub fn role() -> Option<Result<()>> {
+/// Runs the role named on the command line (`--role ROLE ARGS…`), the bench's own `roles` first, if any;
+/// `None` when this is the driver.
+pub fn role(roles: Roles) -> Option<Result<()>> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) != Some("--role") {
         return None;
     }
-    Some(run_role(&args[2..]))
+    let own = args.get(2).and_then(|name| roles(name, &args[3..]));
+    Some(own.unwrap_or_else(|| run_role(&args[2..])))
 }
 
 fn run_role(args: &[String]) -> Result<()> {
@@ -166,7 +179,13 @@ async fn load(url: &str, subject: &str, n: usize, conc: usize, size: usize, time
             }
         }
     }
-    let wall = started.elapsed();
+    print_load(latencies, started.elapsed(), errors, first_error);
+    Ok(())
+}
+
+/// Prints a load client's figures as `LOAD` lines ([`Load::parse`] reads them): percentiles of the answered
+/// requests' `latencies`, those requests per second of `wall`, the errors and the first error.
+pub fn print_load(mut latencies: Vec<Duration>, wall: Duration, errors: usize, first_error: Option<String>) {
     latencies.sort();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -181,9 +200,8 @@ async fn load(url: &str, subject: &str, n: usize, conc: usize, size: usize, time
     println!("LOAD req_per_s {:.0}", latencies.len() as f64 / wall.as_secs_f64());
     println!("LOAD errors {errors}");
     if let Some(e) = first_error {
-        println!("LOAD first_error {e}");
+        println!("LOAD first_error {}", e.replace('\n', " "));
     }
-    Ok(())
 }
 
 /// One load run's figures.
@@ -198,7 +216,7 @@ pub struct Load {
 }
 
 impl Load {
-    fn parse(stdout: &str) -> Result<Self> {
+    pub fn parse(stdout: &str) -> Result<Self> {
         let mut load = Load::default();
         let mut seen = 0;
         for line in stdout.lines() {
@@ -255,6 +273,12 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A TCP port of 127.0.0.1 that was free a moment ago (bound, then released), for a child process to listen on.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(listener.local_addr().context("the bound address")?.port())
 }
 
 /// The resident set of process `pid`, in KiB (`VmRSS` of `/proc/<pid>/status`).
@@ -402,41 +426,40 @@ impl Bench {
 
     /// Starts one of this executable's responder roles on `subject`; returns once it is subscribed.
     pub fn spawn_responder(&self, role: &str, subject: &str) -> Result<Proc> {
+        let (proc, _) = self.spawn_role(role, &[&self.nats.url(), subject])?;
+        Ok(proc)
+    }
+
+    /// Starts this executable as `--role ROLE ARGS…` (its stderr to `logs/<role>.log`) and waits for its first
+    /// line, `ready [WHERE]`; returns the process and WHERE (empty when none).
+    pub fn spawn_role(&self, role: &str, args: &[&str]) -> Result<(Proc, String)> {
         let log = self.path("logs").join(format!("{role}.log"));
         let mut child = Command::new(std::env::current_exe().context("this executable's path")?)
-            .args(["--role", role, &self.nats.url(), subject])
+            .args(["--role", role])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).context("creating a responder log")?)
+            .stderr(std::fs::File::create(&log).context("creating a role's log")?)
             .spawn()
-            .with_context(|| format!("spawning the {role} responder"))?;
-        let stdout = child.stdout.take().context("the responder's stdout")?;
-        let mut proc = Proc { name: format!("{role} responder"), child, log };
+            .with_context(|| format!("spawning the {role} role"))?;
+        let stdout = child.stdout.take().context("the role's stdout")?;
+        let mut proc = Proc { name: format!("{role} role"), child, log };
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).context("reading the responder's first line")?;
-        if line.trim() != "ready" {
-            proc.check_alive()?;
-            bail!("the {role} responder said `{}` instead of ready", line.trim());
+        BufReader::new(stdout).read_line(&mut line).context("reading the role's first line")?;
+        match line.trim().split_once(' ').unwrap_or((line.trim(), "")) {
+            ("ready", rest) => Ok((proc, rest.trim().to_owned())),
+            _ => {
+                proc.check_alive()?;
+                bail!("the {role} role said `{}` instead of ready", line.trim());
+            }
         }
-        Ok(proc)
     }
 
     /// Runs the load client (its own process) against `subject`: `n` requests, `conc` in flight.
     pub fn run_load(&self, subject: &str, n: usize, conc: usize) -> Result<Load> {
-        let output = Command::new(std::env::current_exe().context("this executable's path")?)
-            .args(["--role", "load", &self.nats.url(), subject, &n.to_string(), &conc.to_string()])
-            .args([PAYLOAD_BYTES.to_string(), REQUEST_TIMEOUT_MS.to_string()])
-            .stdin(Stdio::null())
-            .output()
-            .context("running the load client")?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        ensure!(
-            output.status.success(),
-            "the load client failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Load::parse(&stdout)
+        let (n, conc) = (n.to_string(), conc.to_string());
+        let (bytes, timeout) = (PAYLOAD_BYTES.to_string(), REQUEST_TIMEOUT_MS.to_string());
+        run_load_client("load", &[&self.nats.url(), subject, &n, &conc, &bytes, &timeout])
     }
 
     /// `lattice.<l>.actor.<actor>.invoke`.
@@ -444,4 +467,22 @@ impl Bench {
         let subjects = lattice_core::subject::Subjects::new(lattice_core::subject::Name::new(self.lattice.as_str())?);
         Ok(subjects.invoke(&lattice_core::subject::Name::new(actor)?))
     }
+}
+
+/// Runs this executable as the load client `--role ROLE ARGS…` (its own process) and reads its `LOAD` lines.
+pub fn run_load_client(role: &str, args: &[&str]) -> Result<Load> {
+    let output = Command::new(std::env::current_exe().context("this executable's path")?)
+        .args(["--role", role])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running the load client")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "the load client failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Load::parse(&stdout)
 }

@@ -402,6 +402,8 @@ impl LatticeClient {
             Interface::Messaging => {
                 link.provider == crate::INMEMORY_PROVIDER || link.provider == super::NATS_MESSAGING_PROVIDER
             }
+            // Outgoing HTTP has no provider to serve: the host itself sends what the link allows.
+            Interface::Http => link.provider == lattice_core::http::ALLOW,
             _ => false,
         };
         if builtin && !hosts.is_empty() {
@@ -459,46 +461,82 @@ impl LatticeClient {
         lattice_core::reserved::check_link(link)
             .map_err(|reason| ClientError::ReservedLink { link: link.to_string(), reason })?;
         let key = self.subjects.link_key(actor, link.interface.as_str(), &link.name);
-        let link = link.to_string();
+        self.put_record(key, actor, link.to_string(), "storing the link").await
+    }
+
+    /// Removes a link of `actor` (interface and name); false if there was none.
+    pub async fn delete_link(&self, actor: &Name, interface: Interface, name: &str) -> Result<bool, ClientError> {
+        self.delete_record(&self.subjects.link_key(actor, interface.as_str(), name), "deleting the link").await
+    }
+
+    /// Every link stored in the lattice, by actor.
+    pub async fn list_links(&self) -> Result<Vec<LinkRecord>, ClientError> {
+        let mut out = self.list_records(self.subjects.links_filter(), "listing links").await?;
+        out.sort_by(|a, b| (&a.actor, &a.link).cmp(&(&b.actor, &b.link)));
+        Ok(out)
+    }
+
+    /// Routes HTTP requests matching `route` to `actor` on every host's ingress (replacing the route's actor).
+    pub async fn put_route(&self, actor: &Name, route: &lattice_core::http::Route) -> Result<(), ClientError> {
+        let key = self.subjects.route_key(route);
+        self.put_record(key, actor, super::http::route_record_text(route), "storing the route").await
+    }
+
+    /// Removes `route`; false if there was none.
+    pub async fn delete_route(&self, route: &lattice_core::http::Route) -> Result<bool, ClientError> {
+        self.delete_record(&self.subjects.route_key(route), "deleting the route").await
+    }
+
+    /// Every HTTP route of the lattice and its actor, sorted by route.
+    pub async fn list_routes(&self) -> Result<Vec<(lattice_core::http::Route, Name)>, ClientError> {
+        let records = self.list_records(self.subjects.routes_filter(), "listing routes").await?;
+        let mut out: Vec<_> = records
+            .into_iter()
+            .filter_map(|record| Some((super::http::route_of_record(&record)?, record.actor)))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Stores a link-shaped record (a link, or a route: `text`) of `actor` under `key` in the state bucket,
+    /// signed with the operator key when there is one.
+    async fn put_record(&self, key: String, actor: &Name, text: String, what: &str) -> Result<(), ClientError> {
         let signature = match &self.operator {
             Some(operator) => {
                 let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
                 let lattice = self.subjects.lattice().as_str();
-                Some(control_auth::sign_link(operator, lattice, actor.as_str(), &link, super::now_ms(), nonce))
+                Some(control_auth::sign_link(operator, lattice, actor.as_str(), &text, super::now_ms(), nonce))
             }
             None => None,
         };
-        let record = LinkRecord { actor: actor.clone(), link, signature };
+        let record = LinkRecord { actor: actor.clone(), link: text, signature };
         self.state()
             .await?
             .put(key, wire::encode(&record).into())
             .await
             .map(drop)
-            .map_err(|e| ClientError::Nats { what: "storing the link".into(), message: e.to_string() })
+            .map_err(|e| ClientError::Nats { what: what.into(), message: e.to_string() })
     }
 
-    /// Removes a link of `actor` (interface and name); false if there was none.
-    pub async fn delete_link(&self, actor: &Name, interface: Interface, name: &str) -> Result<bool, ClientError> {
-        let key = self.subjects.link_key(actor, interface.as_str(), name);
+    /// Deletes `key` from the state bucket; false if it held nothing.
+    async fn delete_record(&self, key: &str, what: &str) -> Result<bool, ClientError> {
         let store = self.state().await?;
-        let nats =
-            |e: &dyn std::fmt::Display| ClientError::Nats { what: "deleting the link".into(), message: e.to_string() };
-        if store.get(&key).await.map_err(|e| nats(&e))?.is_none() {
+        let nats = |e: &dyn std::fmt::Display| ClientError::Nats { what: what.into(), message: e.to_string() };
+        if store.get(key).await.map_err(|e| nats(&e))?.is_none() {
             return Ok(false);
         }
-        store.delete(&key).await.map_err(|e| nats(&e))?;
+        store.delete(key).await.map_err(|e| nats(&e))?;
         Ok(true)
     }
 
-    /// Every link stored in the lattice, by actor.
-    pub async fn list_links(&self) -> Result<Vec<LinkRecord>, ClientError> {
+    /// The link-shaped records under the keys `filter` (`prefix.>`) matches.
+    async fn list_records(&self, filter: &str, what: &str) -> Result<Vec<LinkRecord>, ClientError> {
         let store = self.state().await?;
-        let nats =
-            |e: &dyn std::fmt::Display| ClientError::Nats { what: "listing links".into(), message: e.to_string() };
+        let nats = |e: &dyn std::fmt::Display| ClientError::Nats { what: what.into(), message: e.to_string() };
         let mut keys = store.keys().await.map_err(|e| nats(&e))?;
+        // The bucket holds apps, their history and status too: read only the keys asked for.
+        let prefix = filter.trim_end_matches('>');
         let mut out = Vec::new();
-        // The bucket holds apps, their history and status too: read only the link keys.
-        let prefix = self.subjects.links_filter().trim_end_matches('>');
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| nats(&e))?;
             if !key.starts_with(prefix) {
@@ -510,7 +548,6 @@ impl LatticeClient {
                 out.push(record);
             }
         }
-        out.sort_by(|a, b| (&a.actor, &a.link).cmp(&(&b.actor, &b.link)));
         Ok(out)
     }
 
@@ -741,6 +778,40 @@ impl LatticeClient {
         if let Some(id) = message_id {
             request_headers.insert(headers::MESSAGE_ID, id);
         }
+        let reply = self.invocation(actor, payload, request_headers, timeout).await?;
+        let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+        Ok(CallReply {
+            data: (header(headers::REPLY).as_deref() != Some("none")).then_some(reply.payload),
+            host: header(headers::HOST),
+            traceparent: header(headers::TRACEPARENT),
+        })
+    }
+
+    /// Sends an HTTP request to `actor`'s `wasi:http/incoming-handler` wherever the actor runs (what an ingress
+    /// does for an actor that runs on another host, and `lattice call --http`). Returns the response and the
+    /// host that served it.
+    pub async fn http(
+        &self,
+        actor: &Name,
+        request: &lattice_core::http::HttpRequest,
+        timeout: Duration,
+    ) -> Result<(lattice_core::http::HttpResponse, Option<String>), ClientError> {
+        let mut request_headers = HeaderMap::new();
+        request_headers.insert(headers::HTTP, "1");
+        let reply = self.invocation(actor, wire::encode(request).into(), request_headers, timeout).await?;
+        let host = reply.headers.as_ref().and_then(|h| h.get(headers::HOST)).map(|v| v.as_str().to_owned());
+        let response = wire::decode(&reply.payload).map_err(ClientError::Remote)?;
+        Ok((response, host))
+    }
+
+    /// One invocation of `actor` on its subject: the reply when its status is ok, else the error it carries.
+    async fn invocation(
+        &self,
+        actor: &Name,
+        payload: Bytes,
+        request_headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<async_nats::Message, ClientError> {
         let mut request = async_nats::Request::new().payload(payload).timeout(Some(timeout));
         if !request_headers.is_empty() {
             request = request.headers(request_headers);
@@ -755,11 +826,7 @@ impl LatticeClient {
             })?;
         let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
         match header(headers::STATUS).as_deref() {
-            Some("ok") => Ok(CallReply {
-                data: (header(headers::REPLY).as_deref() != Some("none")).then_some(reply.payload),
-                host: header(headers::HOST),
-                traceparent: header(headers::TRACEPARENT),
-            }),
+            Some("ok") => Ok(reply),
             Some("error") => Err(ClientError::Remote(WireError::new(
                 ErrorCode::parse(&header(headers::ERROR_CODE).unwrap_or_default()),
                 String::from_utf8_lossy(&reply.payload).into_owned(),

@@ -63,10 +63,6 @@ enum WatchEnd {
 
 /// Watches the bucket until `stop`; publishes the whole table on `out` after each change and re-links the
 /// affected actor in `actors`.
-///
-/// A watch that cannot start, fails or ends is retried with exponential backoff, and one is restarted after the
-/// client reconnects to NATS. Each watch replays the bucket's current entries (deleted links come back as delete
-/// markers), so a change made while the host could not watch is applied when it can again.
 pub(crate) async fn watch_links(
     store: kv::Store,
     subjects: Arc<Subjects>,
@@ -76,32 +72,106 @@ pub(crate) async fn watch_links(
     guard: LinkGuard,
     stop: CancellationToken,
 ) {
-    let mut state = Applied { table: LinkTable::new(), subjects, actors, out, guard };
+    let filter = subjects.links_filter();
+    let state = Applied { table: LinkTable::new(), subjects, actors, out, guard };
+    watch_keys(&store, filter, "links", &client, &stop, state).await;
+}
+
+/// What follows a set of keys of the state bucket.
+pub(crate) trait KeyFollower: Send {
+    /// Applies one entry; false stops the watch (the host is stopping).
+    fn apply(&mut self, entry: kv::Entry) -> impl Future<Output = bool> + Send;
+}
+
+impl KeyFollower for Applied {
+    async fn apply(&mut self, entry: kv::Entry) -> bool {
+        let Some(actor) = self.apply_entry(&entry).await else { return true };
+        let links = links_of(&self.table, &actor);
+        self.out.send_replace(Arc::new(self.table.clone()));
+        match self.actors.relink(actor.clone(), links).await {
+            Ok(Some(Err(error))) => tracing::warn!(%actor, %error, "cannot apply changed links"),
+            Ok(Some(Ok(()))) => tracing::info!(%actor, "links changed"),
+            Ok(None) => {}
+            Err(_) => return false,
+        }
+        true
+    }
+}
+
+/// Follows the keys of `store` matching `filter` until `stop`, handing every entry to `apply` (which returns
+/// false to stop).
+///
+/// A watch that cannot start, fails or ends is retried with exponential backoff, and one is restarted after the
+/// client reconnects to NATS. Each watch replays the bucket's current entries (deleted keys come back as delete
+/// markers), so a change made while the host could not watch is applied when it can again.
+pub(crate) async fn watch_keys(
+    store: &kv::Store,
+    filter: &str,
+    what: &str,
+    client: &Client,
+    stop: &CancellationToken,
+    mut follower: impl KeyFollower,
+) {
     let mut backoff = WATCH_BACKOFF;
     loop {
         let connects = client.statistics().connects.load(Ordering::Relaxed);
-        match store.watch_with_history(state.subjects.links_filter()).await {
+        match store.watch_with_history(filter).await {
             Ok(watcher) => {
-                let end = state
-                    .follow(watcher, &stop, || client.statistics().connects.load(Ordering::Relaxed) != connects)
-                    .await;
-                match end {
+                let reconnected = || client.statistics().connects.load(Ordering::Relaxed) != connects;
+                match follow(watcher, stop, reconnected, what, &mut follower).await {
                     WatchEnd::Stopped => return,
                     WatchEnd::Reconnected => {
-                        tracing::info!("reconnected to NATS: watching links again");
+                        tracing::info!("reconnected to NATS: watching {what} again");
                         backoff = WATCH_BACKOFF;
                         continue;
                     }
-                    WatchEnd::Ended => tracing::warn!(retry_in = ?backoff, "the link watch ended: watching again"),
+                    WatchEnd::Ended => tracing::warn!(retry_in = ?backoff, "the watch of {what} ended: watching again"),
                 }
             }
-            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "cannot watch links: retrying"),
+            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "cannot watch {what}: retrying"),
         }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(WATCH_MAX_BACKOFF);
+    }
+}
+
+/// Hands the entries of one watch to `apply` until it ends; `reconnected` says whether the client reconnected
+/// since the watch started.
+async fn follow(
+    mut watcher: kv::Watch,
+    stop: &CancellationToken,
+    reconnected: impl Fn() -> bool,
+    what: &str,
+    follower: &mut impl KeyFollower,
+) -> WatchEnd {
+    let mut check = tokio::time::interval(RECONNECT_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let entry = tokio::select! {
+            () = stop.cancelled() => return WatchEnd::Stopped,
+            _ = check.tick() => {
+                if reconnected() {
+                    return WatchEnd::Reconnected;
+                }
+                continue;
+            }
+            entry = watcher.next() => entry,
+        };
+        match entry {
+            Some(Ok(entry)) => {
+                if !follower.apply(entry).await {
+                    return WatchEnd::Stopped;
+                }
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, "watch error ({what})");
+                return WatchEnd::Ended;
+            }
+            None => return WatchEnd::Ended,
+        }
     }
 }
 
@@ -118,50 +188,9 @@ struct Applied {
 }
 
 impl Applied {
-    /// Applies the entries of one watch until it ends; `reconnected` says whether the client reconnected since
-    /// the watch started.
-    async fn follow(
-        &mut self,
-        mut watcher: kv::Watch,
-        stop: &CancellationToken,
-        reconnected: impl Fn() -> bool,
-    ) -> WatchEnd {
-        let mut check = tokio::time::interval(RECONNECT_CHECK);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let entry = tokio::select! {
-                () = stop.cancelled() => return WatchEnd::Stopped,
-                _ = check.tick() => {
-                    if reconnected() {
-                        return WatchEnd::Reconnected;
-                    }
-                    continue;
-                }
-                entry = watcher.next() => entry,
-            };
-            let entry = match entry {
-                Some(Ok(entry)) => entry,
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "link watch error");
-                    return WatchEnd::Ended;
-                }
-                None => return WatchEnd::Ended,
-            };
-            let Some(actor) = self.apply(&entry).await else { continue };
-            let links = links_of(&self.table, &actor);
-            self.out.send_replace(Arc::new(self.table.clone()));
-            match self.actors.relink(actor.clone(), links).await {
-                Ok(Some(Err(error))) => tracing::warn!(%actor, %error, "cannot apply changed links"),
-                Ok(Some(Ok(()))) => tracing::info!(%actor, "links changed"),
-                Ok(None) => {}
-                Err(_) => return WatchEnd::Stopped,
-            }
-        }
-    }
-
     /// Applies one bucket entry to the table; returns the actor whose links it changed, if any. A record the
     /// guard refuses removes the link its key held.
-    async fn apply(&mut self, entry: &kv::Entry) -> Option<Name> {
+    async fn apply_entry(&mut self, entry: &kv::Entry) -> Option<Name> {
         match entry.operation {
             kv::Operation::Put => {
                 let record = match wire::decode::<LinkRecord>(&entry.value) {
@@ -178,7 +207,8 @@ impl Applied {
                         return None;
                     }
                 };
-                if !self.guard.admit(&self.subjects, &entry.key, &record, &spec).await {
+                let expected = self.subjects.link_key(&record.actor, spec.interface.as_str(), &spec.name);
+                if !self.guard.admit(&self.subjects, &entry.key, &record, &expected, "link").await {
                     return forget_key(&mut self.table, &entry.key);
                 }
                 let links = self.table.entry(record.actor.clone()).or_default();
@@ -201,6 +231,7 @@ fn forget_key(table: &mut LinkTable, key: &str) -> Option<Name> {
 
 /// Which link records a host applies: all of them when it trusts no operator; otherwise only those signed by a
 /// trusted operator and stored under the key their actor, interface and name give.
+#[derive(Clone)]
 pub(crate) struct LinkGuard {
     policy: OperatorPolicy,
     events: Events,
@@ -211,16 +242,22 @@ impl LinkGuard {
         Self { policy, events }
     }
 
-    /// Whether the record stored under `key` may be applied. A refusal is logged and published as a
-    /// `control.refused` event.
-    async fn admit(&self, subjects: &Subjects, key: &str, record: &LinkRecord, spec: &LinkSpec) -> bool {
+    /// Whether the record (a link, or a route: `verb`) stored under `key`, which its content says belongs under
+    /// `expected`, may be applied. A refusal is logged and published as a `control.refused` event.
+    pub(crate) async fn admit(
+        &self,
+        subjects: &Subjects,
+        key: &str,
+        record: &LinkRecord,
+        expected: &str,
+        verb: &str,
+    ) -> bool {
         if !self.policy.enforced() {
             return true;
         }
         let operator = record.signature.as_ref().map(|s| s.operator.to_string());
         let verdict = self.policy.verify_link(subjects.lattice().as_str(), record).map(drop).and_then(|()| {
-            // A signed record copied under another key would make a link that `link del` cannot remove.
-            let expected = subjects.link_key(&record.actor, spec.interface.as_str(), &spec.name);
+            // A signed record copied under another key would make one that `del` cannot remove.
             if expected == key {
                 Ok(())
             } else {
@@ -234,10 +271,11 @@ impl LinkGuard {
             actor = %record.actor,
             operator = operator.as_deref().unwrap_or("none"),
             %reason,
-            "link record refused: not applied, and the link this key held is removed"
+            verb,
+            "record refused: not applied, and what this key held is removed"
         );
         self.events
-            .publish(EventData::ControlRefused { subject: key.to_owned(), verb: "link".into(), reason, operator })
+            .publish(EventData::ControlRefused { subject: key.to_owned(), verb: verb.into(), reason, operator })
             .await;
         false
     }

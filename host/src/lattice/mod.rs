@@ -15,6 +15,7 @@ mod client;
 mod control;
 mod dlq;
 mod events;
+mod http;
 mod lease;
 mod links;
 mod nats;
@@ -32,6 +33,7 @@ pub use client::{
     new_traceparent,
 };
 pub use dlq::DeadLetterRecord;
+pub use http::IngressConfig;
 pub use lease::Lease;
 pub use nats::{ConnectError, NatsConfig};
 pub use providers::{BUILTIN_PROVIDERS, KEYVALUE_KINDS};
@@ -101,6 +103,8 @@ pub struct HostConfig {
     pub operator_key: Option<lattice_core::keys::SeedKey>,
     /// Timing of the reconciler's lease.
     pub lease: Lease,
+    /// Serve HTTP for the lattice's routes (`--http`); `None`: no ingress on this host.
+    pub http: Option<IngressConfig>,
 }
 
 impl HostConfig {
@@ -123,6 +127,7 @@ impl HostConfig {
             provider_allow: AllowList::default(),
             operator_key: None,
             lease: Lease::default(),
+            http: None,
         }
     }
 }
@@ -443,6 +448,28 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
 
     let tasks_stop = CancellationToken::new();
     let link_guard = links::LinkGuard::new(shared.gate.policy().clone(), shared.events.clone());
+    if let Some(ingress) = &config.http {
+        let listener = tokio::net::TcpListener::bind(ingress.addr)
+            .await
+            .map_err(|e| HostError::Setup { what: "the http listener", message: format!("{}: {e}", ingress.addr) })?;
+        let (routes_tx, routes_rx) = tokio::sync::watch::channel(Arc::default());
+        let routes = http::Routes::new(subjects.clone(), link_guard.clone(), routes_tx);
+        let (watch_state, watch_client, watch_stop) = (state.clone(), client.clone(), tasks_stop.clone());
+        let filter = subjects.routes_filter();
+        tokio::spawn(async move {
+            links::watch_keys(&watch_state, filter, "routes", &watch_client, &watch_stop, routes).await;
+        });
+        tracing::info!(host = %config.id, addr = %ingress.addr, "serving http");
+        tokio::spawn(http::serve(
+            listener,
+            config.id.clone(),
+            ingress.clone(),
+            routes_rx,
+            shared.table.clone(),
+            LatticeClient::new(client.clone(), config.lattice.clone()),
+            tasks_stop.clone(),
+        ));
+    }
     let app_store = apps::AppStore::new(state.clone(), (*subjects).clone());
     tokio::spawn(links::watch_links(
         state,

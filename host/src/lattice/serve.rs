@@ -5,18 +5,17 @@
 //! `Lattice-Error-Code` and the error message as payload.
 //!
 //! Admission: a call is taken into work only when the actor has a free concurrency permit or room in its small
-//! bounded queue ([`queue_limit`]); otherwise it is answered at once with `unavailable`, so callers get
+//! bounded queue ([`crate::runtime::queue_limit`]); otherwise it is answered at once with `unavailable`, so callers get
 //! backpressure and the host never holds an unbounded pile of waiting tasks.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ErrorCode, headers};
 use lattice_provider_sdk::durable::MESSAGE_ID;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
+
+use crate::runtime::Admitted;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -47,18 +46,11 @@ pub(crate) async fn serve(
 ) {
     let _serving = tracker.token();
     let mut actor = actor_rx.borrow_and_update().clone();
-    let mut queued = Arc::new(AtomicUsize::new(0));
     let mut received = 0u64;
     // Admission: run at once with a free permit, else wait in the bounded queue, else hand the message back
     // to be refused (in this task, so refusals never pile up as tasks either).
-    let spawn = |actor: &Actor, queued: &Arc<AtomicUsize>, message: Message| -> Option<Message> {
-        let admitted = match actor.try_acquire_permit() {
-            Some(permit) => Admitted::Now(permit),
-            None => match QueueSlot::take(queued, queue_limit(actor.max_concurrency())) {
-                Some(slot) => Admitted::Queued(slot),
-                None => return Some(message),
-            },
-        };
+    let spawn = |actor: &Actor, message: Message| -> Option<Message> {
+        let Some(admitted) = actor.admit() else { return Some(message) };
         let (actor, client, host) = (actor.clone(), client.clone(), host.clone());
         tracker.spawn(async move { invoke(actor, client, host, message, admitted).await });
         None
@@ -74,7 +66,6 @@ pub(crate) async fn serve(
                 }
                 // A new version: new calls go to it (with its own admission queue).
                 actor = actor_rx.borrow_and_update().clone();
-                queued = Arc::new(AtomicUsize::new(0));
                 continue;
             }
             message = subscription.next() => match message {
@@ -83,12 +74,12 @@ pub(crate) async fn serve(
             },
         };
         received += 1;
-        if let Some(refused) = spawn(&actor, &queued, message) {
+        if let Some(refused) = spawn(&actor, message) {
             refuse(&actor, &client, &host, refused).await;
         }
     }
     leave(&mut subscription, received, actor.name(), |message| {
-        let refused = spawn(&actor, &queued, message);
+        let refused = spawn(&actor, message);
         let (actor, client, host) = (&actor, &client, &host);
         async move {
             if let Some(refused) = refused {
@@ -186,39 +177,6 @@ pub(crate) fn error_code(error: &InvokeError) -> ErrorCode {
     }
 }
 
-/// The smallest per-actor admission queue: invocations that may wait for a permit on one host.
-pub(crate) const MIN_ADMISSION_QUEUE: usize = 8;
-
-/// How many invocations of an actor with `max_concurrency` may wait for a permit on one host, beyond those
-/// running: `max(8, max_concurrency / 4)`. Past that, calls are refused at once with `unavailable`.
-pub(crate) fn queue_limit(max_concurrency: u32) -> usize {
-    (max_concurrency as usize / 4).max(MIN_ADMISSION_QUEUE)
-}
-
-/// A place in an actor's admission queue, given back when the invocation gets its permit (or is dropped).
-struct QueueSlot(Arc<AtomicUsize>);
-
-impl QueueSlot {
-    fn take(queued: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
-        queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).ok()?;
-        Some(Self(queued.clone()))
-    }
-}
-
-impl Drop for QueueSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// How an invocation was admitted.
-enum Admitted {
-    /// A permit was free.
-    Now(OwnedSemaphorePermit),
-    /// It waits for a permit in the bounded queue.
-    Queued(QueueSlot),
-}
-
 /// Answers a call the actor has no room for: `unavailable`, at once.
 async fn refuse(actor: &Actor, client: &Client, host: &Name, message: Message) {
     let Some(reply_to) = message.reply else {
@@ -230,7 +188,7 @@ async fn refuse(actor: &Actor, client: &Client, host: &Name, message: Message) {
         "actor `{}` on host {host} is at capacity: {max_concurrency} running (max concurrency) and {} waiting \
          (its queue is full); retry later",
         actor.name(),
-        queue_limit(max_concurrency)
+        crate::runtime::queue_limit(max_concurrency)
     );
     tracing::debug!(actor = actor.name(), "call refused: actor at capacity");
     let mut reply_headers = HeaderMap::new();
@@ -245,16 +203,10 @@ async fn refuse(actor: &Actor, client: &Client, host: &Name, message: Message) {
 async fn invoke(actor: Actor, client: Client, host: Name, message: Message, admitted: Admitted) {
     let traceparent = message.headers.as_ref().and_then(|h| h.get(headers::TRACEPARENT)).map(|v| v.as_str().to_owned());
     let span = tracing::debug_span!("invoke", actor = actor.name(), traceparent = traceparent.as_deref());
-    let permit = async {
-        match admitted {
-            Admitted::Now(permit) => permit,
-            Admitted::Queued(slot) => {
-                let permit = actor.acquire_permit().await;
-                drop(slot);
-                permit
-            }
-        }
-    };
+    if message.headers.as_ref().is_some_and(|h| h.get(headers::HTTP).is_some()) {
+        return invoke_http(actor, client, host, message, admitted).instrument(span).await;
+    }
+    let permit = admitted.permit(&actor);
     // The instance is torn down after the reply is sent.
     let (outcome, retired) = actor.invoke_retaining_with(permit, incoming(&message)).instrument(span).await;
     let Some(reply_to) = message.reply else {
@@ -302,6 +254,44 @@ async fn invoke(actor: Actor, client: Client, host: Name, message: Message, admi
     // only grow the working set.
     if actor.in_flight() == 1 {
         tokio::task::yield_now().await;
+    }
+    drop(retired);
+}
+
+/// Serves an HTTP request forwarded by another host's ingress (`Lattice-Http`): the payload is an
+/// [`HttpRequest`](lattice_core::http::HttpRequest), the reply an [`HttpResponse`](lattice_core::http::HttpResponse)
+/// (`Lattice-Status: ok`) or the invocation's error, as for any call.
+async fn invoke_http(actor: Actor, client: Client, host: Name, message: Message, admitted: Admitted) {
+    let Some(reply_to) = message.reply else {
+        tracing::debug!(actor = actor.name(), "http request without a reply subject dropped");
+        return;
+    };
+    let mut reply_headers = HeaderMap::new();
+    reply_headers.insert(headers::HOST, host.as_str());
+    let (payload, retired) = match lattice_core::wire::decode::<lattice_core::http::HttpRequest>(&message.payload) {
+        Err(error) => {
+            reply_headers.insert(headers::STATUS, "error");
+            reply_headers.insert(headers::ERROR_CODE, ErrorCode::BadRequest.as_str());
+            (format!("malformed http request: {error}").into(), None)
+        }
+        Ok(request) => {
+            let (outcome, retired) = actor.invoke_http_with(admitted.permit(&actor), request).await;
+            let payload = match outcome.result {
+                Ok(response) => {
+                    reply_headers.insert(headers::STATUS, "ok");
+                    lattice_core::wire::encode(&response).into()
+                }
+                Err(error) => {
+                    reply_headers.insert(headers::STATUS, "error");
+                    reply_headers.insert(headers::ERROR_CODE, error_code(&error).as_str());
+                    error.to_string().into()
+                }
+            };
+            (payload, retired)
+        }
+    };
+    if let Err(error) = client.publish_with_headers(reply_to, reply_headers, payload).await {
+        tracing::warn!(actor = actor.name(), %error, "cannot send the http reply");
     }
     drop(retired);
 }

@@ -4,6 +4,7 @@
 //! removes finished actors, so it always answers at once (heartbeats and inventory never wait on a compile).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use lattice_core::subject::Name;
 use lattice_core::wire::ActorInfo;
@@ -111,6 +112,9 @@ pub(crate) struct ProviderSlot {
 #[derive(Clone)]
 pub(crate) struct Table {
     tx: mpsc::Sender<Command>,
+    /// The actors running here, republished after every change: the HTTP ingress reads it per request without
+    /// a round trip to the task.
+    local: watch::Receiver<Arc<HashMap<Name, Actor>>>,
 }
 
 /// Every slot of the host's instance pool already belongs to a running actor: one more could get none.
@@ -133,8 +137,14 @@ impl Table {
     /// The table task; `pool` is the runtime's instance pool, shared among the actors (see [`shares`]).
     pub(crate) fn spawn(labels: BTreeMap<String, String>, pool: u32) -> Self {
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run(rx, labels, pool));
-        Self { tx }
+        let (local_tx, local) = watch::channel(Arc::default());
+        tokio::spawn(run(rx, labels, pool, local_tx));
+        Self { tx, local }
+    }
+
+    /// The running actor `name`, if it runs here.
+    pub(crate) fn local(&self, name: &Name) -> Option<Actor> {
+        self.local.borrow().get(name).cloned()
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, TableClosed> {
@@ -307,12 +317,19 @@ fn rebalance(actors: &HashMap<Name, Running>, pool: u32) {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, String>, pool: u32) {
+async fn run(
+    mut rx: mpsc::Receiver<Command>,
+    mut labels: BTreeMap<String, String>,
+    pool: u32,
+    local: watch::Sender<Arc<HashMap<Name, Actor>>>,
+) {
     let mut actors: HashMap<Name, Running> = HashMap::new();
     let mut served: HashMap<String, lattice_provider_sdk::remote::Serving> = HashMap::new();
     let mut providers: HashMap<String, ProviderSlot> = HashMap::new();
     let mut caps = Caps { pool, total: 0, oversubscribed: false };
     while let Some(command) = rx.recv().await {
+        let changes_actors =
+            matches!(command, Command::Install { .. } | Command::Replace { .. } | Command::Remove { .. });
         match command {
             Command::Install { info, actor, stop, serving, done } => {
                 if !actors.contains_key(&info.name) && actors.len() >= pool as usize {
@@ -441,6 +458,9 @@ async fn run(mut rx: mpsc::Receiver<Command>, mut labels: BTreeMap<String, Strin
                 }
                 let _ = done.send(slot);
             }
+        }
+        if changes_actors {
+            local.send_replace(Arc::new(actors.iter().map(|(n, r)| (n.clone(), r.actor.clone())).collect()));
         }
     }
     // Every handle is gone: stop serving whatever is left.

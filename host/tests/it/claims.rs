@@ -304,3 +304,20 @@ async fn core_module_is_refused_as_not_a_component() {
     let error = refused(b"\0asm\x01\0\0\0".to_vec(), ActorConfig::default()).await;
     assert!(matches!(error, LoadError::Rejected(Rejection::InvalidComponent(ClaimsError::NotAComponent))), "{error:?}");
 }
+
+#[tokio::test]
+async fn an_http_actor_needs_the_wasi_http_capability() {
+    use lattice_test_actors::HTTP_HELLO;
+    let error = refused(signed(HTTP_HELLO, &["wasi:keyvalue"]), kv_default()).await;
+    assert!(
+        matches!(&error, LoadError::Rejected(Rejection::CapabilityNotAllowed { capability, import })
+            if capability == "wasi:http" && import.starts_with("wasi:http/")),
+        "{error:?}"
+    );
+    let (rt, _cache) = trusting_issuer();
+    let actor = rt
+        .load("http-hello", signed(HTTP_HELLO, &["wasi:keyvalue", "wasi:http"]), kv_default())
+        .await
+        .expect("keyvalue and http are all http-hello needs");
+    assert!(actor.serves_http());
+}

@@ -4,6 +4,7 @@ mod bounds;
 mod cache;
 mod claims;
 mod hostile;
+mod http;
 mod keyvalue;
 mod messaging;
 mod reuse;

@@ -11,6 +11,7 @@ mod delivery;
 mod errors;
 mod events;
 mod exhaustion;
+mod http;
 mod isolation;
 mod links;
 mod operators;

@@ -324,6 +324,7 @@ async fn only_app_records_signed_by_a_trusted_operator_are_placed_and_provider_s
             constraints: Default::default(),
             limits: LimitsSpec::default(),
             links: vec!["keyvalue:default=inmemory".into()],
+            routes: Vec::new(),
         }],
         providers: Vec::new(),
     };

@@ -1,0 +1,96 @@
+//! `lattice route`: which actor serves HTTP requests for a host name and path prefix, on every ingress host.
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use lattice_core::http::Route;
+use lattice_core::subject::Name;
+
+use crate::args::Output;
+use crate::connect::LatticeArgs;
+use crate::ctl::{print_json, table};
+use crate::operator::OperatorKeyArgs;
+
+/// HTTP routes: map a host name and path prefix to an actor, for every host started with --http
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    #[command(subcommand)]
+    pub command: RouteCommand,
+    #[command(flatten)]
+    pub lattice: LatticeArgs,
+    #[command(flatten)]
+    pub operator: OperatorKeyArgs,
+}
+
+/// Which requests a route matches.
+#[derive(Debug, Clone, Args)]
+pub struct RouteMatch {
+    /// Host name the request must be for (exact, or *.example.com) [any host]
+    #[arg(long = "host", value_name = "NAME")]
+    pub host: Option<String>,
+    /// Path prefix, matched on whole segments (/v1 matches /v1 and /v1/x, not /v10)
+    #[arg(long, default_value = "/", value_name = "PREFIX")]
+    pub path: String,
+}
+
+impl RouteMatch {
+    fn route(&self) -> anyhow::Result<Route> {
+        Ok(Route::new(self.host.as_deref(), &self.path)?)
+    }
+}
+
+/// What to do with routes.
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Route requests to an actor: lattice route put edge-api --host api.example.com --path /v1
+    Put {
+        /// The actor (it must export wasi:http/incoming-handler)
+        actor: Name,
+        #[command(flatten)]
+        matches: RouteMatch,
+    },
+    /// Remove a route
+    Del {
+        #[command(flatten)]
+        matches: RouteMatch,
+    },
+    /// List every route and its actor
+    List {
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+pub async fn route(args: RouteArgs) -> anyhow::Result<()> {
+    let client = args.operator.sign(args.lattice.client().await?)?;
+    match args.command {
+        RouteCommand::Put { actor, matches } => {
+            let route = matches.route()?;
+            client.put_route(&actor, &route).await?;
+            println!("route {route} -> {actor} stored");
+        }
+        RouteCommand::Del { matches } => {
+            let route = matches.route()?;
+            if !client.delete_route(&route).await? {
+                bail!("no route {route}");
+            }
+            println!("route {route} deleted");
+        }
+        RouteCommand::List { output } => {
+            let routes = client.list_routes().await?;
+            if output == Output::Json {
+                let docs: Vec<_> = routes
+                    .iter()
+                    .map(|(route, actor)| serde_json::json!({"host": route.host, "path": route.path, "actor": actor}))
+                    .collect();
+                return print_json(&docs);
+            }
+            let mut t = table(&["HOST", "PATH", "ACTOR"]);
+            for (route, actor) in &routes {
+                t.add_row([route.host.clone().unwrap_or_else(|| "*".into()), route.path.clone(), actor.to_string()]);
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}

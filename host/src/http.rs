@@ -1,0 +1,230 @@
+//! `wasi:http` for actors: delivering a request to an actor's `wasi:http/incoming-handler` (the response
+//! collected up to the actor's reply cap), and the actor's outgoing requests under its `http:outgoing` link.
+//!
+//! Outgoing requests ([`OutgoingHttp`], the store's `WasiHttpHooks`): a request leaves only when the actor's
+//! link allows its scheme, host and port ([`OutgoingPolicy`]); anything else fails with the interface's
+//! `HTTP-request-denied`. The host name is resolved here and every address checked: a non-public address
+//! (loopback, private, link-local…) is denied unless the link names the host exactly. Plain `http` connects to
+//! the address checked (no second lookup a rebinding DNS server could answer differently); `https` connects by
+//! name and the certificate must match it. Each invocation may send [`MAX_OUTGOING_REQUESTS`], each with
+//! bounded connect and read timeouts, and reads at most [`MAX_OUTGOING_RESPONSE_BYTES`] of each response.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Scheme;
+use http_body_util::BodyExt;
+use lattice_core::http::{HttpRequest, HttpResponse, OutgoingPolicy, Reach, is_public};
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme as WasiScheme};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Outgoing requests one invocation may send.
+pub const MAX_OUTGOING_REQUESTS: u32 = 16;
+/// Bytes of one outgoing response's body an actor may read.
+pub const MAX_OUTGOING_RESPONSE_BYTES: u64 = 16 << 20;
+/// Longest connect (and TLS handshake) an outgoing request may wait for.
+pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the first byte, and between two bytes, of an outgoing response.
+pub const MAX_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest DNS lookup of an outgoing request's host.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The store's `wasi:http` hooks: where this invocation's outgoing requests may go, and how many it sent.
+pub(crate) struct OutgoingHttp {
+    pub(crate) policy: Option<Arc<OutgoingPolicy>>,
+    pub(crate) sent: u32,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl OutgoingHttp {
+    /// Whether a request to `uri` may go out now: `Err` is what the guest sees.
+    fn admit(&mut self, uri: &http::Uri) -> Result<Reach, HttpError> {
+        let reach = self.policy.as_ref().and_then(|policy| policy.check(&uri.to_string()));
+        let Some(reach) = reach else {
+            tracing::info!(%uri, "outgoing http request denied: no http:outgoing link allows this host");
+            return Err(HttpError::HttpRequestDenied);
+        };
+        self.sent += 1;
+        if self.sent > MAX_OUTGOING_REQUESTS {
+            tracing::info!(%uri, limit = MAX_OUTGOING_REQUESTS, "outgoing http request denied: per-invocation limit");
+            return Err(HttpError::ConnectionLimitReached);
+        }
+        Ok(reach)
+    }
+}
+
+impl WasiHttpHooks for OutgoingHttp {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let admitted = self.admit(request.uri());
+        Box::new(async move {
+            let reach = admitted?;
+            pin_address(&mut request, reach).await?;
+            let options = RequestOptions {
+                connect_timeout: Some(bounded(options.and_then(|o| o.connect_timeout), MAX_CONNECT_TIMEOUT)),
+                first_byte_timeout: Some(bounded(options.and_then(|o| o.first_byte_timeout), MAX_READ_TIMEOUT)),
+                between_bytes_timeout: Some(bounded(options.and_then(|o| o.between_bytes_timeout), MAX_READ_TIMEOUT)),
+            };
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let response = response
+                .map(|body| Capped { body: body.boxed_unsync(), left: MAX_OUTGOING_RESPONSE_BYTES }.boxed_unsync());
+            Ok((response, Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>))
+        })
+    }
+}
+
+fn bounded(asked: Option<Duration>, max: Duration) -> Duration {
+    asked.map_or(max, |asked| asked.min(max))
+}
+
+/// Resolves the request's host and checks every address against `reach`; a plain `http` request is sent to
+/// the address checked.
+async fn pin_address(request: &mut http::Request<WasiBody>, reach: Reach) -> Result<(), HttpError> {
+    let uri = request.uri().clone();
+    let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((bare, port)))
+            .await
+            .map_err(|_| HttpError::DnsTimeout)?
+            .map_err(|e| HttpError::DnsError { rcode: Some(e.to_string()), info_code: None })?
+            .collect(),
+    };
+    let first = *addresses.first().ok_or(HttpError::DestinationNotFound)?;
+    if reach == Reach::Public && addresses.iter().any(|a| !is_public(a.ip())) {
+        tracing::info!(%uri, "outgoing http request denied: the host resolves to a non-public address");
+        return Err(HttpError::HttpRequestDenied);
+    }
+    if !https {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        *request.uri_mut() = http::Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(first.to_string())
+            .path_and_query(path)
+            .build()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    }
+    Ok(())
+}
+
+/// A response body that fails once more than `left` bytes came.
+struct Capped {
+    body: WasiBody,
+    left: u64,
+}
+
+impl http_body::Body for Capped {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let len = data.len() as u64;
+            if len > self.left {
+                return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(MAX_OUTGOING_RESPONSE_BYTES)))));
+            }
+            self.left -= len;
+        }
+        polled
+    }
+}
+
+/// Why a request could not be handed to the actor, or its response not taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpFault {
+    /// The request is not a valid HTTP request (a forwarded one from a broken peer).
+    #[error("invalid http request: {0}")]
+    BadRequest(String),
+    /// The actor answered with an error code instead of a response.
+    #[error("the actor answered with an http error: {0:?}")]
+    Guest(ErrorCode),
+    /// The actor returned without setting a response.
+    #[error("the actor returned without a response")]
+    NoResponse,
+    /// The response body failed while it was written.
+    #[error("the actor's response body failed: {0}")]
+    Body(String),
+    /// The response body is larger than the actor's reply cap.
+    #[error("response body over {limit} bytes")]
+    TooLarge {
+        /// The cap.
+        limit: usize,
+    },
+}
+
+/// `request` as the hyper request `wasmtime-wasi-http` makes an `incoming-request` of.
+pub(crate) fn to_hyper(
+    request: HttpRequest,
+) -> Result<(WasiScheme, hyper::Request<http_body_util::Full<Bytes>>), HttpFault> {
+    let bad = |e: &dyn std::fmt::Display| HttpFault::BadRequest(e.to_string());
+    let (scheme, wasi_scheme) = if request.scheme.eq_ignore_ascii_case("https") {
+        (Scheme::HTTPS, WasiScheme::Https)
+    } else {
+        (Scheme::HTTP, WasiScheme::Http)
+    };
+    let authority = if request.authority.is_empty() { "localhost" } else { request.authority.as_str() };
+    let uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(if request.path.is_empty() { "/" } else { request.path.as_str() })
+        .build()
+        .map_err(|e| bad(&e))?;
+    let mut builder = hyper::Request::builder().method(request.method.as_str()).uri(uri);
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_slice());
+    }
+    let body = http_body_util::Full::new(Bytes::from(request.body.into_vec()));
+    Ok((wasi_scheme, builder.body(body).map_err(|e| bad(&e))?))
+}
+
+/// Reads the response the actor set, its body up to `limit` bytes.
+pub(crate) async fn collect_response(
+    response: tokio::sync::oneshot::Receiver<
+        Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
+    >,
+    limit: usize,
+) -> Result<HttpResponse, HttpFault> {
+    let response = response.await.map_err(|_| HttpFault::NoResponse)?.map_err(HttpFault::Guest)?;
+    let (parts, mut body) = response.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| HttpFault::Body(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(HttpFault::TooLarge { limit });
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), serde_bytes::ByteBuf::from(value.as_bytes().to_vec())))
+        .collect();
+    Ok(HttpResponse { status: parts.status.as_u16(), headers, body: serde_bytes::ByteBuf::from(bytes) })
+}
