@@ -76,6 +76,9 @@ pub struct HostArgs {
     /// cut off) [10s]
     #[arg(long, env = "LATTICE_HTTP_READ_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub http_read_timeout: Option<Duration>,
+    /// HTTP connections open at once; more are closed when accepted [10000]
+    #[arg(long, env = "LATTICE_HTTP_MAX_CONNECTIONS", value_name = "N")]
+    pub http_max_connections: Option<usize>,
     /// The operator key this host signs its placements with while it leads the lattice's reconciler (apps):
     /// a seed (SO…), a seed file, or `dev`. Hosts that trust operators refuse unsigned placements [the
     /// development operator, if this machine has one; `lattice up`: dev]
@@ -220,6 +223,8 @@ pub struct HostFile {
     pub http_max_body: Option<String>,
     /// How long a client may take to send headers, then body (`--http-read-timeout`), e.g. `10s`.
     pub http_read_timeout: Option<String>,
+    /// HTTP connections open at once (`--http-max-connections`).
+    pub http_max_connections: Option<usize>,
 }
 
 impl HostFile {
@@ -312,6 +317,9 @@ async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> any
             "http_read_timeout",
             ingress.read_timeout,
         )?;
+        if let Some(n) = args.http_max_connections.or(file.http_max_connections) {
+            ingress.max_connections = n.max(1);
+        }
         config.http = Some(ingress);
     }
 

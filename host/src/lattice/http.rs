@@ -48,16 +48,19 @@ pub struct IngressConfig {
     pub read_timeout: Duration,
     /// How long a request forwarded to another host may take in all.
     pub forward_timeout: Duration,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
 }
 
 impl IngressConfig {
-    /// Defaults: 1 MiB bodies, 10 s to send headers and body, 35 s for a forwarded request.
+    /// Defaults: 1 MiB bodies, 10 s to send headers and body, 35 s for a forwarded request, 10,000 connections.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
             max_body: 1 << 20,
             read_timeout: Duration::from_secs(10),
             forward_timeout: Duration::from_secs(35),
+            max_connections: 10_000,
         }
     }
 }
@@ -144,6 +147,7 @@ pub(crate) async fn serve(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(ingress.config.read_timeout);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
+    let connections = Arc::new(tokio::sync::Semaphore::new(ingress.config.max_connections));
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
@@ -157,9 +161,15 @@ pub(crate) async fn serve(
                 }
             },
         };
+        let Ok(open) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, limit = ingress.config.max_connections, "http ingress: connection limit reached");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (ingress, builder, stop) = (ingress.clone(), builder.clone(), stop.clone());
         tokio::spawn(async move {
+            let _open = open;
             let service = hyper::service::service_fn(move |request| {
                 let ingress = ingress.clone();
                 async move { Ok::<_, std::convert::Infallible>(ingress.handle(request).await) }

@@ -294,3 +294,33 @@ async fn a_componentize_js_component_with_default_fetch_support_serves_http() ->
     host.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_closed_and_others_keep_being_served() -> Result<()> {
+    let lattice = TestLattice::start("http-conns").await?;
+    let (host, addr) = ingress_host(&lattice, "edge", |c| c.max_connections = 1).await?;
+    let client = lattice.client().await?;
+    client.start_actor(host.id(), &start("echo", lattice_test_actors::HTTP_ECHO, &[], LimitsSpec::default())).await?;
+    client.put_route(&name("echo"), &route("/")).await?;
+    until_status(addr, "x", "/", 200).await?;
+
+    // A keep-alive connection that was served holds the only place.
+    let mut held = TcpStream::connect(addr).await?;
+    held.write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+    let mut buf = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), held.read(&mut buf)).await??;
+    assert!(String::from_utf8_lossy(&buf[..read]).starts_with("HTTP/1.1 200"));
+
+    // Another is closed at once, unanswered.
+    let mut refused = TcpStream::connect(addr).await?;
+    let _ = refused.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), refused.read_to_end(&mut rest)).await?;
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+
+    // Once the held connection goes, requests are served again.
+    drop(held);
+    until_status(addr, "x", "/again", 200).await?;
+    host.stop().await;
+    Ok(())
+}
