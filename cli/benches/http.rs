@@ -300,17 +300,7 @@ fn run() -> Result<()> {
             for &(side, addr) in order {
                 let conns_text = conns.to_string();
                 let load = common::run_load_client("http-load", &[addr, &conns_text, &secs_text, &warmup_text])?;
-                eprintln!(
-                    "round {}/{rounds} c{conns:<3} {side:<8} {:>8.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  errors {}",
-                    round + 1,
-                    load.rps,
-                    load.p50_us,
-                    load.p99_us,
-                    load.errors
-                );
-                if let Some(error) = &load.first_error {
-                    eprintln!("  first error: {error}");
-                }
+                load.log(round, rounds, conns, side);
                 results.entry((side, conns)).or_default().push(load);
             }
         }

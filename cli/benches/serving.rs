@@ -258,18 +258,7 @@ fn run() -> Result<()> {
                 if round.is_multiple_of(2) { targets.iter().collect() } else { targets.iter().rev().collect() };
             for target in order {
                 let load = bench.run_load(&target.subject, requests(conc), conc)?;
-                eprintln!(
-                    "round {}/{rounds} c{conc} {:<24} {:>8.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  errors {}",
-                    round + 1,
-                    target.label,
-                    load.rps,
-                    load.p50_us,
-                    load.p99_us,
-                    load.errors
-                );
-                if let Some(error) = &load.first_error {
-                    eprintln!("  first error: {error}");
-                }
+                load.log(round, rounds, conc, &target.label);
                 results.entry((target.label.clone(), conc)).or_default().push(load);
             }
         }

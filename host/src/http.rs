@@ -19,8 +19,14 @@ use bytes::Bytes;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use lattice_core::http::{HttpRequest, HttpResponse, OutgoingPolicy, Reach, is_public};
+use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme as WasiScheme};
-use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks, WasiHttpView};
+
+use crate::InvokeError;
+use crate::links::LinkSet;
+use crate::runtime::{ActorInner, Delivery, Exports};
+use crate::state::InvocationState;
 
 /// Outgoing requests one invocation may send.
 pub const MAX_OUTGOING_REQUESTS: u32 = 16;
@@ -35,8 +41,8 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The store's `wasi:http` hooks: where this invocation's outgoing requests may go, and how many it sent.
 pub(crate) struct OutgoingHttp {
-    pub(crate) policy: Option<Arc<OutgoingPolicy>>,
-    pub(crate) sent: u32,
+    policy: Option<Arc<OutgoingPolicy>>,
+    sent: u32,
 }
 
 type SendFuture = Box<
@@ -49,6 +55,11 @@ type SendFuture = Box<
 >;
 
 impl OutgoingHttp {
+    /// An invocation's hooks: the policy of `links`' `http:outgoing` link (none: every request denied).
+    pub(crate) fn new(links: &LinkSet) -> Self {
+        Self { policy: links.http().cloned(), sent: 0 }
+    }
+
     /// Whether a request to `uri` may go out now: `Err` is what the guest sees.
     fn admit(&mut self, uri: &http::Uri) -> Result<Reach, HttpError> {
         let reach = self.policy.as_ref().and_then(|policy| policy.check(&uri.to_string()));
@@ -156,7 +167,7 @@ impl http_body::Body for Capped {
 
 /// Why a request could not be handed to the actor, or its response not taken.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HttpFault {
+enum HttpFault {
     /// The request is not a valid HTTP request (a forwarded one from a broken peer).
     #[error("invalid http request: {0}")]
     BadRequest(String),
@@ -178,9 +189,7 @@ pub(crate) enum HttpFault {
 }
 
 /// `request` as the hyper request `wasmtime-wasi-http` makes an `incoming-request` of.
-pub(crate) fn to_hyper(
-    request: HttpRequest,
-) -> Result<(WasiScheme, hyper::Request<http_body_util::Full<Bytes>>), HttpFault> {
+fn to_hyper(request: HttpRequest) -> Result<(WasiScheme, hyper::Request<http_body_util::Full<Bytes>>), HttpFault> {
     let bad = |e: &dyn std::fmt::Display| HttpFault::BadRequest(e.to_string());
     let (scheme, wasi_scheme) = if request.scheme.eq_ignore_ascii_case("https") {
         (Scheme::HTTPS, WasiScheme::Https)
@@ -203,7 +212,7 @@ pub(crate) fn to_hyper(
 }
 
 /// Reads the response the actor set, its body up to `limit` bytes.
-pub(crate) async fn collect_response(
+async fn collect_response(
     response: tokio::sync::oneshot::Receiver<
         Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
     >,
@@ -227,4 +236,56 @@ pub(crate) async fn collect_response(
         .map(|(name, value)| (name.as_str().to_owned(), serde_bytes::ByteBuf::from(value.as_bytes().to_vec())))
         .collect();
     Ok(HttpResponse { status: parts.status.as_u16(), headers, body: serde_bytes::ByteBuf::from(bytes) })
+}
+
+/// An HTTP request delivered to `wasi:http/incoming-handler`: the request and response-outparam resources are
+/// made in the store, and the response body is read while the handler runs (a guest writing a large body waits
+/// for it to be read), up to the actor's `max_reply_bytes`.
+impl Delivery for HttpRequest {
+    type Answer = HttpResponse;
+
+    fn take_message_id(&mut self) -> Option<String> {
+        None
+    }
+
+    async fn deliver(
+        self,
+        actor: &ActorInner,
+        store: &mut Store<InvocationState>,
+        exports: &Exports,
+    ) -> Result<Self::Answer, InvokeError> {
+        let handler = exports.http.as_ref().ok_or(InvokeError::NoHandler("wasi:http/incoming-handler"))?;
+        let (scheme, request) = to_hyper(self).map_err(|e| InvokeError::Http(e.to_string()))?;
+        let (sender, response) = tokio::sync::oneshot::channel();
+        let mut view = store.data_mut().http();
+        let resources = view
+            .new_incoming_request(scheme, request)
+            .and_then(|request| Ok((request, view.new_response_outparam(sender)?)));
+        let (request, outparam) = resources.map_err(|e| InvokeError::Http(format!("{e:#}")))?;
+        let limit = actor.limits().max_reply_bytes;
+        // The body is read while the handler runs: a guest writing a large body waits for it to be read.
+        let trapped = {
+            let call = handler.call_handle(&mut *store, request, outparam);
+            let collect = collect_response(response, limit);
+            tokio::pin!(call, collect);
+            tokio::select! {
+                collected = &mut collect => match call.await {
+                    Ok(()) => return collected.map_err(|e| fault(e, limit)),
+                    Err(trap) => trap,
+                },
+                called = &mut call => match called {
+                    Ok(()) => return collect.await.map_err(|e| fault(e, limit)),
+                    Err(trap) => trap,
+                },
+            }
+        };
+        Err(actor.classify(store.data(), trapped, false))
+    }
+}
+
+fn fault(fault: HttpFault, limit: usize) -> InvokeError {
+    match fault {
+        HttpFault::TooLarge { .. } => InvokeError::ResponseTooLarge { limit },
+        other => InvokeError::Http(other.to_string()),
+    }
 }

@@ -592,7 +592,7 @@ impl std::fmt::Debug for Actor {
     }
 }
 
-struct ActorInner {
+pub(crate) struct ActorInner {
     name: Arc<str>,
     runtime: Runtime,
     pre: Prepared,
@@ -920,14 +920,14 @@ struct Instance {
 }
 
 /// An instance's entry points (the ones its component exports).
-struct Exports {
+pub(crate) struct Exports {
     messaging: Option<bindings::exports::wasi::messaging::incoming_handler::Guest>,
-    http: Option<wasmtime_wasi_http::p2::bindings::exports::wasi::http::incoming_handler::Guest>,
+    pub(crate) http: Option<wasmtime_wasi_http::p2::bindings::exports::wasi::http::incoming_handler::Guest>,
 }
 
 /// What an invocation delivers to an actor, and how: a message to its messaging handler, or an HTTP request
 /// to its `wasi:http/incoming-handler`.
-trait Delivery: Send {
+pub(crate) trait Delivery: Send {
     /// What the actor answers with.
     type Answer: Send;
 
@@ -941,9 +941,6 @@ trait Delivery: Send {
         store: &mut Store<InvocationState>,
         exports: &Exports,
     ) -> impl Future<Output = Result<Self::Answer, InvokeError>> + Send;
-
-    /// The answer from what the invocation left in the store (the messaging reply).
-    fn answer(state: &mut InvocationState, delivered: Self::Answer) -> Self::Answer;
 }
 
 impl Delivery for IncomingMessage {
@@ -971,68 +968,11 @@ impl Delivery for IncomingMessage {
         let message =
             store.data_mut().push_invocation_message(message).map_err(|e| InvokeError::Instantiate(e.to_string()))?;
         match handler.call_handle(&mut *store, message).await {
-            Ok(Ok(())) => Ok(None),
+            // What the actor sent with `request-reply.reply`, if anything.
+            Ok(Ok(())) => Ok(store.data_mut().reply.take()),
             Ok(Err(error)) => Err(InvokeError::Handler(describe_messaging_error(&error))),
             Err(trap) => Err(actor.classify(store.data(), trap, false)),
         }
-    }
-
-    fn answer(state: &mut InvocationState, _: Option<Reply>) -> Option<Reply> {
-        state.reply.take()
-    }
-}
-
-impl Delivery for lattice_core::http::HttpRequest {
-    type Answer = lattice_core::http::HttpResponse;
-
-    fn take_message_id(&mut self) -> Option<String> {
-        None
-    }
-
-    async fn deliver(
-        self,
-        actor: &ActorInner,
-        store: &mut Store<InvocationState>,
-        exports: &Exports,
-    ) -> Result<Self::Answer, InvokeError> {
-        use wasmtime_wasi_http::WasiHttpView;
-        let handler = exports.http.as_ref().ok_or(InvokeError::NoHandler("wasi:http/incoming-handler"))?;
-        let (scheme, request) = crate::http::to_hyper(self).map_err(|e| InvokeError::Http(e.to_string()))?;
-        let (sender, response) = tokio::sync::oneshot::channel();
-        let mut view = store.data_mut().http();
-        let resources = view
-            .new_incoming_request(scheme, request)
-            .and_then(|request| Ok((request, view.new_response_outparam(sender)?)));
-        let (request, outparam) = resources.map_err(|e| InvokeError::Http(format!("{e:#}")))?;
-        let limit = actor.limits.max_reply_bytes;
-        // The body is read while the handler runs: a guest writing a large body waits for it to be read.
-        let trapped = {
-            let call = handler.call_handle(&mut *store, request, outparam);
-            let collect = crate::http::collect_response(response, limit);
-            tokio::pin!(call, collect);
-            tokio::select! {
-                collected = &mut collect => match call.await {
-                    Ok(()) => return collected.map_err(|e| fault(e, limit)),
-                    Err(trap) => trap,
-                },
-                called = &mut call => match called {
-                    Ok(()) => return collect.await.map_err(|e| fault(e, limit)),
-                    Err(trap) => trap,
-                },
-            }
-        };
-        Err(actor.classify(store.data(), trapped, false))
-    }
-
-    fn answer(_: &mut InvocationState, delivered: Self::Answer) -> Self::Answer {
-        delivered
-    }
-}
-
-fn fault(fault: crate::http::HttpFault, limit: usize) -> InvokeError {
-    match fault {
-        crate::http::HttpFault::TooLarge { .. } => InvokeError::ResponseTooLarge { limit },
-        other => InvokeError::Http(other.to_string()),
     }
 }
 
@@ -1073,7 +1013,7 @@ impl ActorInner {
             actor: self.name.clone(),
             wasi,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            outgoing: crate::http::OutgoingHttp { policy: links.http().cloned(), sent: 0 },
+            outgoing: crate::http::OutgoingHttp::new(&links),
             table: wasmtime::component::ResourceTable::new(),
             limiter: Limiter::new(&self.limits),
             links,
@@ -1115,7 +1055,7 @@ impl ActorInner {
         };
         let state = instance.store.data_mut();
         state.links = self.links.load_full();
-        state.outgoing = crate::http::OutgoingHttp { policy: state.links.http().cloned(), sent: 0 };
+        state.outgoing = crate::http::OutgoingHttp::new(&state.links);
         state.cpu_ticks_left = self.cpu_ticks;
         state.durable_sends = 0;
         state.log_bytes = 0;
@@ -1131,18 +1071,16 @@ impl ActorInner {
     ) -> (InvocationOutcome<D::Answer>, Retired) {
         let mut instance = self.instance();
         instance.store.data_mut().message_id = delivery.take_message_id();
-        let result = match self.exports(&mut instance).await {
-            Ok(()) => match &instance.exports {
-                Some(exports) => delivery.deliver(self, &mut instance.store, exports).await,
-                None => Err(InvokeError::Instantiate("no instance".into())),
-            },
+        let Instance { store, exports, .. } = &mut instance;
+        let result = match self.exports(store, exports).await {
+            Ok(exports) => delivery.deliver(self, store, exports).await,
             Err(error) => Err(error),
         };
         instance.uses += 1;
         let state = instance.store.data_mut();
         let result = match (state.reply_refused, result) {
             (Some(size), _) => Err(InvokeError::ReplyTooLarge { size, limit: self.limits.max_reply_bytes }),
-            (None, Ok(delivered)) => Ok(D::answer(state, delivered)),
+            (None, Ok(answer)) => Ok(answer),
             (None, Err(error)) => Err(error),
         };
         state.collect_stdio();
@@ -1161,28 +1099,32 @@ impl ActorInner {
         (outcome, Retired { instance: Some(instance), keep, _permit: permit })
     }
 
-    /// Instantiates `instance` if it is fresh (under the same limits as the handler) and finds its entry points.
-    async fn exports(&self, instance: &mut Instance) -> Result<(), InvokeError> {
-        if instance.exports.is_some() {
-            return Ok(());
+    /// The instance's entry points, instantiating it first if it is fresh (under the same limits as the handler).
+    async fn exports<'a>(
+        &self,
+        store: &mut Store<InvocationState>,
+        exports: &'a mut Option<Exports>,
+    ) -> Result<&'a Exports, InvokeError> {
+        if let Some(exports) = exports {
+            return Ok(exports);
         }
-        let store = &mut instance.store;
         let instantiated = match self.pre.pre.instantiate_async(&mut *store).await {
             Ok(instantiated) => instantiated,
             Err(error) => return Err(self.classify(store.data(), error, true)),
         };
+        let load = |error: wasmtime::Error| InvokeError::Instantiate(format!("{error:#}"));
         let messaging = self.pre.messaging.as_ref().map(|i| i.load(&mut *store, &instantiated)).transpose();
         let http = self.pre.http.as_ref().map(|i| i.load(&mut *store, &instantiated)).transpose();
-        match (messaging, http) {
-            (Ok(messaging), Ok(http)) => {
-                instance.exports = Some(Exports { messaging, http });
-                Ok(())
-            }
-            (Err(error), _) | (_, Err(error)) => Err(InvokeError::Instantiate(format!("{error:#}"))),
-        }
+        Ok(exports.insert(Exports { messaging: messaging.map_err(load)?, http: http.map_err(load)? }))
     }
 
-    fn classify(&self, state: &InvocationState, error: wasmtime::Error, instantiating: bool) -> InvokeError {
+    /// The actor's limits.
+    pub(crate) fn limits(&self) -> &ActorLimits {
+        &self.limits
+    }
+
+    /// Why a trap happened: a limit this invocation hit, else the trap itself.
+    pub(crate) fn classify(&self, state: &InvocationState, error: wasmtime::Error, instantiating: bool) -> InvokeError {
         if state.cpu_exceeded {
             return InvokeError::CpuDeadline(self.limits.cpu_time);
         }

@@ -216,6 +216,21 @@ pub struct Load {
 }
 
 impl Load {
+    /// One progress line on stderr for round `round` (0-based) of `rounds`, `conc` in flight, `label`.
+    pub fn log(&self, round: usize, rounds: usize, conc: usize, label: &str) {
+        eprintln!(
+            "round {}/{rounds} c{conc:<3} {label:<24} {:>8.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  errors {}",
+            round + 1,
+            self.rps,
+            self.p50_us,
+            self.p99_us,
+            self.errors
+        );
+        if let Some(error) = &self.first_error {
+            eprintln!("  first error: {error}");
+        }
+    }
+
     pub fn parse(stdout: &str) -> Result<Self> {
         let mut load = Load::default();
         let mut seen = 0;

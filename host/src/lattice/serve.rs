@@ -14,12 +14,11 @@ use lattice_core::subject::Name;
 use lattice_core::wire::{ErrorCode, headers};
 use lattice_provider_sdk::durable::MESSAGE_ID;
 use tokio::sync::watch;
-
-use crate::runtime::Admitted;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::runtime::Admitted;
 use crate::{Actor, IncomingMessage, InvokeError};
 
 /// How long a stopping actor keeps serving what was already delivered to it while its subscription drains
@@ -193,9 +192,8 @@ async fn refuse(actor: &Actor, client: &Client, host: &Name, message: Message) {
     tracing::debug!(actor = actor.name(), "call refused: actor at capacity");
     let mut reply_headers = HeaderMap::new();
     reply_headers.insert(headers::HOST, host.as_str());
-    reply_headers.insert(headers::STATUS, "error");
-    reply_headers.insert(headers::ERROR_CODE, ErrorCode::Unavailable.as_str());
-    if let Err(error) = client.publish_with_headers(reply_to, reply_headers, text.into()).await {
+    let payload = failed(&mut reply_headers, ErrorCode::Unavailable, text);
+    if let Err(error) = client.publish_with_headers(reply_to, reply_headers, payload).await {
         tracing::warn!(actor = actor.name(), %error, "cannot send the at-capacity reply");
     }
 }
@@ -234,21 +232,9 @@ async fn invoke(actor: Actor, client: Client, host: Name, message: Message, admi
             reply_headers.insert(headers::REPLY, "none");
             bytes::Bytes::new()
         }
-        Err(error) => {
-            reply_headers.insert(headers::STATUS, "error");
-            reply_headers.insert(headers::ERROR_CODE, error_code(&error).as_str());
-            error.to_string().into()
-        }
+        Err(error) => failed(&mut reply_headers, error_code(&error), error.to_string()),
     };
-    if let Err(error) = client.publish_with_headers(reply_to.clone(), reply_headers, payload).await {
-        tracing::warn!(actor = actor.name(), %error, "cannot send invocation reply");
-        // Tell the caller rather than leaving it to time out (e.g. the reply exceeded the server's max payload).
-        let mut headers_err = HeaderMap::new();
-        headers_err.insert(headers::STATUS, "error");
-        headers_err.insert(headers::ERROR_CODE, ErrorCode::InvocationFailed.as_str());
-        let _ =
-            client.publish_with_headers(reply_to, headers_err, format!("cannot send the reply: {error}").into()).await;
-    }
+    send_reply(&client, actor.name(), reply_to, reply_headers, payload).await;
     // Alone, let the connection task (woken by the publish, queued behind this task) write the reply before
     // the instance is torn down. Under load, tear down at once: instances waiting to be torn down would
     // only grow the working set.
@@ -270,9 +256,7 @@ async fn invoke_http(actor: Actor, client: Client, host: Name, message: Message,
     reply_headers.insert(headers::HOST, host.as_str());
     let (payload, retired) = match lattice_core::wire::decode::<lattice_core::http::HttpRequest>(&message.payload) {
         Err(error) => {
-            reply_headers.insert(headers::STATUS, "error");
-            reply_headers.insert(headers::ERROR_CODE, ErrorCode::BadRequest.as_str());
-            (format!("malformed http request: {error}").into(), None)
+            (failed(&mut reply_headers, ErrorCode::BadRequest, format!("malformed http request: {error}")), None)
         }
         Ok(request) => {
             let (outcome, retired) = actor.invoke_http_with(admitted.permit(&actor), request).await;
@@ -281,17 +265,35 @@ async fn invoke_http(actor: Actor, client: Client, host: Name, message: Message,
                     reply_headers.insert(headers::STATUS, "ok");
                     lattice_core::wire::encode(&response).into()
                 }
-                Err(error) => {
-                    reply_headers.insert(headers::STATUS, "error");
-                    reply_headers.insert(headers::ERROR_CODE, error_code(&error).as_str());
-                    error.to_string().into()
-                }
+                Err(error) => failed(&mut reply_headers, error_code(&error), error.to_string()),
             };
             (payload, retired)
         }
     };
-    if let Err(error) = client.publish_with_headers(reply_to, reply_headers, payload).await {
-        tracing::warn!(actor = actor.name(), %error, "cannot send the http reply");
-    }
+    send_reply(&client, actor.name(), reply_to, reply_headers, payload).await;
     drop(retired);
+}
+
+/// Marks `reply_headers` as an error reply with `code`; returns `message` as its payload.
+fn failed(reply_headers: &mut HeaderMap, code: ErrorCode, message: String) -> bytes::Bytes {
+    reply_headers.insert(headers::STATUS, "error");
+    reply_headers.insert(headers::ERROR_CODE, code.as_str());
+    message.into()
+}
+
+/// Sends an invocation's reply. One that cannot be sent (for example, larger than the server's max payload) is
+/// replaced by an error reply saying so, rather than leaving the caller to time out.
+async fn send_reply(
+    client: &Client,
+    actor: &str,
+    reply_to: async_nats::Subject,
+    reply_headers: HeaderMap,
+    payload: bytes::Bytes,
+) {
+    if let Err(error) = client.publish_with_headers(reply_to.clone(), reply_headers, payload).await {
+        tracing::warn!(actor, %error, "cannot send invocation reply");
+        let mut error_headers = HeaderMap::new();
+        let text = failed(&mut error_headers, ErrorCode::InvocationFailed, format!("cannot send the reply: {error}"));
+        let _ = client.publish_with_headers(reply_to, error_headers, text).await;
+    }
 }

@@ -4,7 +4,6 @@
 //! removes finished actors, so it always answers at once (heartbeats and inventory never wait on a compile).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use lattice_core::subject::Name;
 use lattice_core::wire::ActorInfo;
@@ -112,9 +111,9 @@ pub(crate) struct ProviderSlot {
 #[derive(Clone)]
 pub(crate) struct Table {
     tx: mpsc::Sender<Command>,
-    /// The actors running here, republished after every change: the HTTP ingress reads it per request without
-    /// a round trip to the task.
-    local: watch::Receiver<Arc<HashMap<Name, Actor>>>,
+    /// The actors running here, changed in place by the task with every install, replace and remove: the HTTP
+    /// ingress reads it per request without a round trip to the task.
+    local: watch::Receiver<HashMap<Name, Actor>>,
 }
 
 /// Every slot of the host's instance pool already belongs to a running actor: one more could get none.
@@ -137,7 +136,7 @@ impl Table {
     /// The table task; `pool` is the runtime's instance pool, shared among the actors (see [`shares`]).
     pub(crate) fn spawn(labels: BTreeMap<String, String>, pool: u32) -> Self {
         let (tx, rx) = mpsc::channel(64);
-        let (local_tx, local) = watch::channel(Arc::default());
+        let (local_tx, local) = watch::channel(HashMap::new());
         tokio::spawn(run(rx, labels, pool, local_tx));
         Self { tx, local }
     }
@@ -321,15 +320,13 @@ async fn run(
     mut rx: mpsc::Receiver<Command>,
     mut labels: BTreeMap<String, String>,
     pool: u32,
-    local: watch::Sender<Arc<HashMap<Name, Actor>>>,
+    local: watch::Sender<HashMap<Name, Actor>>,
 ) {
     let mut actors: HashMap<Name, Running> = HashMap::new();
     let mut served: HashMap<String, lattice_provider_sdk::remote::Serving> = HashMap::new();
     let mut providers: HashMap<String, ProviderSlot> = HashMap::new();
     let mut caps = Caps { pool, total: 0, oversubscribed: false };
     while let Some(command) = rx.recv().await {
-        let changes_actors =
-            matches!(command, Command::Install { .. } | Command::Replace { .. } | Command::Remove { .. });
         match command {
             Command::Install { info, actor, stop, serving, done } => {
                 if !actors.contains_key(&info.name) && actors.len() >= pool as usize {
@@ -337,6 +334,9 @@ async fn run(
                     continue;
                 }
                 let cap = actor.max_concurrency();
+                local.send_modify(|local| {
+                    local.insert(info.name.clone(), actor.clone());
+                });
                 let old = actors.insert(info.name.clone(), Running { actor, cap, stop, serving, info });
                 if let Some(old) = &old {
                     old.stop.cancel();
@@ -348,6 +348,9 @@ async fn run(
                 let replaced = actors.get_mut(&info.name).map(|running| {
                     let old_cap = std::mem::replace(&mut running.cap, actor.max_concurrency());
                     running.actor = actor.clone();
+                    local.send_modify(|local| {
+                        local.insert(running.info.name.clone(), actor.clone());
+                    });
                     running.info = info;
                     // The old version's messaging subscriptions end now; its admitted calls finish.
                     let old = running.serving.send_replace(actor);
@@ -361,6 +364,7 @@ async fn run(
             }
             Command::Remove { name, done } => {
                 let removed = actors.remove(&name);
+                local.send_if_modified(|local| local.remove(&name).is_some());
                 if let Some(running) = &removed {
                     running.stop.cancel();
                     // Its messaging subscriptions end now, not when the last clone of the actor is dropped
@@ -458,9 +462,6 @@ async fn run(
                 }
                 let _ = done.send(slot);
             }
-        }
-        if changes_actors {
-            local.send_replace(Arc::new(actors.iter().map(|(n, r)| (n.clone(), r.actor.clone())).collect()));
         }
     }
     // Every handle is gone: stop serving whatever is left.

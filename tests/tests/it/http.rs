@@ -324,3 +324,27 @@ async fn connections_beyond_the_limit_are_closed_and_others_keep_being_served() 
     host.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_forwarded_request_is_refused_and_the_actor_keeps_serving() -> Result<()> {
+    use lattice_core::wire::headers;
+    let lattice = TestLattice::start("http-malformed").await?;
+    let (host, addr) = ingress_host(&lattice, "edge", |_| {}).await?;
+    let client = lattice.client().await?;
+    client.start_actor(host.id(), &start("echo", lattice_test_actors::HTTP_ECHO, &[], LimitsSpec::default())).await?;
+    client.put_route(&name("echo"), &route("/")).await?;
+    until_status(addr, "x", "/", 200).await?;
+
+    // Anyone who can publish on the actor's subject may send `Lattice-Http` with any payload.
+    let mut request_headers = async_nats::HeaderMap::new();
+    request_headers.insert(headers::HTTP, "1");
+    let subject = client.subjects().invoke(&name("echo"));
+    let reply = client.nats().request_with_headers(subject, request_headers, "not msgpack".into()).await?;
+    let header = |n: &str| reply.headers.as_ref().and_then(|h| h.get(n)).map(|v| v.as_str().to_owned());
+    assert_eq!(header(headers::STATUS).as_deref(), Some("error"));
+    assert_eq!(header(headers::ERROR_CODE).as_deref(), Some("bad-request"));
+    assert!(String::from_utf8_lossy(&reply.payload).contains("malformed http request"));
+    assert_eq!(get(addr, "x", "/after").await?.status, 200);
+    host.stop().await;
+    Ok(())
+}
