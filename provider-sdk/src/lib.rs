@@ -199,6 +199,12 @@ pub fn parse_counter(key: &str, value: Option<&[u8]>) -> Result<i64, KvError> {
         .ok_or_else(|| KvError::NotAnInteger { key: key.to_owned() })
 }
 
+/// The value a counter takes when `delta` is added to its stored `value` ([`parse_counter`]), or
+/// [`KvError::Overflow`]. Shared by providers that increment in process, so they fail alike.
+pub fn incremented(key: &str, value: Option<&[u8]>, delta: i64) -> Result<i64, KvError> {
+    parse_counter(key, value)?.checked_add(delta).ok_or_else(|| KvError::Overflow { key: key.to_owned() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +215,8 @@ mod tests {
         assert_eq!(parse_counter("k", Some(b"41")), Ok(41));
         assert_eq!(parse_counter("k", Some(b"-7")), Ok(-7));
         assert_eq!(parse_counter("k", Some(b"\x00\x01")), Err(KvError::NotAnInteger { key: "k".into() }));
+        assert_eq!(incremented("k", Some(b"41"), 1), Ok(42));
+        assert_eq!(incremented("k", None, -3), Ok(-3));
+        assert_eq!(incremented("k", Some(b"9223372036854775807"), 1), Err(KvError::Overflow { key: "k".into() }));
     }
 }

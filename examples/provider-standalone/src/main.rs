@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use anyhow::Context;
 use lattice_core::subject::Name;
 use lattice_provider_sdk::remote::serve_keyvalue_in;
-use lattice_provider_sdk::{CasOutcome, KeyPage, KeyValue, KvError, async_trait, parse_counter};
+use lattice_provider_sdk::{CasOutcome, KeyPage, KeyValue, KvError, async_trait, incremented};
 
 /// The simplest correct provider: one map of `(bucket, key)` to bytes behind a mutex.
 #[derive(Default)]
@@ -62,9 +62,7 @@ impl KeyValue for MapStore {
 
     async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         self.with(|m| {
-            let next = parse_counter(key, m.get(&k(bucket, key)).map(Vec::as_slice))?
-                .checked_add(delta)
-                .ok_or_else(|| KvError::Overflow { key: key.to_owned() })?;
+            let next = incremented(key, m.get(&k(bucket, key)).map(Vec::as_slice), delta)?;
             m.insert(k(bucket, key), next.to_string().into_bytes());
             Ok(next)
         })

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use lattice_provider_sdk::{CasOutcome, KeyPage, KeyValue, KvError, LIST_PAGE_SIZE, async_trait, parse_counter};
+use lattice_provider_sdk::{CasOutcome, KeyPage, KeyValue, KvError, LIST_PAGE_SIZE, async_trait, incremented};
 
 /// Per-bucket limits of an [`InMemoryKeyValue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,8 +208,7 @@ impl KeyValue for InMemoryKeyValue {
 
     async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         self.with_bucket(bucket, |b| {
-            let current = parse_counter(key, b.map.get(key).map(Vec::as_slice))?;
-            let next = current.checked_add(delta).ok_or_else(|| KvError::Overflow { key: key.to_owned() })?;
+            let next = incremented(key, b.map.get(key).map(Vec::as_slice), delta)?;
             b.put(&self.quota, bucket, key, next.to_string().into_bytes())?;
             Ok(next)
         })
@@ -261,6 +260,7 @@ impl KeyValue for InMemoryKeyValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lattice_provider_sdk::parse_counter;
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("tokio runtime")
