@@ -57,13 +57,17 @@ pub(super) fn scan(component: &[u8]) -> Result<Scan<'_>, ClaimsError> {
 /// sha256 of `component` without the bytes in `ranges` (ascending, non-overlapping).
 pub(super) fn hash_without(component: &[u8], ranges: &[Range<usize>]) -> [u8; 32] {
     let mut hasher = Sha256::new();
-    let mut start = 0;
-    for range in ranges {
-        hasher.update(component.get(start..range.start).unwrap_or_default());
-        start = range.end;
+    for piece in pieces_without(component, ranges) {
+        hasher.update(piece);
     }
-    hasher.update(component.get(start..).unwrap_or_default());
     hasher.finalize().into()
+}
+
+/// The bytes of `component` outside `ranges` (sorted, disjoint), in order.
+pub(super) fn pieces_without<'a>(component: &'a [u8], ranges: &'a [Range<usize>]) -> impl Iterator<Item = &'a [u8]> {
+    let starts = std::iter::once(0).chain(ranges.iter().map(|r| r.end));
+    let ends = ranges.iter().map(|r| r.start).chain(std::iter::once(component.len()));
+    starts.zip(ends).map(|(start, end)| component.get(start..end).unwrap_or_default())
 }
 
 /// The bytes an issuer signs for `encoded` claims.

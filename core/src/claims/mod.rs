@@ -459,12 +459,9 @@ pub fn sign(
     payload.extend_from_slice(&signature);
 
     let mut out = Vec::with_capacity(component.len() + payload.len() + 32);
-    let mut start = 0;
-    for range in &ranges {
-        out.extend_from_slice(component.get(start..range.start).unwrap_or_default());
-        start = range.end;
+    for piece in pieces_without(component, &ranges) {
+        out.extend_from_slice(piece);
     }
-    out.extend_from_slice(component.get(start..).unwrap_or_default());
     out.extend_from_slice(&custom_section(CLAIMS_SECTION, &payload));
     Ok(out)
 }
