@@ -297,11 +297,6 @@ impl Subjects {
         format!("history.{app}.{revision:012}")
     }
 
-    /// Key filter for every revision of an app.
-    pub fn app_history_filter(&self, app: &Name) -> String {
-        format!("history.{app}.*")
-    }
-
     /// Key of an app's reconciliation status (written by the leader) in the state bucket.
     pub fn app_status_key(&self, app: &Name) -> String {
         format!("status.{app}")
