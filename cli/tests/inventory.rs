@@ -205,5 +205,8 @@ async fn a_server_without_jetstream_is_named_not_hidden_behind_no_hosts() -> Res
         let error = fails(args)?;
         assert!(error.contains("without JetStream") && error.contains("`-js`"), "{args:?}: {error}");
     }
+    // A host does not start there, and says why.
+    let error = fails(&["host", "--nats", url.as_str(), "--host-id", "h1"])?;
+    assert!(error.contains("without JetStream") && error.contains("`-js`"), "{error}");
     Ok(())
 }

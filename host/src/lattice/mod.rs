@@ -182,6 +182,9 @@ pub enum HostError {
     /// The configuration contradicts itself.
     #[error("invalid host config: {0}")]
     InvalidConfig(String),
+    /// The NATS server (or the account) has no JetStream, which holds the lattice's state.
+    #[error("{0}")]
+    NoJetStream(String),
 }
 
 /// What the host's tasks share (read-only after start, apart from handles).
@@ -356,6 +359,12 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         ));
     }
     let client = config.nats.connect(&format!("lattice-host-{}", config.id)).await?;
+    // Without JetStream every bucket below fails with a message that does not say why; say it first.
+    if let Err(ClientError::NoJetStream(message)) =
+        LatticeClient::new(client.clone(), config.lattice.clone()).check_jetstream().await
+    {
+        return Err(HostError::NoJetStream(message));
+    }
     let jetstream = jetstream::new(client.clone());
     let subjects = Arc::new(Subjects::new(config.lattice.clone()));
     let hosts = hosts_bucket(&jetstream, &subjects, config.heartbeat).await?;
