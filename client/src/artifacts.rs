@@ -44,7 +44,7 @@ pub enum ArtifactError {
 }
 
 /// Opens the artifact store `bucket`, creating it when `create` is set.
-pub async fn store(
+pub(crate) async fn store(
     js: &jetstream::Context,
     bucket: &str,
     create: bool,
@@ -89,7 +89,7 @@ impl From<&object_store::ObjectInfo> for ArtifactInfo {
 }
 
 /// Every artifact in `store`, sorted by name (deleted objects are left out).
-pub async fn list(store: &object_store::ObjectStore) -> Result<Vec<ArtifactInfo>, ArtifactError> {
+pub(crate) async fn list(store: &object_store::ObjectStore) -> Result<Vec<ArtifactInfo>, ArtifactError> {
     let mut objects = store.list().await.map_err(|e| ArtifactError::Store(e.to_string()))?;
     let mut out = Vec::new();
     while let Some(info) = objects.next().await {
@@ -107,7 +107,7 @@ pub const MIN_DIGEST_PREFIX: usize = 8;
 
 /// The artifacts `what` names: the one of that name, else (when `what` is at least [`MIN_DIGEST_PREFIX`]
 /// lowercase hex digits) every one whose digest starts with it.
-pub fn matching<'a>(artifacts: &'a [ArtifactInfo], what: &str) -> Vec<&'a ArtifactInfo> {
+pub(crate) fn matching<'a>(artifacts: &'a [ArtifactInfo], what: &str) -> Vec<&'a ArtifactInfo> {
     if let Some(named) = artifacts.iter().find(|a| a.name == what) {
         return vec![named];
     }

@@ -34,7 +34,7 @@ pub async fn state_bucket(js: &jetstream::Context, subjects: &Subjects) -> Resul
 
 /// The text a route is stored and signed as in [`LinkRecord::link`] (distinct from every link's text, so a signed
 /// link record is never a valid route record, nor the reverse).
-pub fn route_record_text(route: &Route) -> String {
+pub(crate) fn route_record_text(route: &Route) -> String {
     format!("route:{route}")
 }
 
