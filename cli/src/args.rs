@@ -151,20 +151,12 @@ impl KvQuotaArgs {
     }
 }
 
-/// Parses `65536`, `64KiB`, `64K`, `64MiB`, `64MB`, `1GiB`… (binary multiples throughout).
+/// Parses a size the way `lattice.toml` does ([`lattice_core::units::parse_bytes`]): `65536`, binary units
+/// `64KiB`, `64MiB`, `1GiB` (powers of 1024) or decimal units `64kB`, `64MB`, `1GB` (powers of 1000: `MB` is
+/// 10^6 bytes, `MiB` is 2^20).
 pub fn parse_bytes(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: usize = digits.parse().map_err(|_| format!("`{s}` is not a size (try 64MiB)"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(1usize << shift).ok_or_else(|| format!("`{s}` is too large"))
+    let bytes = lattice_core::units::parse_bytes(s).map_err(|e| e.to_string())?;
+    usize::try_from(bytes).map_err(|_| format!("`{s}` is too large"))
 }
 
 #[cfg(test)]
@@ -175,7 +167,8 @@ mod tests {
     fn sizes_parse() {
         assert_eq!(parse_bytes("65536"), Ok(65536));
         assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("2k"), Ok(2048));
+        assert_eq!(parse_bytes("2KiB"), Ok(2048));
+        assert_eq!(parse_bytes("64MB"), Ok(64_000_000));
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("5 parsecs").is_err());
     }

@@ -183,13 +183,13 @@ fn table(found: &SignedClaims, now: u64) -> comfy_table::Table {
         ("issued", rfc3339(c.issued_at)),
         ("not before", validity(c.not_before, "-", "not yet valid", c.not_before.is_some_and(|t| t > now))),
         ("expires", validity(c.expires, "never", "expired", c.expires.is_some_and(|t| t < now))),
-        ("component hash", hex(&c.component_hash)),
+        ("component hash", hex::encode(c.component_hash)),
         (
             "hash matches",
             if found.hash_matches() {
                 "yes".to_owned()
             } else {
-                format!("NO: the component was modified after signing (its hash is {})", hex(&found.actual_hash))
+                format!("NO: the component was modified after signing (its hash is {})", hex::encode(found.actual_hash))
             },
         ),
         (
@@ -221,8 +221,8 @@ fn json(found: &SignedClaims) -> serde_json::Value {
         "issued_at": rfc3339(c.issued_at),
         "not_before": c.not_before.map(rfc3339),
         "expires": c.expires.map(rfc3339),
-        "component_hash": hex(&c.component_hash),
-        "actual_hash": hex(&found.actual_hash),
+        "component_hash": hex::encode(c.component_hash),
+        "actual_hash": hex::encode(found.actual_hash),
         "hash_matches": found.hash_matches(),
         "signature_valid": found.signature_is_valid(),
     })
@@ -264,10 +264,6 @@ fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn list_or(items: &[String], none: &str) -> String {

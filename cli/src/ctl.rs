@@ -686,6 +686,14 @@ pub enum LinkCommand {
         /// The link name
         name: String,
     },
+    /// Show the links of one actor: lattice link get kv-counter
+    Get {
+        /// The actor
+        actor: Name,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
     /// List every link stored in the lattice
     List {
         /// Output format
@@ -721,6 +729,7 @@ pub async fn link(args: LinkArgs) -> anyhow::Result<()> {
             }
             println!("link {actor} {interface}:{name} deleted");
         }
+        LinkCommand::Get { actor, output } => crate::inventory::link_get(&client, &actor, output).await?,
         LinkCommand::List { output } => {
             let links = client.list_links().await?;
             if output == Output::Json {
@@ -777,6 +786,12 @@ pub enum ProviderCommand {
         #[arg(long = "host", value_name = "ID")]
         host: Name,
     },
+    /// List the provider instances every host serves (built-in ones included)
+    List {
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Restart a provider whose supervisor gave up (after a `provider.failed` event): lattice provider restart
     /// cache --host h1
     Restart {
@@ -800,6 +815,7 @@ pub async fn provider(args: ProviderArgs) -> anyhow::Result<()> {
             let stopped = client.stop_provider(&host, &name).await?;
             println!("stopped provider {} on host {}", stopped.name, stopped.host);
         }
+        ProviderCommand::List { output } => crate::inventory::provider_list(&client, output).await?,
         ProviderCommand::Restart { name, host } => {
             let restarted = client.restart_provider(&host, &name).await?;
             match restarted.unhealthy {

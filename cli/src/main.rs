@@ -10,6 +10,7 @@ mod claims;
 mod connect;
 mod ctl;
 mod host;
+mod inventory;
 mod keys;
 mod operator;
 mod policy;
@@ -56,6 +57,7 @@ enum Command {
     Link(ctl::LinkArgs),
     Route(route::RouteArgs),
     Provider(ctl::ProviderArgs),
+    Artifact(inventory::ArtifactArgs),
     Apply(apps::ApplyArgs),
     Diff(apps::DiffArgs),
     Status(apps::StatusArgs),
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
             Command::Link(args) => ctl::link(args).await,
             Command::Route(args) => route::route(args).await,
             Command::Provider(args) => ctl::provider(args).await,
+            Command::Artifact(args) => inventory::artifact(args).await,
             Command::Apply(args) => apps::apply(args).await,
             Command::Diff(args) => apps::diff(args).await,
             Command::Status(args) => apps::status(args).await,

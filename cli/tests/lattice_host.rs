@@ -13,7 +13,7 @@ use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::EventData;
 use lattice_host::lattice::{HostStatus, LatticeClient, NatsConfig};
-use lattice_test_harness::{NatsServer, wait_for};
+use lattice_test_harness::{NatsServer, terminate, wait_for};
 
 /// The host's heartbeat: short, so the test is quick.
 const HEARTBEAT: Duration = Duration::from_millis(300);
@@ -110,15 +110,6 @@ async fn a_host_killed_with_sigkill_is_reported_lost_within_three_heartbeats() -
     assert!(client.ping(Duration::from_millis(300)).await?.is_empty());
     let hosts = client.hosts().await?;
     assert!(find(&hosts, "victim").is_some_and(|h| h.lost), "{hosts:#?}");
-    Ok(())
-}
-
-/// Sends SIGTERM to a child process.
-fn terminate(child: &Child) -> Result<()> {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
-    if !status.success() {
-        bail!("kill -TERM failed: {status}");
-    }
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! Ed25519 keys of issuers, actors and operators, with printable, checksummed encodings.
 //!
-//! The encoding is the NATS nkeys one, so keys can be read and made by NATS tooling (`nk`) as well:
-//! base32 (RFC 4648, upper case, no padding) of a prefix byte, the 32 key bytes and a CRC-16/XMODEM of both,
-//! little-endian. The prefix shows in the first character:
+//! The encoding is the NATS nkeys one, read and written with the `nkeys` crate, so keys can be read and made by
+//! NATS tooling (`nk`) as well: base32 (RFC 4648, upper case, no padding) of a prefix byte, the 32 key bytes and
+//! a CRC-16/XMODEM of both, little-endian. The prefix shows in the first character:
 //!
 //! | starts with | what                                         | nkeys name     |
 //! |-------------|----------------------------------------------|----------------|
@@ -44,8 +44,6 @@ use rand_core::{OsRng, RngCore};
 /// Length of an ed25519 signature, in bytes.
 pub const SIGNATURE_LEN: usize = 64;
 
-/// nkeys prefix byte of a seed (`S`).
-const PREFIX_SEED: u8 = 18 << 3;
 /// nkeys prefix byte of an account key (`A`), used for issuers.
 const PREFIX_ISSUER: u8 = 0;
 /// nkeys prefix byte of a module key (`M`), used for actors.
@@ -53,10 +51,10 @@ const PREFIX_ACTOR: u8 = 12 << 3;
 /// nkeys prefix byte of an operator key (`O`), used for operators (who sign control requests).
 const PREFIX_OPERATOR: u8 = 14 << 3;
 
-/// Decoded length of a public key: prefix, key, checksum.
-const PUBLIC_RAW_LEN: usize = 1 + 32 + 2;
-/// Decoded length of a seed: two prefix bytes, seed, checksum.
-const SEED_RAW_LEN: usize = 2 + 32 + 2;
+/// Characters of a public key's text: base32 of prefix, key and checksum (35 bytes).
+const PUBLIC_TEXT_LEN: usize = 56;
+/// Characters of a seed's text: base32 of two prefix bytes, seed and checksum (36 bytes).
+const SEED_TEXT_LEN: usize = 58;
 
 /// What a key is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,6 +83,15 @@ impl KeyKind {
             KeyKind::Issuer => PREFIX_ISSUER,
             KeyKind::Actor => PREFIX_ACTOR,
             KeyKind::Operator => PREFIX_OPERATOR,
+        }
+    }
+
+    /// The nkeys key type of this kind.
+    fn nkeys_type(self) -> nkeys::KeyPairType {
+        match self {
+            KeyKind::Issuer => nkeys::KeyPairType::Account,
+            KeyKind::Actor => nkeys::KeyPairType::Module,
+            KeyKind::Operator => nkeys::KeyPairType::Operator,
         }
     }
 
@@ -214,10 +221,13 @@ impl PublicKey {
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = Vec::with_capacity(PUBLIC_RAW_LEN);
+        // nkeys encodes public keys only of key pairs it holds (its `encode` is private), so a bare public key
+        // is encoded here, the way nkeys does: prefix byte, key, CRC-16/XMODEM little-endian, base32.
+        let mut raw = Vec::with_capacity(1 + 32 + 2);
         raw.push(self.kind.prefix_byte());
         raw.extend_from_slice(&self.bytes);
-        push_crc(&mut raw);
+        let crc = crc16(&raw);
+        raw.extend_from_slice(&crc.to_le_bytes());
         f.write_str(&BASE32_NOPAD.encode(&raw))
     }
 }
@@ -235,14 +245,10 @@ impl FromStr for PublicKey {
         if text.starts_with('S') {
             return Err(KeyError::SeedNotPublicKey);
         }
-        let raw = decode_checked(text, PUBLIC_RAW_LEN)?;
-        let (prefix, key) = match raw.split_first() {
-            Some((prefix, rest)) => (*prefix, rest),
-            None => return Err(KeyError::Encoding),
-        };
+        check_length(text, PUBLIC_TEXT_LEN)?;
+        let (prefix, bytes) = nkeys::from_public_key(text).map_err(|e| key_error(&e, text))?;
         let kind = KeyKind::from_prefix_byte(prefix).ok_or(KeyError::UnknownPrefix { prefix: first_char(text) })?;
-        let bytes: &[u8; 32] = key.try_into().map_err(|_| KeyError::Encoding)?;
-        PublicKey::from_bytes(kind, bytes)
+        PublicKey::from_bytes(kind, &bytes)
     }
 }
 
@@ -294,34 +300,22 @@ impl SeedKey {
                 KeyError::UnknownPrefix { prefix: first_char(text) }
             });
         }
-        let mut raw = decode_checked(text, SEED_RAW_LEN)?;
-        let result = match raw.as_slice() {
-            [b0, b1, seed @ ..] if b0 & 0b1111_1000 == PREFIX_SEED => {
-                let prefix = ((b0 & 0b0000_0111) << 5) | ((b1 & 0b1111_1000) >> 3);
-                match (KeyKind::from_prefix_byte(prefix), <&[u8; 32]>::try_from(seed)) {
-                    (Some(kind), Ok(seed)) => Ok(SeedKey::from_seed_bytes(kind, seed)),
-                    (None, _) => Err(KeyError::UnknownPrefix { prefix: text.chars().nth(1).unwrap_or('?') }),
-                    (_, Err(_)) => Err(KeyError::Encoding),
-                }
-            }
-            _ => Err(KeyError::UnknownPrefix { prefix: first_char(text) }),
+        check_length(text, SEED_TEXT_LEN)?;
+        let (prefix, mut seed) = nkeys::decode_seed(text).map_err(|e| key_error(&e, text))?;
+        let result = match KeyKind::from_prefix_byte(prefix) {
+            Some(kind) => Ok(SeedKey::from_seed_bytes(kind, &seed)),
+            None => Err(KeyError::UnknownPrefix { prefix: text.chars().nth(1).unwrap_or('?') }),
         };
-        raw.fill(0);
+        seed.fill(0);
         result
     }
 
     /// The seed as checksummed text (`SA…` for an issuer, `SM…` for an actor, `SO…` for an operator). Keep it
     /// secret.
     pub fn to_seed_string(&self) -> String {
-        let prefix = self.kind.prefix_byte();
-        let mut raw = Vec::with_capacity(SEED_RAW_LEN);
-        raw.push(PREFIX_SEED | (prefix >> 5));
-        raw.push((prefix & 0b0001_1111) << 3);
-        raw.extend_from_slice(self.key.as_bytes());
-        push_crc(&mut raw);
-        let text = BASE32_NOPAD.encode(&raw);
-        raw.fill(0);
-        text
+        let pair = nkeys::KeyPair::new_from_raw(self.kind.nkeys_type(), self.key.to_bytes());
+        // Both steps only fail for a key pair without a seed, which this one is not.
+        pair.and_then(|pair| pair.seed()).unwrap_or_default()
     }
 
     /// Issuer, actor or operator.
@@ -354,31 +348,20 @@ fn first_char(text: &str) -> char {
     text.chars().next().unwrap_or('?')
 }
 
-/// Decodes base32 `text` of `raw_len` bytes and checks and strips its trailing CRC-16.
-fn decode_checked(text: &str, raw_len: usize) -> Result<Vec<u8>, KeyError> {
-    let expected = BASE32_NOPAD.encode_len(raw_len);
-    if text.len() != expected {
-        return Err(KeyError::Length { found: text.chars().count(), expected });
-    }
-    let mut raw = BASE32_NOPAD.decode(text.as_bytes()).map_err(|_| KeyError::Encoding)?;
-    let body_len = raw.len().checked_sub(2).ok_or(KeyError::Encoding)?;
-    let (body, checksum) = raw.split_at(body_len);
-    let stated = match checksum {
-        [lo, hi] => u16::from_le_bytes([*lo, *hi]),
-        _ => return Err(KeyError::Encoding),
-    };
-    if crc16(body) != stated {
-        raw.fill(0);
-        return Err(KeyError::Checksum);
-    }
-    raw.truncate(body_len);
-    Ok(raw)
+/// `Ok` when `text` has `expected` characters (checked first, so the error counts characters, not bytes).
+fn check_length(text: &str, expected: usize) -> Result<(), KeyError> {
+    let found = text.chars().count();
+    if found == expected && text.len() == expected { Ok(()) } else { Err(KeyError::Length { found, expected }) }
 }
 
-/// Appends the little-endian CRC-16 of `raw` to it.
-fn push_crc(raw: &mut Vec<u8>) {
-    let crc = crc16(raw);
-    raw.extend_from_slice(&crc.to_le_bytes());
+/// Our error for an nkeys decoding error of `text` (its length was checked already).
+fn key_error(error: &nkeys::error::Error, text: &str) -> KeyError {
+    use nkeys::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::ChecksumFailure => KeyError::Checksum,
+        ErrorKind::InvalidPrefix => KeyError::UnknownPrefix { prefix: first_char(text) },
+        _ => KeyError::Encoding,
+    }
 }
 
 /// CRC-16/XMODEM (polynomial 0x1021, initial value 0), as nkeys uses.
@@ -466,6 +449,23 @@ mod tests {
         assert_eq!(raw.get(..2), Some(&[147u8, 128][..]));
     }
 
+    /// Our text is nkeys' text, both ways, for every kind.
+    #[test]
+    fn keys_agree_with_the_nkeys_crate() {
+        for (kind, nkeys_type) in [
+            (KeyKind::Issuer, nkeys::KeyPairType::Account),
+            (KeyKind::Actor, nkeys::KeyPairType::Module),
+            (KeyKind::Operator, nkeys::KeyPairType::Operator),
+        ] {
+            let ours = SeedKey::from_seed_bytes(kind, &[3; 32]);
+            let theirs = nkeys::KeyPair::new_from_raw(nkeys_type, [3; 32]).unwrap();
+            assert_eq!(ours.to_seed_string(), theirs.seed().unwrap());
+            assert_eq!(ours.public_key().to_string(), theirs.public_key());
+            let signature = ours.sign(b"m");
+            assert!(theirs.verify(b"m", &signature).is_ok());
+        }
+    }
+
     #[test]
     fn flipped_character_fails_the_checksum() {
         let text = issuer().public_key().to_string();
@@ -510,10 +510,7 @@ mod tests {
         assert!(matches!(text[..40].parse::<PublicKey>(), Err(KeyError::Length { found: 40, expected: 56 })));
         assert!(matches!(text.to_lowercase().parse::<PublicKey>(), Err(KeyError::Encoding)));
         // A well-formed key with an nkeys prefix lattice does not use (`U`, a NATS user).
-        let mut raw = vec![20 << 3];
-        raw.extend_from_slice(issuer().public_key().as_bytes());
-        push_crc(&mut raw);
-        let user = BASE32_NOPAD.encode(&raw);
+        let user = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [7; 32]).unwrap().public_key();
         assert!(user.starts_with('U'));
         assert!(matches!(user.parse::<PublicKey>(), Err(KeyError::UnknownPrefix { prefix: 'U' })));
         assert!(matches!("".parse::<PublicKey>(), Err(KeyError::Length { .. })));

@@ -33,7 +33,7 @@ use crate::subscriptions::{SubscribeError, Subscriptions};
 const STDIO_CAPTURE_BYTES: usize = 64 << 10;
 
 /// The name under which the built-in in-memory key-value and messaging providers are registered.
-pub const INMEMORY_PROVIDER: &str = "inmemory";
+pub const INMEMORY_PROVIDER: &str = lattice_client::INMEMORY_PROVIDER;
 
 /// Configures and builds a [`Runtime`].
 #[derive(Debug, Clone)]

@@ -553,21 +553,14 @@ pub fn component_imports(component: &[u8]) -> Result<Vec<String>, ClaimsError> {
     Ok(scan(component)?.imports)
 }
 
-/// Formats unix seconds as RFC 3339 in UTC (`2026-11-01T00:00:00Z`).
+/// Formats unix seconds as RFC 3339 in UTC (`2026-11-01T00:00:00Z`); a time past year 9999 as
+/// `<seconds>s after 1970`.
 pub fn rfc3339(unix_seconds: u64) -> String {
-    let days = unix_seconds / 86_400;
-    let secs = unix_seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3_600, secs % 3_600 / 60, secs % 60)
+    i64::try_from(unix_seconds)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{unix_seconds}s after 1970"))
 }
 
 impl fmt::Display for Claims {

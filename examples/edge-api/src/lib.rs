@@ -8,6 +8,9 @@
 //!
 //! The token verification key is the hex text under `token-public-key` in the store linked as `config`.
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../wit",
     world: "lattice:actor/http-actor",

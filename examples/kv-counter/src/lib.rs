@@ -5,6 +5,9 @@
 //! payload is empty. It names no backend: link `keyvalue:default` to `inmemory` on a laptop, to Redis in
 //! production.
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../wit",
     world: "lattice:actor/actor",

@@ -9,6 +9,9 @@
 //! --link messaging:stored=inmemory,subscribe=orders.stored
 //! ```
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../wit",
     world: "lattice:actor/actor",

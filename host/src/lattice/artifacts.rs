@@ -1,68 +1,11 @@
-//! Components stored in the lattice: a JetStream object store per lattice, each object carrying the sha256
-//! of its bytes in its metadata. Hosts verify that digest before anything else sees the bytes.
+//! Fetching components from the lattice's artifact store (see [`lattice_client::artifacts`]): digest-checked,
+//! with a small cache of recent fetches.
 
-use async_nats::jetstream::{self, object_store};
+use async_nats::jetstream;
+pub(crate) use lattice_client::artifacts::ArtifactError;
+use lattice_client::artifacts::DIGEST_KEY;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
-
-/// Metadata key holding the hex sha256 of an artifact's bytes.
-pub const DIGEST_KEY: &str = "lattice-sha256";
-
-/// Why an artifact could not be fetched.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ArtifactError {
-    /// The lattice has no artifact store yet, or no object of that name.
-    #[error("artifact `{0}` not found in the lattice (push it with `lattice push`)")]
-    NotFound(String),
-    /// The object has no recorded digest: it was not stored by `lattice push`.
-    #[error("artifact `{0}` has no recorded sha256; push it with `lattice push`")]
-    NoDigest(String),
-    /// The bytes read do not hash to the recorded digest.
-    #[error("artifact `{name}` is corrupt: sha256 is {actual}, expected {expected}")]
-    DigestMismatch {
-        /// The artifact.
-        name: String,
-        /// The recorded digest.
-        expected: String,
-        /// The digest of the bytes read.
-        actual: String,
-    },
-    /// The artifact is larger than the host accepts.
-    #[error("artifact `{name}` is {size} bytes, larger than the host's limit of {limit} bytes")]
-    TooLarge {
-        /// The artifact.
-        name: String,
-        /// Its size.
-        size: u64,
-        /// The limit.
-        limit: usize,
-    },
-    /// JetStream failed or could not be reached.
-    #[error("artifact store: {0}")]
-    Store(String),
-}
-
-/// Opens (creating if needed) the artifact store `bucket`.
-pub(crate) async fn store(
-    js: &jetstream::Context,
-    bucket: &str,
-    create: bool,
-) -> Result<object_store::ObjectStore, ArtifactError> {
-    match js.get_object_store(bucket).await {
-        Ok(store) => Ok(store),
-        Err(_) if create => js
-            .create_object_store(object_store::Config {
-                bucket: bucket.to_owned(),
-                description: Some("lattice artifacts (components pushed with `lattice push`)".into()),
-                num_replicas: lattice_messaging_nats::replicas(&js.client()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ArtifactError::Store(e.to_string())),
-        Err(e) => Err(ArtifactError::Store(e.to_string())),
-    }
-}
 
 /// Artifacts a host fetched recently, by name and the object's `nuid` (new on every put), so starting many
 /// actors from one artifact (an app's replicas, 1,000 actors of one component) reads it from the store once.

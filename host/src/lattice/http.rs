@@ -32,10 +32,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ClientError, LatticeClient};
 use super::links::{KeyFollower, LinkGuard};
 use super::table::Table;
 use crate::InvokeError;
+use lattice_client::state::route_of_record;
+use lattice_client::{ClientError, LatticeClient};
 
 /// How a host serves HTTP (`lattice host --http`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,17 +64,6 @@ impl IngressConfig {
             max_connections: 10_000,
         }
     }
-}
-
-/// The text a route is stored and signed as (distinct from every link's text, so a signed link record is never
-/// a valid route record, nor the reverse).
-pub(crate) fn route_record_text(route: &Route) -> String {
-    format!("route:{route}")
-}
-
-/// The route a record holds, if it is a well-formed route record.
-pub(crate) fn route_of_record(record: &LinkRecord) -> Option<Route> {
-    record.link.strip_prefix("route:")?.parse().ok()
 }
 
 /// Follows the routes in the state bucket, publishing the whole table after each change.

@@ -30,13 +30,9 @@ pub(crate) type LinkTable = HashMap<Name, BTreeMap<String, LinkSpec>>;
 
 /// Opens (creating if needed) the lattice's state bucket.
 pub(crate) async fn state_bucket(js: &jetstream::Context, subjects: &Subjects) -> Result<kv::Store, HostError> {
-    let config = kv::Config {
-        bucket: subjects.state_bucket(),
-        description: "lattice state: links, apps and their status".into(),
-        history: 5,
-        ..Default::default()
-    };
-    super::kv_bucket(js, config, "the state bucket").await
+    lattice_client::state::state_bucket(js, subjects)
+        .await
+        .map_err(|message| HostError::Setup { what: "the state bucket", message })
 }
 
 /// The links of `actor` in `table`, in a stable order.

@@ -7,35 +7,30 @@
 //!
 //! **Invariant:** the runtime (`crate::runtime`) never sees NATS; everything NATS lives in this module.
 
-mod apps;
 mod artifact_dir;
 mod artifacts;
 mod auth;
-mod client;
 mod control;
 mod dlq;
 mod events;
 mod http;
 mod lease;
 mod links;
-mod nats;
 mod providers;
 mod reconcile;
 mod serve;
 mod supervise;
 mod table;
 
-pub use apps::AppStateError;
 pub use artifact_dir::PathArtifactError;
-pub use artifacts::{ArtifactError, DIGEST_KEY};
-pub use client::{
-    Applied, CallOptions, CallReply, ClientError, HostStatus, LatticeClient, Published, Pushed, check_traceparent,
-    new_traceparent,
-};
-pub use dlq::DeadLetterRecord;
 pub use http::IngressConfig;
+// The control client lives in its own crate (no wasmtime); these keep `lattice_host::lattice::…` paths working.
+pub use lattice_client::{
+    AppStateError, Applied, ArtifactError, ArtifactInfo, CallOptions, CallReply, ClientError, ConnectError, DIGEST_KEY,
+    DeadLetterRecord, HostStatus, LatticeClient, NATS_MESSAGING_PROVIDER, NatsConfig, ProviderInstance, Published,
+    Pushed, check_traceparent, new_traceparent,
+};
 pub use lease::Lease;
-pub use nats::{ConnectError, NatsConfig};
 pub use providers::{BUILTIN_PROVIDERS, KEYVALUE_KINDS};
 pub use supervise::Supervision;
 
@@ -166,10 +161,6 @@ pub fn automatic_labels() -> BTreeMap<String, String> {
     labels
 }
 
-/// The messaging provider every host offers: application subjects on the lattice's NATS connection, or on the
-/// separate application connection when [`HostConfig::app_nats`] is set.
-pub const NATS_MESSAGING_PROVIDER: &str = "nats";
-
 /// Per-call timeout of key-value calls to a provider served by another host.
 const REMOTE_PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -191,6 +182,9 @@ pub enum HostError {
     /// The configuration contradicts itself.
     #[error("invalid host config: {0}")]
     InvalidConfig(String),
+    /// The NATS server (or the account) has no JetStream, which holds the lattice's state.
+    #[error("{0}")]
+    NoJetStream(String),
 }
 
 /// What the host's tasks share (read-only after start, apart from handles).
@@ -305,21 +299,10 @@ impl RunningHost {
 /// Opens the key-value bucket `config.bucket`, creating it if it does not exist yet.
 pub(crate) async fn kv_bucket(
     js: &jetstream::Context,
-    mut config: kv::Config,
+    config: kv::Config,
     what: &'static str,
 ) -> Result<kv::Store, HostError> {
-    if let Ok(store) = js.get_key_value(&config.bucket).await {
-        return Ok(store);
-    }
-    config.num_replicas = lattice_messaging_nats::replicas(&js.client());
-    let bucket = config.bucket.clone();
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Another host (or client) may have created it in between.
-        Err(error) => {
-            js.get_key_value(&bucket).await.map_err(|_| HostError::Setup { what, message: error.to_string() })
-        }
-    }
+    lattice_client::state::open_bucket(js, config).await.map_err(|message| HostError::Setup { what, message })
 }
 
 async fn hosts_bucket(
@@ -376,6 +359,12 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         ));
     }
     let client = config.nats.connect(&format!("lattice-host-{}", config.id)).await?;
+    // Without JetStream every bucket below fails with a message that does not say why; say it first.
+    if let Err(ClientError::NoJetStream(message)) =
+        LatticeClient::new(client.clone(), config.lattice.clone()).check_jetstream().await
+    {
+        return Err(HostError::NoJetStream(message));
+    }
     let jetstream = jetstream::new(client.clone());
     let subjects = Arc::new(Subjects::new(config.lattice.clone()));
     let hosts = hosts_bucket(&jetstream, &subjects, config.heartbeat).await?;
@@ -470,7 +459,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
             tasks_stop.clone(),
         ));
     }
-    let app_store = apps::AppStore::new(state.clone(), (*subjects).clone());
+    let app_store = lattice_client::apps::AppStore::new(state.clone(), (*subjects).clone());
     tokio::spawn(links::watch_links(
         state,
         subjects.clone(),
@@ -497,7 +486,11 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
 
 /// Takes part in the election of the lattice's reconciler until the host begins to stop (then releases the
 /// lease, so another host leads while this one drains); leads while elected.
-async fn elect(shared: &Arc<Shared>, config: &HostConfig, store: apps::AppStore) -> Result<JoinHandle<()>, HostError> {
+async fn elect(
+    shared: &Arc<Shared>,
+    config: &HostConfig,
+    store: lattice_client::apps::AppStore,
+) -> Result<JoinHandle<()>, HostError> {
     let bucket = lease::bucket(&shared.jetstream, &shared.subjects).await?;
     let mut client = LatticeClient::new(shared.client.clone(), shared.lattice.clone());
     if let Some(key) = &config.operator_key {

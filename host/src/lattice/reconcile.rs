@@ -38,8 +38,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::apps::AppStore;
 use super::{LatticeClient, Shared};
+use lattice_client::apps::AppStore;
 
 /// How often the leader compares desired and actual state.
 const TICK: Duration = Duration::from_millis(200);

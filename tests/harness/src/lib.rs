@@ -100,6 +100,22 @@ pub use cluster::{CLUSTER_READY_TIMEOUT, HUB_DOMAIN, LeafBuilder, NatsCluster};
 pub use nats::{NATS_SERVER_ENV, NatsServer, NatsServerBuilder, find_nats_server};
 pub use redis::{REDIS_SERVER_ENV, RedisServer, RedisServerBuilder, find_redis_server};
 
+/// Sends SIGTERM to `child` (a graceful stop request), by its own PID: `std` can only SIGKILL. The PID cannot
+/// have been reused while `child` is not reaped. Fails when the signal cannot be sent (the process is gone, or
+/// this is not a Unix system).
+pub fn terminate(child: &std::process::Child) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Pid, Signal, kill_process};
+        kill_process(Pid::from_child(child), Signal::TERM)
+            .map_err(|e| anyhow::anyhow!("sending SIGTERM to process {}: {e}", child.id()))
+    }
+    #[cfg(not(unix))]
+    {
+        anyhow::bail!("cannot send SIGTERM to process {}: not a Unix system", child.id())
+    }
+}
+
 /// How often [`wait_for`] polls.
 pub const WAIT_FOR_INTERVAL: Duration = Duration::from_millis(20);
 

@@ -36,10 +36,9 @@ pub(crate) fn free_port() -> Result<u16> {
     Ok(port)
 }
 
-/// `name` in one of the directories of `PATH`, if it is there.
+/// The executable `name` in one of the directories of `PATH`, if it is there.
 pub(crate) fn find_on_path(name: impl AsRef<OsStr>) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name.as_ref())).find(|candidate| candidate.is_file())
+    which::which(name).ok()
 }
 
 /// The binary named by environment variable `var`, if it is set (and not empty).
@@ -191,21 +190,13 @@ pub(crate) fn kill_and_reap(child: &mut Child) {
 /// Asks the child to shut down with SIGTERM, waits up to [`STOP_GRACE`], then SIGKILLs.
 /// Always reaps the child.
 ///
-/// `std` can only send SIGKILL (and this workspace denies `unsafe`, so no `libc::kill`);
-/// SIGTERM goes through the `kill` program, addressed by the child's own PID. That PID
-/// cannot have been reused: the child is not reaped until we `wait` for it below.
+/// `std` can only send SIGKILL; SIGTERM goes through `rustix` (this workspace denies `unsafe`), addressed by
+/// the child's own PID. That PID cannot have been reused: the child is not reaped until we `wait` for it below.
 pub(crate) fn stop_gracefully(child: &mut Child) -> Result<ExitStatus> {
     if let Some(status) = child.try_wait().context("checking the server process")? {
         return Ok(status);
     }
-    let termed = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let termed = terminate(child);
     if termed {
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
@@ -218,6 +209,11 @@ pub(crate) fn stop_gracefully(child: &mut Child) -> Result<ExitStatus> {
     // Already-exited is fine here: `wait` below reports it.
     let _ = child.kill();
     child.wait().context("waiting for the killed server process")
+}
+
+/// Sends SIGTERM to `child`; false if it could not be sent (it exited already, or this is not Unix).
+fn terminate(child: &Child) -> bool {
+    crate::terminate(child).is_ok()
 }
 
 /// SIGKILLs the child and reaps it (a crash, as far as the server is concerned).

@@ -13,7 +13,10 @@ async fn calls_and_verbs_nobody_can_answer_say_so() -> Result<()> {
 
     match call(&control, &name("ghost"), "boo").await {
         Err(ClientError::NoResponders(message)) => {
-            assert_eq!(message, "no host runs actor `ghost` in lattice `lonely`");
+            assert_eq!(
+                message,
+                "no host in lattice `lonely` runs actor `ghost`: start it with `lattice start` or `lattice apply`"
+            );
         }
         other => bail!("calling an actor nobody runs: expected NoResponders, got {other:?}"),
     }

@@ -14,6 +14,9 @@
 //! messaging:rejected=nats,publish=orders.rejected
 //! ```
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../../wit",
     world: "lattice:actor/actor",

@@ -26,6 +26,9 @@
 //! keyvalue:ledger=inmemory,bucket=orders-ledger
 //! ```
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../../wit",
     world: "lattice:actor/actor",

@@ -21,6 +21,9 @@
 //! messaging:out=nats,publish=orders.priced,delivery=at-least-once
 //! ```
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../../wit",
     world: "lattice:actor/actor",

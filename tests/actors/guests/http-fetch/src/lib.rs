@@ -2,6 +2,9 @@
 //! `wasi:http/outgoing-handler` and answers 200 `status <code>\n<first 64 KiB of the body>`, or 502
 //! `error <ErrorCode>` (e.g. `error HttpRequestDenied`) when `handle`, the response future or the body fails.
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../../../wit",
     world: "lattice:actor/http-actor",

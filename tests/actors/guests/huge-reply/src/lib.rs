@@ -1,5 +1,8 @@
 //! Test actor: replies with a payload of the size its message asks for (decimal bytes; default 8 MiB).
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../../../wit",
     world: "lattice:actor/actor",

@@ -12,6 +12,9 @@
 //! - `flood-options`: creates request options and keeps them, forever;
 //! - `flood-clients`: connects `bus` until the host refuses, then replies `refused after <n>: <error>`;
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 //! - `flood-log <lines> <bytes>`: logs `lines` lines of `bytes` bytes each, with a context as long, then replies
 //!   `logged`.
 //!

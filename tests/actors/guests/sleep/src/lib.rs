@@ -1,6 +1,9 @@
 //! Test actor: sleeps for the number of milliseconds its message gives (default 1000), using no CPU meanwhile,
 //! then replies `slept`. It holds an instance and a concurrency permit for that long: an actor at its cap.
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../../../wit",
     world: "lattice:actor/actor",

@@ -1,5 +1,8 @@
 //! Test actor: spins forever in its handler. The host must stop it at its CPU deadline.
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../../../wit",
     world: "lattice:actor/actor",

@@ -15,6 +15,9 @@
 //!
 //! It uses the key-value link `default`; jobs come from whichever subscribing messaging link the test gives it.
 
+// A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     path: "../../../../wit",
     world: "lattice:actor/actor",

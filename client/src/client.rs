@@ -1,4 +1,4 @@
-//! The control client: what the CLI and tests use to drive a lattice.
+//! [`LatticeClient`]: control requests, invocations and lattice state.
 //!
 //! Every call reports the host's outcome: a typed result or the exact [`WireError`] the host replied with.
 //!
@@ -26,8 +26,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::artifacts::{self, DIGEST_KEY};
-use super::{ConnectError, NatsConfig};
+use crate::artifacts::{self, ArtifactInfo, DIGEST_KEY};
+use crate::{ConnectError, NatsConfig, now_ms};
 
 /// Why a control call failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +36,12 @@ pub enum ClientError {
     /// NATS could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    /// Nobody answers on the subject (no such host, or no host runs the actor).
+    /// Nobody answers on the subject (no such host, or no host runs the actor); the message says what to do.
     #[error("{0}")]
     NoResponders(String),
+    /// The NATS server runs without JetStream, where lattice keeps its state (hosts, links, apps, artifacts).
+    #[error("{0}")]
+    NoJetStream(String),
     /// The request timed out.
     #[error("{what} timed out after {after:?}")]
     Timeout {
@@ -55,7 +58,7 @@ pub enum ClientError {
     Sign(String),
     /// Reading or writing apps in the state bucket failed.
     #[error(transparent)]
-    State(#[from] super::apps::AppStateError),
+    State(#[from] crate::apps::AppStateError),
     /// Another app already declares an actor or provider of that name.
     #[error("{0}")]
     Conflict(String),
@@ -124,6 +127,21 @@ pub struct HostStatus {
     pub lost: bool,
 }
 
+/// A provider instance a host serves (see [`LatticeClient::providers`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderInstance {
+    /// The host serving it.
+    pub host: Name,
+    /// Its interface (`keyvalue`, `messaging`).
+    pub interface: String,
+    /// The name links give as their provider.
+    pub name: String,
+    /// Built into every host (`inmemory`, `nats`): it cannot be stopped.
+    pub builtin: bool,
+    /// The app that placed it, if an app did.
+    pub app: Option<Name>,
+}
+
 /// The outcome of [`LatticeClient::apply_app`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -179,7 +197,7 @@ impl LatticeClient {
     fn auth_headers(&self, subject: &str, payload: &[u8]) -> Result<Option<HeaderMap>, ClientError> {
         let Some(key) = &self.operator else { return Ok(None) };
         let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
-        let auth = RequestAuth::sign(key, subject, payload, super::now_ms(), nonce);
+        let auth = RequestAuth::sign(key, subject, payload, now_ms(), nonce);
         let mut map = HeaderMap::new();
         for (name, value) in auth.headers() {
             map.insert(name, value.as_str());
@@ -203,9 +221,42 @@ impl LatticeClient {
         &self.client
     }
 
+    /// Fails with [`ClientError::NoJetStream`] when the server (or this account) has no JetStream.
+    pub async fn check_jetstream(&self) -> Result<(), ClientError> {
+        let request = async_nats::Request::new().timeout(Some(self.timeout.min(Duration::from_secs(5))));
+        match self.client.send_request("$JS.API.INFO", request).await {
+            Err(e) if e.kind() == RequestErrorKind::NoResponders => Err(ClientError::NoJetStream(
+                "the NATS server runs without JetStream, where lattice keeps its state: restart nats-server with \
+                 `-js`, or start a local lattice with `lattice up`"
+                    .into(),
+            )),
+            Err(e) => {
+                Err(ClientError::Nats { what: "asking the server about JetStream".into(), message: e.to_string() })
+            }
+            // A server with JetStream answers every account; one the account may not use answers with an error.
+            Ok(reply) if String::from_utf8_lossy(&reply.payload).contains("\"error\"") => {
+                Err(ClientError::NoJetStream(format!(
+                    "JetStream is not enabled for this NATS account ({}): enable it for the account lattice uses",
+                    String::from_utf8_lossy(&reply.payload).trim()
+                )))
+            }
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// `error`, or [`ClientError::NoJetStream`] when that is why it happened.
+    async fn jetstream_or(&self, error: ClientError) -> ClientError {
+        match self.check_jetstream().await {
+            Err(no_jetstream @ ClientError::NoJetStream(_)) => no_jetstream,
+            _ => error,
+        }
+    }
+
     fn request_error(what: &str, timeout: Duration, error: async_nats::RequestError) -> ClientError {
         match error.kind() {
-            RequestErrorKind::NoResponders => ClientError::NoResponders(format!("{what}: no host answered")),
+            RequestErrorKind::NoResponders => ClientError::NoResponders(format!(
+                "nothing answered {what}: start a host with `lattice up` or `lattice host`, and check --lattice"
+            )),
             RequestErrorKind::TimedOut => ClientError::Timeout { what: what.to_owned(), after: timeout },
             _ => ClientError::Nats { what: what.to_owned(), message: error.to_string() },
         }
@@ -236,9 +287,10 @@ impl LatticeClient {
             request = request.headers(auth);
         }
         let reply = self.client.send_request(subject, request).await.map_err(|e| match e.kind() {
-            RequestErrorKind::NoResponders => {
-                ClientError::NoResponders(format!("no host `{host}` in lattice `{}`", self.subjects.lattice()))
-            }
+            RequestErrorKind::NoResponders => ClientError::NoResponders(format!(
+                "host `{host}` is not in lattice `{}`: `lattice hosts` lists the hosts that are",
+                self.subjects.lattice()
+            )),
             _ => Self::request_error(&what, self.timeout, e),
         })?;
         wire::decode_reply(&reply.payload).map_err(ClientError::Remote)
@@ -287,9 +339,14 @@ impl LatticeClient {
             message: e.to_string(),
         };
         let Ok(bucket) = js.get_key_value(self.subjects.hosts_bucket()).await else {
+            // No bucket: no host ever joined, unless the server cannot keep one at all.
+            self.check_jetstream().await?;
             return Ok(Vec::new());
         };
-        let mut keys = bucket.keys().await.map_err(|e| storage(&e))?;
+        let mut keys = match bucket.keys().await {
+            Ok(keys) => keys,
+            Err(e) => return Err(self.jetstream_or(storage(&e)).await),
+        };
         let mut out = Vec::new();
         let now = time::OffsetDateTime::now_utc();
         while let Some(key) = keys.next().await {
@@ -400,7 +457,7 @@ impl LatticeClient {
         let builtin = match link.interface {
             Interface::KeyValue => link.provider == crate::INMEMORY_PROVIDER,
             Interface::Messaging => {
-                link.provider == crate::INMEMORY_PROVIDER || link.provider == super::NATS_MESSAGING_PROVIDER
+                link.provider == crate::INMEMORY_PROVIDER || link.provider == crate::NATS_MESSAGING_PROVIDER
             }
             // Outgoing HTTP has no provider to serve: the host itself sends what the link allows.
             Interface::Http => link.provider == lattice_core::http::ALLOW,
@@ -450,9 +507,12 @@ impl LatticeClient {
 
     async fn state(&self) -> Result<kv::Store, ClientError> {
         let js = jetstream::new(self.client.clone());
-        super::links::state_bucket(&js, &self.subjects)
-            .await
-            .map_err(|e| ClientError::Nats { what: "opening the state bucket".into(), message: e.to_string() })
+        match crate::state::state_bucket(&js, &self.subjects).await {
+            Ok(store) => Ok(store),
+            Err(message) => {
+                Err(self.jetstream_or(ClientError::Nats { what: "opening the state bucket".into(), message }).await)
+            }
+        }
     }
 
     /// Stores a link of `actor` in the lattice; every host running the actor applies it to the next invocation.
@@ -476,10 +536,37 @@ impl LatticeClient {
         Ok(out)
     }
 
+    /// The links of one actor stored in the lattice, sorted.
+    pub async fn links_of(&self, actor: &Name) -> Result<Vec<LinkRecord>, ClientError> {
+        let mut out = self.list_links().await?;
+        out.retain(|record| &record.actor == actor);
+        Ok(out)
+    }
+
+    /// Every provider instance the hosts answering within `wait` serve (built-in ones included), sorted by
+    /// host, interface and name.
+    pub async fn providers(&self, wait: Duration) -> Result<Vec<ProviderInstance>, ClientError> {
+        let mut out = Vec::new();
+        for host in self.ping(wait).await? {
+            for provider in &host.providers {
+                let Some((interface, name)) = provider.split_once(':') else { continue };
+                out.push(ProviderInstance {
+                    host: host.id.clone(),
+                    interface: interface.to_owned(),
+                    name: name.to_owned(),
+                    builtin: name == crate::INMEMORY_PROVIDER || name == crate::NATS_MESSAGING_PROVIDER,
+                    app: host.provider_owners.get(name).map(|owner| owner.app.clone()),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.host, &a.interface, &a.name).cmp(&(&b.host, &b.interface, &b.name)));
+        Ok(out)
+    }
+
     /// Routes HTTP requests matching `route` to `actor` on every host's ingress (replacing the route's actor).
     pub async fn put_route(&self, actor: &Name, route: &lattice_core::http::Route) -> Result<(), ClientError> {
         let key = self.subjects.route_key(route);
-        self.put_record(key, actor, super::http::route_record_text(route), "storing the route").await
+        self.put_record(key, actor, crate::state::route_record_text(route), "storing the route").await
     }
 
     /// Removes `route`; false if there was none.
@@ -492,7 +579,7 @@ impl LatticeClient {
         let records = self.list_records(self.subjects.routes_filter(), "listing routes").await?;
         let mut out: Vec<_> = records
             .into_iter()
-            .filter_map(|record| Some((super::http::route_of_record(&record)?, record.actor)))
+            .filter_map(|record| Some((crate::state::route_of_record(&record)?, record.actor)))
             .collect();
         out.sort();
         Ok(out)
@@ -505,7 +592,7 @@ impl LatticeClient {
             Some(operator) => {
                 let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
                 let lattice = self.subjects.lattice().as_str();
-                Some(control_auth::sign_link(operator, lattice, actor.as_str(), &text, super::now_ms(), nonce))
+                Some(control_auth::sign_link(operator, lattice, actor.as_str(), &text, now_ms(), nonce))
             }
             None => None,
         };
@@ -551,8 +638,8 @@ impl LatticeClient {
         Ok(out)
     }
 
-    async fn app_store(&self) -> Result<super::apps::AppStore, ClientError> {
-        Ok(super::apps::AppStore::new(self.state().await?, self.subjects.clone()))
+    async fn app_store(&self) -> Result<crate::apps::AppStore, ClientError> {
+        Ok(crate::apps::AppStore::new(self.state().await?, self.subjects.clone()))
     }
 
     /// Every app's current record.
@@ -625,12 +712,12 @@ impl LatticeClient {
             Some(operator) => {
                 let nonce = control_auth::new_nonce().map_err(|e| ClientError::Sign(e.to_string()))?;
                 let lattice = self.subjects.lattice().as_str();
-                Some(control_auth::sign_app(operator, lattice, &spec, revision, super::now_ms(), nonce))
+                Some(control_auth::sign_app(operator, lattice, &spec, revision, now_ms(), nonce))
             }
             None => None,
         };
         let previous = current.map(|(record, _)| record);
-        let record = AppRecord { spec, revision, applied_at_ms: super::now_ms(), signature };
+        let record = AppRecord { spec, revision, applied_at_ms: now_ms(), signature };
         store.put(&record, previous.as_ref().map(|_| kv_revision)).await?;
         Ok(Applied { revision, changed: true, previous: previous.map(|r| r.spec) })
     }
@@ -701,6 +788,54 @@ impl LatticeClient {
                 Err(ClientError::Nats { what: format!("looking up artifact `{name}`"), message: error.to_string() })
             }
         }
+    }
+
+    /// The lattice's artifact store (`None`: nothing was ever pushed).
+    async fn artifact_store(&self) -> Result<Option<object_store::ObjectStore>, ClientError> {
+        let js = jetstream::new(self.client.clone());
+        match js.get_object_store(self.subjects.artifact_bucket()).await {
+            Ok(store) => Ok(Some(store)),
+            Err(error) => match self.check_jetstream().await {
+                Err(no_jetstream @ ClientError::NoJetStream(_)) => Err(no_jetstream),
+                _ if error.kind() == jetstream::context::ObjectStoreErrorKind::GetStore => Ok(None),
+                _ => Err(ClientError::Nats { what: "opening the artifact store".into(), message: error.to_string() }),
+            },
+        }
+    }
+
+    /// Every artifact pushed to the lattice, sorted by name.
+    pub async fn artifacts(&self) -> Result<Vec<ArtifactInfo>, ClientError> {
+        let Some(store) = self.artifact_store().await? else { return Ok(Vec::new()) };
+        artifacts::list(&store)
+            .await
+            .map_err(|e| ClientError::Nats { what: "listing artifacts".into(), message: e.to_string() })
+    }
+
+    /// Removes the artifact named `what`, or every artifact whose digest starts with `what` (at least
+    /// [`artifacts::MIN_DIGEST_PREFIX`] hex digits). Actors already started from it keep running. Returns what
+    /// was removed; `NotFound` when nothing matches.
+    pub async fn remove_artifact(&self, what: &str) -> Result<Vec<ArtifactInfo>, ClientError> {
+        let not_found = || {
+            ClientError::Remote(WireError::new(
+                ErrorCode::NotFound,
+                format!("no artifact named `{what}` or with a digest starting with it (see `lattice artifact list`)"),
+            ))
+        };
+        let Some(store) = self.artifact_store().await? else { return Err(not_found()) };
+        let all = artifacts::list(&store)
+            .await
+            .map_err(|e| ClientError::Nats { what: "listing artifacts".into(), message: e.to_string() })?;
+        let matching: Vec<ArtifactInfo> = artifacts::matching(&all, what).into_iter().cloned().collect();
+        if matching.is_empty() {
+            return Err(not_found());
+        }
+        for artifact in &matching {
+            store.delete(&artifact.name).await.map_err(|e| ClientError::Nats {
+                what: format!("removing artifact `{}`", artifact.name),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(matching)
     }
 
     /// Invokes `actor` wherever it runs. A W3C `traceparent`, when given, travels with the call, reaches the
@@ -819,7 +954,7 @@ impl LatticeClient {
         let reply =
             self.client.send_request(self.subjects.invoke(actor), request).await.map_err(|e| match e.kind() {
                 RequestErrorKind::NoResponders => ClientError::NoResponders(format!(
-                    "no host runs actor `{actor}` in lattice `{}`",
+                    "no host in lattice `{}` runs actor `{actor}`: start it with `lattice start` or `lattice apply`",
                     self.subjects.lattice()
                 )),
                 _ => Self::request_error(&format!("call to `{actor}`"), timeout, e),
@@ -1025,15 +1160,23 @@ pub fn check_traceparent(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A W3C trace context with fresh random ids.
+/// A W3C trace context with fresh random ids (from the operating system's randomness).
 pub fn new_traceparent() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let random = || {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(super::now_ms());
-        h.finish()
-    };
-    format!("00-{:016x}{:016x}-{:016x}-01", random(), random(), random())
+    let mut ids = [0u8; 24];
+    // Without OS randomness (never seen on supported systems) the ids come from the clock: still valid.
+    if getrandom::getrandom(&mut ids).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos())
+            .to_le_bytes();
+        for (i, byte) in ids.iter_mut().enumerate() {
+            *byte = nanos[i % nanos.len()] ^ (i as u8);
+        }
+    }
+    // An all-zero id is invalid: force a bit in each.
+    ids[0] |= 1;
+    ids[16] |= 1;
+    format!("00-{}-{}-01", hex::encode(&ids[..16]), hex::encode(&ids[16..]))
 }
 
 struct ProgressReader<F> {

@@ -1,7 +1,7 @@
 //! Apps as lattice state, in the state bucket `lattice_<l>`: the current record of each app under
 //! `apps.<app>`, every revision under `history.<app>.<revision>`, and the leader's view of how it stands under
-//! `status.<app>`. `lattice apply` writes records (see [`super::LatticeClient::apply_app`]); the leader host
-//! reconciles towards them ([`super::reconcile`]) and writes the status.
+//! `status.<app>`. `lattice apply` writes records (see [`crate::LatticeClient::apply_app`]); the leader host
+//! reconciles towards them and writes the status through the same [`AppStore`].
 
 use async_nats::jetstream::kv;
 use futures::StreamExt;
@@ -24,23 +24,23 @@ impl AppStateError {
 
 /// The app records and statuses of one lattice.
 #[derive(Clone)]
-pub(crate) struct AppStore {
+pub struct AppStore {
     kv: kv::Store,
     subjects: Subjects,
 }
 
 impl AppStore {
-    pub(crate) fn new(kv: kv::Store, subjects: Subjects) -> Self {
+    pub fn new(kv: kv::Store, subjects: Subjects) -> Self {
         Self { kv, subjects }
     }
 
     /// The bucket, for watching.
-    pub(crate) fn kv(&self) -> &kv::Store {
+    pub fn kv(&self) -> &kv::Store {
         &self.kv
     }
 
     /// An app's current record and its key's revision in the bucket (for a compare-and-set).
-    pub(crate) async fn current(&self, app: &Name) -> Result<Option<(AppRecord, u64)>, AppStateError> {
+    pub async fn current(&self, app: &Name) -> Result<Option<(AppRecord, u64)>, AppStateError> {
         let entry = self
             .kv
             .entry(self.subjects.app_key(app))
@@ -72,7 +72,7 @@ impl AppStore {
     }
 
     /// Every app's current record, by name.
-    pub(crate) async fn list(&self) -> Result<Vec<AppRecord>, AppStateError> {
+    pub async fn list(&self) -> Result<Vec<AppRecord>, AppStateError> {
         let mut out = Vec::new();
         for key in self.keys("apps.").await? {
             if let Some(record) = self.get::<AppRecord>(&key).await? {
@@ -83,7 +83,7 @@ impl AppStore {
     }
 
     /// Every stored revision of `app`, oldest first.
-    pub(crate) async fn history(&self, app: &Name) -> Result<Vec<AppRecord>, AppStateError> {
+    pub async fn history(&self, app: &Name) -> Result<Vec<AppRecord>, AppStateError> {
         let mut out = Vec::new();
         for key in self.keys(&format!("history.{app}.")).await? {
             if let Some(record) = self.get::<AppRecord>(&key).await? {
@@ -95,7 +95,7 @@ impl AppStore {
 
     /// Stores `record` as `app`'s current record, only if the key is still at `expected` (`None`: absent),
     /// and keeps it in the history.
-    pub(crate) async fn put(&self, record: &AppRecord, expected: Option<u64>) -> Result<(), AppStateError> {
+    pub async fn put(&self, record: &AppRecord, expected: Option<u64>) -> Result<(), AppStateError> {
         let app = &record.spec.name;
         let bytes: bytes::Bytes = wire::encode(record).into();
         let what = format!("storing revision {} of app `{app}`", record.revision);
@@ -114,7 +114,7 @@ impl AppStore {
     }
 
     /// Removes `app`'s record, history and status; false if it had no record.
-    pub(crate) async fn delete(&self, app: &Name) -> Result<bool, AppStateError> {
+    pub async fn delete(&self, app: &Name) -> Result<bool, AppStateError> {
         let existed = self.current(app).await?.is_some();
         let what = format!("deleting app `{app}`");
         for key in self.keys(&format!("history.{app}.")).await? {
@@ -126,12 +126,12 @@ impl AppStore {
     }
 
     /// The leader's last status of `app`.
-    pub(crate) async fn status(&self, app: &Name) -> Result<Option<AppStatus>, AppStateError> {
+    pub async fn status(&self, app: &Name) -> Result<Option<AppStatus>, AppStateError> {
         self.get(&self.subjects.app_status_key(app)).await
     }
 
     /// Writes `status` (the leader).
-    pub(crate) async fn put_status(&self, status: &AppStatus) -> Result<(), AppStateError> {
+    pub async fn put_status(&self, status: &AppStatus) -> Result<(), AppStateError> {
         self.kv
             .put(self.subjects.app_status_key(&status.app), wire::encode(status).into())
             .await
@@ -140,7 +140,7 @@ impl AppStore {
     }
 
     /// Removes `app`'s status (the leader, once a deleted app is gone).
-    pub(crate) async fn clear_status(&self, app: &Name) -> Result<(), AppStateError> {
+    pub async fn clear_status(&self, app: &Name) -> Result<(), AppStateError> {
         self.kv
             .purge(self.subjects.app_status_key(app))
             .await

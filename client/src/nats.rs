@@ -1,4 +1,4 @@
-//! Connecting to NATS with the credentials and TLS settings every lattice connection shares.
+//! Connecting to NATS with the credentials and TLS settings every lattice connection (hosts, clients) shares.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,14 +50,47 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// The server could not be reached or refused the connection.
-    #[error("cannot connect to NATS at {servers}")]
+    #[error("cannot connect to NATS at {servers}: {cause}{}", hint(*kind))]
     Connect {
         /// The servers tried.
         servers: String,
-        /// Why.
-        #[source]
-        source: async_nats::ConnectError,
+        /// What went wrong, as async-nats classifies it.
+        kind: async_nats::ConnectErrorKind,
+        /// The innermost cause, said once (async-nats repeats it through its error chain).
+        cause: String,
     },
+}
+
+/// What a person can do about a failed connection of `kind`.
+fn hint(kind: async_nats::ConnectErrorKind) -> &'static str {
+    use async_nats::ConnectErrorKind as Kind;
+    match kind {
+        Kind::Io | Kind::TimedOut | Kind::Dns | Kind::MaxReconnects => {
+            " (is a NATS server running there? start one with `lattice up`)"
+        }
+        Kind::Authentication | Kind::AuthorizationViolation => {
+            " (check --nats-user/--nats-password, --nats-token, --nats-nkey or --nats-creds)"
+        }
+        Kind::Tls => " (check --tls-ca, --tls-cert and --tls-key)",
+        Kind::ServerParse => "",
+    }
+}
+
+impl ConnectError {
+    fn connect(servers: String, error: &async_nats::ConnectError) -> Self {
+        // The deepest source says what happened (`Connection refused (os error 111)`); the outer layers only
+        // repeat it after a category (`IO error: …`). Without a source, the category is all there is.
+        let mut cause: &dyn std::error::Error = error;
+        while let Some(source) = cause.source() {
+            cause = source;
+        }
+        let cause = if std::ptr::addr_eq(cause, error as &dyn std::error::Error) {
+            error.kind().to_string()
+        } else {
+            cause.to_string()
+        };
+        ConnectError::Connect { servers, kind: error.kind(), cause }
+    }
 }
 
 /// How long a first connection attempt may take before it is reported as failed.
@@ -114,6 +147,6 @@ impl NatsConfig {
             .max_reconnects(None)
             .connect(self.servers.as_slice())
             .await
-            .map_err(|source| ConnectError::Connect { servers, source })
+            .map_err(|error| ConnectError::connect(servers, &error))
     }
 }
