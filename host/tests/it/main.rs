@@ -8,6 +8,7 @@ mod http;
 mod keyvalue;
 mod messaging;
 mod reuse;
+mod unlinked;
 
 use std::time::Duration;
 
