@@ -7,6 +7,7 @@ mod hostile;
 mod http;
 mod keyvalue;
 mod messaging;
+mod outgoing;
 mod reuse;
 mod unlinked;
 
