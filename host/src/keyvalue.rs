@@ -47,9 +47,11 @@ impl store::Host for InvocationState {
     async fn open(&mut self, identifier: String) -> Fallible<Resource<BucketHandle>> {
         let Some(link) = self.links.keyvalue(&identifier) else {
             tracing::debug!(actor = %self.actor, %identifier, "store.open without a link: access denied");
-            // Reported after the invocation (a warning once per name, and in its error if it fails); a name no
-            // link could have is not worth naming.
-            if self.unlinked_store.is_none() && identifier.len() <= lattice_core::link::MAX_NAME_LEN {
+            // Reported after the invocation (a warning once per name, and in its error if it fails). A name no
+            // link could have (too long, control characters) is not named: it could only forge log lines.
+            let linkable =
+                identifier.len() <= lattice_core::link::MAX_NAME_LEN && !identifier.chars().any(char::is_control);
+            if self.unlinked_store.is_none() && linkable {
                 self.unlinked_store = Some(identifier);
             }
             return Ok(Err(store::Error::AccessDenied));
