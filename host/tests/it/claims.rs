@@ -199,10 +199,7 @@ async fn untrusted_issuer_is_refused() {
         matches!(&error, LoadError::Rejected(Rejection::UntrustedIssuer { issuer }) if *issuer == other),
         "{error:?}"
     );
-    assert_eq!(
-        error.to_string(),
-        format!("actor is signed by issuer {other}, which this host does not trust")
-    );
+    assert_eq!(error.to_string(), format!("actor is signed by issuer {other}, which this host does not trust"));
     // Trusting it as well admits it.
     let (rt, _cache) = runtime_with(trusting(vec![issuer().public_key(), other]));
     let actor = rt
