@@ -151,6 +151,7 @@ fn sign(args: SignArgs) -> anyhow::Result<()> {
 
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let bytes = read_component(&args.component)?;
+    crate::check::component(&args.component, &bytes)?;
     let found =
         claims::inspect(&bytes).with_context(|| format!("cannot read the claims of {}", args.component.display()))?;
     let Some(found) = found else {

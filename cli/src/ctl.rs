@@ -153,6 +153,9 @@ pub struct PushArgs {
     /// Name to store it under [the file's stem, with `_` as `-`]
     #[arg(long)]
     pub name: Option<Name>,
+    /// Push it even if it is not signed (only hosts started with --allow-unsigned will run it)
+    #[arg(long)]
+    pub allow_unsigned: bool,
     /// Output format
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
@@ -161,6 +164,7 @@ pub struct PushArgs {
 pub async fn push(args: PushArgs) -> anyhow::Result<()> {
     let lattice = &args.lattice;
     let bytes = tokio::fs::read(&args.file).await.with_context(|| format!("cannot read {}", args.file.display()))?;
+    crate::check::pushable(&args.file, &bytes, args.allow_unsigned)?;
     let name = match args.name {
         Some(name) => name,
         None => {

@@ -225,6 +225,35 @@ pub struct HostFile {
     pub http_read_timeout: Option<String>,
     /// HTTP connections open at once (`--http-max-connections`).
     pub http_max_connections: Option<usize>,
+    /// Issuers whose actors run here (`--trusted-issuer`): public keys `A…`, or `dev`.
+    #[serde(default)]
+    pub trusted_issuers: Vec<String>,
+    /// Also run unsigned actors (`--allow-unsigned`, development only).
+    #[serde(default)]
+    pub allow_unsigned: bool,
+    /// Largest actor memory any actor may be given (`--max-memory`), e.g. `256MiB`.
+    pub max_memory: Option<String>,
+    /// Instances alive at once across the host (`--max-instances`).
+    pub max_instances: Option<u32>,
+    /// Default memory cap per instance (`--memory`), e.g. `64MiB`.
+    pub memory: Option<String>,
+    /// Default CPU time of one invocation (`--cpu-time`), e.g. `1s`.
+    pub cpu_time: Option<String>,
+    /// Default wall-clock timeout of one invocation (`--timeout`), e.g. `10s`.
+    pub timeout: Option<String>,
+    /// Default instances of one actor that may run at once (`--max-concurrency`).
+    pub max_concurrency: Option<u32>,
+    /// Default largest reply (`--max-reply`), e.g. `1MiB`.
+    pub max_reply: Option<String>,
+    /// Default invocations one instance may serve in a row (`--instance-reuse`), at least 1.
+    pub instance_reuse: Option<u32>,
+    /// Directory of the compiled-component cache (`--cache-dir`).
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every time, with no cache (`--no-cache`).
+    #[serde(default)]
+    pub no_cache: bool,
+    /// The operator key the reconciler signs placements with (`--reconciler-key`): a seed, a seed file, or `dev`.
+    pub reconciler_key: Option<String>,
 }
 
 impl HostFile {
@@ -250,12 +279,89 @@ impl HostFile {
 }
 
 fn duration(flag: Option<Duration>, file: Option<&str>, what: &str, default: Duration) -> anyhow::Result<Duration> {
+    Ok(file_duration(flag, file, what)?.unwrap_or(default))
+}
+
+/// The flag's duration, else the config file's (`what` is its TOML key).
+fn file_duration(flag: Option<Duration>, file: Option<&str>, what: &str) -> anyhow::Result<Option<Duration>> {
     match (flag, file) {
-        (Some(d), _) => Ok(d),
+        (Some(d), _) => Ok(Some(d)),
         (None, Some(text)) => {
-            humantime::parse_duration(text).with_context(|| format!("invalid {what} `{text}` in host config"))
+            humantime::parse_duration(text).map(Some).with_context(|| format!("invalid {what} `{text}` in host config"))
         }
-        (None, None) => Ok(default),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The flag's size, else the config file's (`what` is its TOML key).
+fn file_size(flag: Option<usize>, file: Option<&str>, what: &str) -> anyhow::Result<Option<usize>> {
+    match (flag, file) {
+        (Some(bytes), _) => Ok(Some(bytes)),
+        (None, Some(text)) => {
+            parse_bytes(text).map(Some).map_err(|e| anyhow::anyhow!("invalid {what} in host config: {e}"))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Everything a host runs with, from flags, then environment, then the config file.
+#[derive(Debug)]
+struct Settings {
+    config: HostConfig,
+    policy: lattice_core::claims::Policy,
+    engine: EngineConfig,
+    cache_dir: Option<PathBuf>,
+}
+
+impl HostArgs {
+    /// The signing policy: flags (or LATTICE_TRUSTED_ISSUERS) replace the file's trusted issuers; unsigned
+    /// actors run if either allows them.
+    fn policy(&self, file: &HostFile) -> anyhow::Result<lattice_core::claims::Policy> {
+        let trusted_issuers = if self.policy.trusted_issuers.is_empty() {
+            file.trusted_issuers.clone()
+        } else {
+            self.policy.trusted_issuers.clone()
+        };
+        PolicyArgs { trusted_issuers, allow_unsigned: self.policy.allow_unsigned || file.allow_unsigned }.to_policy()
+    }
+
+    /// The default actor limits: each flag, else the file's key, else the built-in default.
+    fn limits(&self, file: &HostFile) -> anyhow::Result<lattice_host::ActorLimits> {
+        if file.instance_reuse == Some(0) {
+            bail!("invalid instance_reuse in host config: it must be at least 1");
+        }
+        let flags = &self.limits;
+        Ok(LimitArgs {
+            memory: file_size(flags.memory, file.memory.as_deref(), "memory")?,
+            cpu_time: file_duration(flags.cpu_time, file.cpu_time.as_deref(), "cpu_time")?,
+            timeout: file_duration(flags.timeout, file.timeout.as_deref(), "timeout")?,
+            max_concurrency: flags.max_concurrency.or(file.max_concurrency),
+            max_reply: file_size(flags.max_reply, file.max_reply.as_deref(), "max_reply")?,
+            instance_reuse: flags.instance_reuse.or(file.instance_reuse),
+        }
+        .to_limits())
+    }
+
+    /// The compiled-component cache: the flags if either is given, else the file's.
+    fn cache_dir(&self, file: &HostFile) -> Option<PathBuf> {
+        let cache = if self.cache.cache_dir.is_some() || self.cache.no_cache {
+            self.cache.clone()
+        } else {
+            CacheArgs { cache_dir: file.cache_dir.clone(), no_cache: file.no_cache }
+        };
+        cache.dir()
+    }
+
+    /// The engine's caps: each flag, else the file's key, else the default.
+    fn engine(&self, file: &HostFile) -> anyhow::Result<EngineConfig> {
+        let mut engine = EngineConfig::default();
+        if let Some(m) = file_size(self.max_memory, file.max_memory.as_deref(), "max_memory")? {
+            engine.max_memory_bytes = m;
+        }
+        if let Some(n) = self.max_instances.or(file.max_instances) {
+            engine.max_instances = n;
+        }
+        Ok(engine)
     }
 }
 
@@ -266,11 +372,33 @@ pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
 
 /// [`run_host`], with `extra_provider_allow` patterns allowed on top of the configured ones.
 async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> anyhow::Result<()> {
-    let lattice = &args.lattice;
     let file = match &args.config {
         Some(path) => HostFile::load(path)?,
         None => HostFile::default(),
     };
+    let Settings { config, policy, engine, cache_dir } = settings(&args, &file, extra_provider_allow)?;
+    let runtime = RuntimeBuilder::new()
+        .policy(policy)
+        .engine(engine)
+        .cache_dir(cache_dir)
+        .inmemory_keyvalue_quota(config.kv_quota)
+        .build()
+        .context("cannot start the runtime")?;
+    let host = lattice::start(config, runtime).await.context("cannot join the lattice")?;
+    eprintln!("host {} joined lattice; Ctrl-C to stop", host.id());
+    let stop = host.stop_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("stopping: finishing in-flight invocations");
+        stop.cancel();
+    });
+    host.wait().await;
+    Ok(())
+}
+
+/// Resolves every setting of a host from `args` (flags and environment) over `file`.
+fn settings(args: &HostArgs, file: &HostFile, extra_provider_allow: &[&str]) -> anyhow::Result<Settings> {
+    let lattice = &args.lattice;
     let nats = lattice.nats(Some(&file.nats()));
     let lattice_name = lattice.lattice_name(file.lattice.as_deref())?;
     let mut config = HostConfig::new(nats, lattice_name);
@@ -281,15 +409,15 @@ async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> any
     config.labels.extend(args.labels.iter().cloned());
     config.heartbeat = duration(args.heartbeat, file.heartbeat.as_deref(), "heartbeat", config.heartbeat)?;
     config.grace = duration(args.grace, file.grace.as_deref(), "grace", config.grace)?;
-    config.default_limits = args.limits.to_limits();
+    config.default_limits = args.limits(file)?;
     config.artifact_dir = args.artifact_dir.clone().or_else(|| file.artifact_dir.clone());
     config.kv_quota =
         args.kv_quota.quota(file.kv_max_bytes.as_deref(), file.kv_max_keys).map_err(anyhow::Error::msg)?;
-    config.app_nats = args.app_nats.config(&file, &config.nats);
+    config.app_nats = args.app_nats.config(file, &config.nats);
     config.operators = args.operators.to_policy(&file.trusted_operators, file.require_signed_reads)?;
-    config.operator_key = crate::operator::OperatorKeyArgs { operator_key: args.reconciler_key.clone() }
-        .key()
-        .context("--reconciler-key")?;
+    let reconciler_key = args.reconciler_key.clone().or_else(|| file.reconciler_key.clone());
+    config.operator_key =
+        crate::operator::OperatorKeyArgs { operator_key: reconciler_key }.key().context("--reconciler-key")?;
     let patterns = if args.provider_allow.is_empty() {
         file.provider_allow.clone().unwrap_or_default()
     } else {
@@ -304,13 +432,9 @@ async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> any
     }
     if let Some(addr) = args.http.or(file.http) {
         let mut ingress = lattice_host::lattice::IngressConfig::new(addr);
-        ingress.max_body = match (args.http_max_body, file.http_max_body.as_deref()) {
-            (Some(bytes), _) => bytes,
-            (None, Some(text)) => {
-                parse_bytes(text).map_err(|e| anyhow::anyhow!("invalid http_max_body in host config: {e}"))?
-            }
-            (None, None) => ingress.max_body,
-        };
+        if let Some(bytes) = file_size(args.http_max_body, file.http_max_body.as_deref(), "http_max_body")? {
+            ingress.max_body = bytes;
+        }
         ingress.read_timeout = duration(
             args.http_read_timeout,
             file.http_read_timeout.as_deref(),
@@ -322,31 +446,7 @@ async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> any
         }
         config.http = Some(ingress);
     }
-
-    let mut engine = EngineConfig::default();
-    if let Some(m) = args.max_memory {
-        engine.max_memory_bytes = m;
-    }
-    if let Some(n) = args.max_instances {
-        engine.max_instances = n;
-    }
-    let runtime = RuntimeBuilder::new()
-        .policy(args.policy.to_policy()?)
-        .engine(engine)
-        .cache_dir(args.cache.dir())
-        .inmemory_keyvalue_quota(config.kv_quota)
-        .build()
-        .context("cannot start the runtime")?;
-    let host = lattice::start(config, runtime).await.context("cannot join the lattice")?;
-    eprintln!("host {} joined lattice; Ctrl-C to stop", host.id());
-    let stop = host.stop_token();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        eprintln!("stopping: finishing in-flight invocations");
-        stop.cancel();
-    });
-    host.wait().await;
-    Ok(())
+    Ok(Settings { config, policy: args.policy(file)?, engine: args.engine(file)?, cache_dir: args.cache_dir(file) })
 }
 
 async fn wait_for_signal() {
@@ -404,15 +504,8 @@ fn find_nats_server(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if local.is_file() {
         return Ok(local);
     }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("nats-server");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    bail!("nats-server not found: run scripts/setup.sh, or pass --nats-server")
+    which::which("nats-server")
+        .map_err(|_| anyhow::anyhow!("nats-server not found on PATH: run scripts/setup.sh, or pass --nats-server"))
 }
 
 /// A nats-server this process started; terminated (SIGTERM, then SIGKILL) on drop.
@@ -422,8 +515,11 @@ struct LocalNats {
 
 impl Drop for LocalNats {
     fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        #[cfg(unix)]
+        {
+            let pid = rustix::process::Pid::from_child(&self.child);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -502,6 +598,141 @@ mod tests {
             require_tls: true,
             ..NatsConfig::new(["nats://lattice:4222"])
         }
+    }
+
+    /// `lattice host` with no flags (as if run with an empty environment).
+    fn no_flags() -> HostArgs {
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            host: HostArgs,
+        }
+        <Cli as clap::Parser>::try_parse_from(["host"]).expect("no flags parse").host
+    }
+
+    #[test]
+    fn every_flag_has_a_toml_key() {
+        let command = <HostArgs as clap::Args>::augment_args(clap::Command::new("host"));
+        let mut checked = 0;
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let key = match long {
+                "config" => continue,
+                "label" => "labels".to_owned(),
+                "trusted-issuer" | "trusted-operator" => format!("{}s", long.replace('-', "_")),
+                other => other.replace('-', "_"),
+            };
+            // A key of the wrong type fails on its type; only a key the file lacks fails as unknown.
+            let error = toml::from_str::<HostFile>(&format!("{key} = []")).err().map(|e| e.to_string());
+            assert!(
+                !error.as_deref().is_some_and(|e| e.contains("unknown field")),
+                "--{long} has no TOML key `{key}`: {error:?}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 30, "only {checked} flags checked");
+    }
+
+    #[test]
+    fn a_config_with_every_key_takes_effect() {
+        use lattice_core::keys::{KeyKind, SeedKey};
+        let issuer = SeedKey::generate(KeyKind::Issuer).expect("issuer").public_key();
+        let operator = SeedKey::generate(KeyKind::Operator).expect("operator");
+        let text = format!(
+            r#"
+nats = ["nats://10.0.0.1:4222"]
+lattice = "prod"
+host_id = "edge-1"
+heartbeat = "2s"
+grace = "5s"
+nats_user = "u"
+nats_password = "p"
+nats_token = "t"
+nats_nkey = "SUAAA"
+nats_creds = "host.creds"
+tls_ca = "ca.pem"
+tls_cert = "host.pem"
+tls_key = "host.key"
+require_tls = true
+artifact_dir = "/srv/artifacts"
+kv_max_bytes = "2MiB"
+kv_max_keys = 500
+app_nats = ["nats://10.0.0.2:4222"]
+app_nats_creds = "app.creds"
+app_nats_user = "au"
+app_nats_password = "ap"
+app_nats_token = "at"
+app_nats_nkey = "SUBBB"
+trusted_operators = ["{operator_public}"]
+require_signed_reads = true
+provider_allow = ["redis://10.0.0.5:6379"]
+http = "127.0.0.1:8080"
+http_max_body = "2MiB"
+http_read_timeout = "3s"
+http_max_connections = 50
+trusted_issuers = ["{issuer}"]
+allow_unsigned = true
+max_memory = "128MiB"
+max_instances = 40
+memory = "32MiB"
+cpu_time = "250ms"
+timeout = "4s"
+max_concurrency = 8
+max_reply = "512KiB"
+instance_reuse = 3
+cache_dir = "/var/cache/lattice"
+no_cache = false
+reconciler_key = "{operator_seed}"
+
+[labels]
+zone = "eu"
+"#,
+            operator_public = operator.public_key(),
+            operator_seed = operator.to_seed_string(),
+        );
+        let file: HostFile = toml::from_str(&text).expect("every key parses");
+        let Settings { config, policy, engine, cache_dir } = settings(&no_flags(), &file, &[]).expect("settings");
+        assert_eq!(config.id.as_str(), "edge-1");
+        assert_eq!(config.heartbeat, Duration::from_secs(2));
+        assert_eq!(config.labels.get("zone").map(String::as_str), Some("eu"));
+        assert!(policy.allow_unsigned);
+        assert_eq!(policy.trusted_issuers, [issuer]);
+        assert_eq!((engine.max_memory_bytes, engine.max_instances), (128 << 20, 40));
+        let limits = &config.default_limits;
+        assert_eq!((limits.memory_bytes, limits.max_reply_bytes), (32 << 20, 512 << 10));
+        assert_eq!((limits.cpu_time, limits.timeout), (Duration::from_millis(250), Duration::from_secs(4)));
+        assert_eq!((limits.max_concurrency, limits.instance_reuse), (8, 3));
+        assert_eq!(cache_dir.as_deref(), Some(Path::new("/var/cache/lattice")));
+        assert_eq!(config.kv_quota.max_keys, 500);
+        assert_eq!(config.operators.trusted, [operator.public_key()]);
+        assert_eq!(config.operator_key.map(|k| k.public_key()), Some(operator.public_key()));
+        let http = config.http.expect("the ingress is on");
+        assert_eq!((http.max_body, http.max_connections), (2 << 20, 50));
+        assert!(config.app_nats.is_some());
+
+        // `no_cache` in the file turns the cache off; a flag still wins over the file.
+        let file: HostFile = toml::from_str("no_cache = true\nmax_instances = 40").expect("valid");
+        assert_eq!(settings(&no_flags(), &file, &[]).expect("settings").cache_dir, None);
+        let mut args = no_flags();
+        args.max_instances = Some(7);
+        assert_eq!(settings(&args, &file, &[]).expect("settings").engine.max_instances, 7);
+    }
+
+    #[test]
+    fn unknown_and_invalid_keys_are_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("host.toml");
+        std::fs::write(&path, "allow_unsigned = true\ntrusted_issuer = [\"dev\"]\n").expect("write");
+        let error = format!("{:#}", HostFile::load(&path).expect_err("unknown key"));
+        assert!(error.contains("unknown field `trusted_issuer`"), "{error}");
+        assert!(error.contains("trusted_issuers"), "the error lists the keys: {error}");
+
+        let file: HostFile = toml::from_str("cpu_time = \"soon\"").expect("a string");
+        let error = format!("{:#}", settings(&no_flags(), &file, &[]).expect_err("bad duration"));
+        assert!(error.contains("invalid cpu_time `soon` in host config"), "{error}");
+        let file: HostFile = toml::from_str("instance_reuse = 0").expect("a number");
+        let error = format!("{:#}", settings(&no_flags(), &file, &[]).expect_err("zero reuse"));
+        assert!(error.contains("instance_reuse"), "{error}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod apps;
 mod args;
+mod check;
 mod claims;
 mod connect;
 mod ctl;

@@ -66,6 +66,10 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<()> {
     match args.command {
         RouteCommand::Put { actor, matches } => {
             let route = matches.route()?;
+            let hosts = client.ping(std::time::Duration::from_millis(500)).await?;
+            if let Some(warning) = crate::check::route_target(&actor, &hosts)? {
+                eprintln!("{warning}");
+            }
             client.put_route(&actor, &route).await?;
             println!("route {route} -> {actor} stored");
         }

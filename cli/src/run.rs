@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use lattice_core::claims::Rejection;
 use lattice_core::link::LinkSpec;
-use lattice_host::{ActorConfig, IncomingMessage, LogLine, LogSource, RuntimeBuilder};
+use lattice_host::{ActorConfig, IncomingMessage, LoadError, LogLine, LogSource, RuntimeBuilder};
 
 use crate::args::{CacheArgs, KvQuotaArgs, LimitArgs, Output};
 use crate::policy::PolicyArgs;
@@ -56,6 +57,7 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let bytes =
         tokio::fs::read(&args.component).await.with_context(|| format!("cannot read {}", args.component.display()))?;
+    crate::check::component(&args.component, &bytes)?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.component.file_stem().map_or_else(|| "actor".into(), |s| s.to_string_lossy().into_owned())
     });
@@ -70,6 +72,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let actor = runtime
         .load(&name, bytes, config)
         .await
+        .map_err(with_remedy)
         .with_context(|| format!("cannot load {}", args.component.display()))?;
     // A signed actor is shown under the name its claims give, unless --name says otherwise.
     let name = match (&args.name, actor.claims()) {
@@ -119,6 +122,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         outcome.result.with_context(|| format!("actor `{name}` failed"))?;
     }
     Ok(())
+}
+
+/// A load error, with the flag of this command that would let a refused actor run.
+fn with_remedy(error: LoadError) -> anyhow::Error {
+    match &error {
+        LoadError::Rejected(Rejection::Unsigned) => {
+            anyhow::anyhow!("actor is not signed (pass --allow-unsigned to run unsigned actors in development)")
+        }
+        LoadError::Rejected(Rejection::UntrustedIssuer { issuer }) => {
+            anyhow::anyhow!("{error} (pass --trusted-issuer {issuer} to run its actors)")
+        }
+        _ => error.into(),
+    }
 }
 
 fn source_name(source: LogSource) -> &'static str {

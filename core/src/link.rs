@@ -112,7 +112,7 @@ pub enum LinkParseError {
     #[error("unknown interface `{0}` (expected keyvalue, messaging or http)")]
     UnknownInterface(String),
     /// A name is empty, too long or has control characters.
-    #[error("invalid {what} `{value}`: must be 1-256 printable characters")]
+    #[error("invalid {what} `{value}`: must be 1-{MAX_NAME_LEN} printable characters")]
     InvalidName {
         /// Which part of the spec (`link name`, `provider`, `config key`).
         what: &'static str,

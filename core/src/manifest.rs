@@ -78,7 +78,10 @@ const ACTOR_FIELDS: &[&str] = &[
 const PROVIDER_FIELDS: &[&str] = &["name", "kind", "config", "constraints"];
 const ENV_FIELDS: &[&str] = &["actor", "provider"];
 const LABEL_KEY_RULE: &str = "a label key (1-128 characters, no control characters or `=`)";
-const NAME_RULE: &str = "a name (1-64 characters of A-Z, a-z, 0-9, `_` and `-`)";
+/// What a name must be, with the limit of [`crate::subject::MAX_NAME_LEN`].
+fn name_rule() -> String {
+    format!("a name (1-{} characters of A-Z, a-z, 0-9, `_` and `-`)", crate::subject::MAX_NAME_LEN)
+}
 
 /// One problem in a manifest, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -590,12 +593,12 @@ impl<'t> Cx<'t> {
             DeValue::String(s) => match Name::new(s.as_ref()) {
                 Ok(name) => Some(name),
                 Err(_) => {
-                    self.expected(value, path, NAME_RULE);
+                    self.expected(value, path, &name_rule());
                     None
                 }
             },
             _ => {
-                self.expected(value, path, NAME_RULE);
+                self.expected(value, path, &name_rule());
                 None
             }
         }
@@ -746,7 +749,8 @@ impl<'t> Cx<'t> {
                 for (env, value) in table.iter() {
                     let path = join("env", env.get_ref());
                     if Name::new(env.get_ref().as_ref()).is_err() {
-                        let message = format!("expected {NAME_RULE} as environment name, found {:?}", env.get_ref());
+                        let message =
+                            format!("expected {} as environment name, found {:?}", name_rule(), env.get_ref());
                         self.error(env.span(), path.clone(), message);
                     }
                     if let Some(decl) = self.env(value, &path, &declared) {

@@ -41,7 +41,7 @@ pub const MAX_NAME_LEN: usize = 64;
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid name `{0}`: use 1-64 characters of A-Z, a-z, 0-9, `_` and `-`")]
+#[error("invalid name `{0}`: use 1-{MAX_NAME_LEN} characters of A-Z, a-z, 0-9, `_` and `-`")]
 pub struct InvalidName(pub String);
 
 impl Name {

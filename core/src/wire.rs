@@ -272,6 +272,10 @@ pub struct ActorInfo {
     /// The app that placed it; `None` when started by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
+    /// Whether it serves HTTP (exports `wasi:http/incoming-handler`), so a route to it can work. `false` from
+    /// hosts older than this field.
+    #[serde(default)]
+    pub http: bool,
 }
 
 /// Reply to `actor.start`: the actor is ready to serve.

@@ -4,9 +4,11 @@
 //! Outgoing requests ([`OutgoingHttp`], the store's `WasiHttpHooks`): a request leaves only when the actor's
 //! link allows its scheme, host and port ([`OutgoingPolicy`]); anything else fails with the interface's
 //! `HTTP-request-denied`. The host name is resolved here and every address checked: a non-public address
-//! (loopback, private, link-local…) is denied unless the link names the host exactly. Plain `http` connects to
-//! the address checked (no second lookup a rebinding DNS server could answer differently); `https` connects by
-//! name and the certificate must match it. Each invocation may send [`MAX_OUTGOING_REQUESTS`], each with
+//! (loopback, private, link-local…) is denied unless the link names the host exactly. Both schemes connect to
+//! the addresses checked, never to a second lookup a rebinding DNS server could answer differently: plain
+//! `http` by rewriting the request to the address, `https` through [`send_https`], which opens TCP to a checked
+//! address and does TLS with the request's host name as the server name (SNI, and the name the certificate must
+//! match), so a name with a valid public certificate cannot lead to a private address. Each invocation may send [`MAX_OUTGOING_REQUESTS`], each with
 //! bounded connect and read timeouts, and reads at most [`MAX_OUTGOING_RESPONSE_BYTES`] of each response.
 
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
 use lattice_core::http::{HttpRequest, HttpResponse, OutgoingPolicy, Reach, is_public};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme as WasiScheme};
@@ -86,16 +89,21 @@ impl WasiHttpHooks for OutgoingHttp {
         let admitted = self.admit(request.uri());
         Box::new(async move {
             let reach = admitted?;
-            pin_address(&mut request, reach).await?;
+            let checked = pin_address(&mut request, reach).await?;
             let options = RequestOptions {
                 connect_timeout: Some(bounded(options.and_then(|o| o.connect_timeout), MAX_CONNECT_TIMEOUT)),
                 first_byte_timeout: Some(bounded(options.and_then(|o| o.first_byte_timeout), MAX_READ_TIMEOUT)),
                 between_bytes_timeout: Some(bounded(options.and_then(|o| o.between_bytes_timeout), MAX_READ_TIMEOUT)),
             };
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            let response = response
-                .map(|body| Capped { body: body.boxed_unsync(), left: MAX_OUTGOING_RESPONSE_BYTES }.boxed_unsync());
-            Ok((response, Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>))
+            let (response, io): (_, IoFuture) = match checked {
+                Checked::Http => {
+                    let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+                    (response.map(|body| body.boxed_unsync()), Box::new(io))
+                }
+                Checked::Https(addresses) => send_https(request, &addresses, &options).await?,
+            };
+            let response = response.map(|body| Capped { body, left: MAX_OUTGOING_RESPONSE_BYTES }.boxed_unsync());
+            Ok((response, io))
         })
     }
 }
@@ -104,9 +112,21 @@ fn bounded(asked: Option<Duration>, max: Duration) -> Duration {
     asked.map_or(max, |asked| asked.min(max))
 }
 
-/// Resolves the request's host and checks every address against `reach`; a plain `http` request is sent to
-/// the address checked.
-async fn pin_address(request: &mut http::Request<WasiBody>, reach: Reach) -> Result<(), HttpError> {
+/// The future that drives an outgoing request's connection after its response head came.
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+
+/// Where a request may connect, once its addresses are checked.
+#[derive(Debug, PartialEq, Eq)]
+enum Checked {
+    /// A plain `http` request, rewritten to the checked address.
+    Http,
+    /// An `https` request: connect to one of these, in order, with the request's host as the TLS server name.
+    Https(Vec<SocketAddr>),
+}
+
+/// Resolves the request's host and checks every address against `reach`; a plain `http` request is rewritten
+/// to the first address checked, an `https` one gets the checked addresses to connect to.
+async fn pin_address(request: &mut http::Request<WasiBody>, reach: Reach) -> Result<Checked, HttpError> {
     let uri = request.uri().clone();
     let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
     let https = uri.scheme() == Some(&Scheme::HTTPS);
@@ -125,16 +145,145 @@ async fn pin_address(request: &mut http::Request<WasiBody>, reach: Reach) -> Res
         tracing::info!(%uri, "outgoing http request denied: the host resolves to a non-public address");
         return Err(HttpError::HttpRequestDenied);
     }
-    if !https {
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        *request.uri_mut() = http::Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(first.to_string())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    if https {
+        return Ok(Checked::Https(addresses));
     }
-    Ok(())
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = http::Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(first.to_string())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    Ok(Checked::Http)
+}
+
+/// The TLS client of outgoing `https`: the webpki roots and the ring provider, as wasmtime-wasi-http's default
+/// sender has, built once.
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, HttpError> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map(|builder| Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+            .map_err(|e| e.to_string())
+    });
+    match config {
+        Ok(config) => Ok(tokio_rustls::TlsConnector::from(config.clone())),
+        Err(error) => {
+            tracing::warn!(%error, "cannot build the TLS client configuration");
+            Err(HttpError::TlsProtocolError)
+        }
+    }
+}
+
+/// The TLS server name of a request's host: a DNS name, or an IP address (bracketed for IPv6 in the URI).
+fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, HttpError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => Ok(rustls::pki_types::ServerName::from(ip)),
+        Err(_) => Ok(rustls::pki_types::ServerName::try_from(bare.to_owned())?),
+    }
+}
+
+/// Sends an `https` request to one of `addresses` (checked by [`pin_address`], tried in order): TCP to the
+/// address, TLS with the request's host as the server name, then HTTP/1.1, under `options`' timeouts. This is
+/// what `default_send_request` does, except that it never resolves the name again.
+async fn send_https(
+    mut request: http::Request<WasiBody>,
+    addresses: &[SocketAddr],
+    options: &RequestOptions,
+) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
+    let connect_timeout = options.connect_timeout.unwrap_or(MAX_CONNECT_TIMEOUT);
+    let first_byte_timeout = options.first_byte_timeout.unwrap_or(MAX_READ_TIMEOUT);
+    let between_bytes = options.between_bytes_timeout.unwrap_or(MAX_READ_TIMEOUT).max(Duration::from_millis(1));
+    let name = server_name(request.uri().host().ok_or(HttpError::HttpRequestUriInvalid)?)?;
+    let connector = tls_connector()?;
+    let connect = async {
+        let mut last = HttpError::DestinationNotFound;
+        for address in addresses {
+            match tokio::net::TcpStream::connect(address).await {
+                Ok(stream) => return connector.connect(name, stream).await.map_err(HttpError::Tls),
+                Err(error) => last = HttpError::Connect(error),
+            }
+        }
+        Err(last)
+    };
+    let stream = tokio::time::timeout(connect_timeout, connect).await.map_err(|_| HttpError::ConnectionTimeout)??;
+    let (mut sender, connection) =
+        tokio::time::timeout(connect_timeout, hyper::client::conn::http1::handshake(TokioIo::new(stream)))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)??;
+    // Origin form on the wire: the scheme and authority are only for a proxy (the Host header names the host).
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    *request.uri_mut() = http::Uri::try_from(path).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+
+    // The connection is driven while the response head is awaited, then handed back to be driven by the caller.
+    let mut connection = Some(Box::pin(connection));
+    let send = sender.send_request(request);
+    tokio::pin!(send);
+    let head = async {
+        loop {
+            let Some(driving) = connection.as_mut() else {
+                return send.as_mut().await.map_err(HttpError::from);
+            };
+            tokio::select! {
+                response = send.as_mut() => return response.map_err(HttpError::from),
+                ended = driving => {
+                    connection = None;
+                    ended?;
+                }
+            }
+        }
+    };
+    let response =
+        tokio::time::timeout(first_byte_timeout, head).await.map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let io: IoFuture = Box::new(async move {
+        match connection {
+            Some(connection) => connection.await.map_err(HttpError::from),
+            None => Ok(()),
+        }
+    });
+    let response = response.map(|incoming| {
+        Paced { incoming, gap: between_bytes, deadline: Box::pin(tokio::time::sleep(between_bytes)) }.boxed_unsync()
+    });
+    Ok((response, io))
+}
+
+/// A response body that fails when the next bytes take longer than `gap` to come.
+struct Paced {
+    incoming: hyper::body::Incoming,
+    gap: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Paced {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = tokio::time::Instant::now() + self.gap;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(HttpError::from(error)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
 }
 
 /// A response body that fails once more than `left` bytes came.

@@ -1,7 +1,8 @@
 //! `wasi:keyvalue` (store, atomics, batch) for actors, backed by whichever provider the actor's link names.
 //!
 //! `store.open(identifier)` looks `identifier` up in the invocation's [`LinkSet`](crate::LinkSet); without a
-//! link the guest gets `error::access-denied`. Every later call on the bucket goes to the linked provider and
+//! link the guest gets `error::access-denied`, and the host logs a warning naming the link that would grant it
+//! (once per actor and name) and adds that link to the invocation's error if the actor then fails. Every later call on the bucket goes to the linked provider and
 //! the link's bucket (namespace). Provider failures become WIT error values, never traps.
 
 use std::sync::Arc;
@@ -46,6 +47,13 @@ impl store::Host for InvocationState {
     async fn open(&mut self, identifier: String) -> Fallible<Resource<BucketHandle>> {
         let Some(link) = self.links.keyvalue(&identifier) else {
             tracing::debug!(actor = %self.actor, %identifier, "store.open without a link: access denied");
+            // Reported after the invocation (a warning once per name, and in its error if it fails). A name no
+            // link could have (too long, control characters) is not named: it could only forge log lines.
+            let linkable =
+                identifier.len() <= lattice_core::link::MAX_NAME_LEN && !identifier.chars().any(char::is_control);
+            if self.unlinked_store.is_none() && linkable {
+                self.unlinked_store = Some(identifier);
+            }
             return Ok(Err(store::Error::AccessDenied));
         };
         let handle = BucketHandle { link: link.clone() };

@@ -419,6 +419,7 @@ impl Runtime {
                 subscriptions: Subscriptions::default(),
                 warm,
                 queued: Arc::default(),
+                unlinked_warned: std::sync::Mutex::default(),
             }),
         };
         // Messages published once `load` returns reach the actor (see `subscriptions`).
@@ -612,7 +613,13 @@ pub(crate) struct ActorInner {
     warm: Option<Arc<WarmInstances>>,
     /// Invocations waiting for a permit in the admission queue (see [`Actor::admit`]).
     queued: Arc<AtomicUsize>,
+    /// The names `store.open` was refused for want of a link that were logged at WARN: once per name, at
+    /// most [`MAX_UNLINKED_WARNINGS`] names.
+    unlinked_warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// How many distinct unlinked key-value names an actor is warned about; later ones are logged at debug.
+const MAX_UNLINKED_WARNINGS: usize = 32;
 
 /// The smallest per-actor admission queue: invocations that may wait for a permit on one host.
 pub(crate) const MIN_ADMISSION_QUEUE: usize = 8;
@@ -1030,6 +1037,7 @@ impl ActorInner {
             stderr,
             message_id: None,
             durable_sends: 0,
+            unlinked_store: None,
         };
         let mut store = Store::new(&self.runtime.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -1058,6 +1066,7 @@ impl ActorInner {
         state.outgoing = crate::http::OutgoingHttp::new(&state.links);
         state.cpu_ticks_left = self.cpu_ticks;
         state.durable_sends = 0;
+        state.unlinked_store = None;
         state.log_bytes = 0;
         state.logs_dropped = 0;
         instance.store.set_epoch_deadline(1);
@@ -1082,6 +1091,13 @@ impl ActorInner {
             (Some(size), _) => Err(InvokeError::ReplyTooLarge { size, limit: self.limits.max_reply_bytes }),
             (None, Ok(answer)) => Ok(answer),
             (None, Err(error)) => Err(error),
+        };
+        let result = match state.unlinked_store.take() {
+            Some(store) => {
+                self.warn_unlinked(&store);
+                result.map_err(|error| unlinked_hint(error, &self.name, &store))
+            }
+            None => result,
         };
         state.collect_stdio();
         if let Err(error) = &result {
@@ -1118,6 +1134,26 @@ impl ActorInner {
         Ok(exports.insert(Exports { messaging: messaging.map_err(load)?, http: http.map_err(load)? }))
     }
 
+    /// Logs at WARN, once per name, that `store.open(store)` was refused for want of a link.
+    fn warn_unlinked(&self, store: &str) {
+        let first = {
+            let mut warned = self.unlinked_warned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            warned.len() < MAX_UNLINKED_WARNINGS && warned.insert(store.to_owned())
+        };
+        let actor = &*self.name;
+        if first {
+            tracing::warn!(
+                actor,
+                store,
+                "store.open(\"{store}\") refused (access-denied): the actor has no keyvalue link `{store}`; grant \
+                 one with `lattice link put {actor} keyvalue {store} --provider <provider>` (or `--link \
+                 keyvalue:{store}=<provider>` on `lattice run` and `lattice start`)"
+            );
+        } else {
+            tracing::debug!(actor, store, "store.open refused: no keyvalue link");
+        }
+    }
+
     /// The actor's limits.
     pub(crate) fn limits(&self) -> &ActorLimits {
         &self.limits
@@ -1142,6 +1178,22 @@ impl ActorInner {
         } else {
             InvokeError::Trap(format!("{error:#}"))
         }
+    }
+}
+
+/// A failed invocation's error, with the link whose absence likely caused it: the actor's `store.open(store)`
+/// was refused for want of a keyvalue link. Only the actor's own failures (an error value, a trap) get it.
+fn unlinked_hint(error: InvokeError, actor: &str, store: &str) -> InvokeError {
+    let hint = |message: String| {
+        format!(
+            "{message} (its store.open(\"{store}\") was refused: no keyvalue link `{store}`; grant one with \
+             `lattice link put {actor} keyvalue {store} --provider <provider>` or `--link keyvalue:{store}=<provider>`)"
+        )
+    };
+    match error {
+        InvokeError::Handler(message) => InvokeError::Handler(hint(message)),
+        InvokeError::Trap(message) => InvokeError::Trap(hint(message)),
+        other => other,
     }
 }
 

@@ -42,6 +42,10 @@ pub(crate) struct InvocationState {
     pub(crate) message_id: Option<String>,
     /// Durable sends so far that took an id derived from `message_id`.
     pub(crate) durable_sends: u32,
+    /// The first name `store.open` refused in this invocation for want of a keyvalue link (at most
+    /// [`lattice_core::link::MAX_NAME_LEN`] bytes: no link can have a longer name), for the warning and the
+    /// failed invocation's error.
+    pub(crate) unlinked_store: Option<String>,
 }
 
 impl WasiView for InvocationState {

@@ -17,6 +17,7 @@ pub(super) struct Scan<'a> {
 
 /// Walks the top-level sections of `component`, skipping nested modules and components.
 pub(super) fn scan(component: &[u8]) -> Result<Scan<'_>, ClaimsError> {
+    check_preamble(component)?;
     let mut parser = Parser::new(0);
     let mut pos = 0usize;
     let mut found = Scan { claims: Vec::new(), imports: Vec::new() };

@@ -208,6 +208,12 @@ pub struct Verified {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClaimsError {
+    /// The bytes do not start with the WebAssembly header; `looks_like` is a guess at what they are.
+    #[error("not a WebAssembly component: {looks_like}")]
+    NotWasm {
+        /// What the bytes look like instead (`a text file`, `an ELF executable`…).
+        looks_like: &'static str,
+    },
     /// The bytes are not a well-formed WebAssembly binary.
     #[error("cannot parse the component: {0}")]
     Parse(wasmparser::BinaryReaderError),
@@ -216,7 +222,7 @@ pub enum ClaimsError {
     Truncated,
     /// The binary is a core module, not a component.
     #[error(
-        "expected a webassembly component, found a core module (build for wasm32-wasip2 or wrap it with `wasm-tools component new`)"
+        "a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)"
     )]
     NotAComponent,
     /// More than one claims section.
@@ -356,8 +362,9 @@ pub enum SignError {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
-    /// No claims section, and the policy requires one.
-    #[error("actor is not signed (pass --allow-unsigned to run unsigned actors in development)")]
+    /// No claims section, and the policy requires one. The message names no remedy: the caller knows whether
+    /// it is a flag of the command being run or a setting of a remote host.
+    #[error("actor is not signed, and unsigned actors are not allowed")]
     Unsigned,
     /// The component cannot be parsed.
     #[error("{0}")]
@@ -393,7 +400,7 @@ pub enum Rejection {
         expires: u64,
     },
     /// The issuer is not in the policy's trusted issuers.
-    #[error("actor is signed by issuer {issuer}, which this host does not trust (add it to the trusted issuers)")]
+    #[error("actor is signed by issuer {issuer}, which this host does not trust")]
     UntrustedIssuer {
         /// The issuer the claims name.
         issuer: PublicKey,
@@ -466,6 +473,46 @@ pub fn sign(
     Ok(out)
 }
 
+/// Checks the 8-byte preamble only: that `bytes` are a WebAssembly component, not a core module or something
+/// else entirely (then [`ClaimsError::NotWasm`] says what they look like). Cheap: nothing else is parsed.
+pub fn check_preamble(bytes: &[u8]) -> Result<(), ClaimsError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: &[u8] = b"\0asm\x01\x00\x00\x00";
+    if !bytes.starts_with(MAGIC) {
+        return Err(ClaimsError::NotWasm { looks_like: looks_like(bytes) });
+    }
+    if bytes.starts_with(CORE_MODULE) {
+        return Err(ClaimsError::NotAComponent);
+    }
+    Ok(())
+}
+
+/// A guess at what bytes that are not WebAssembly are, from their first bytes.
+fn looks_like(bytes: &[u8]) -> &'static str {
+    let head = bytes.get(..bytes.len().min(512)).unwrap_or(bytes);
+    let text = String::from_utf8_lossy(head);
+    let trimmed = text.trim_start();
+    if bytes.is_empty() {
+        "the file is empty"
+    } else if trimmed.starts_with("(module") || trimmed.starts_with("(component") {
+        "it is WebAssembly text (WAT); assemble it with `wasm-tools parse`"
+    } else if bytes.starts_with(b"\x7fELF") {
+        "it is an ELF executable"
+    } else if bytes.starts_with(b"MZ") {
+        "it is a Windows executable"
+    } else if bytes.starts_with(&[0xcf, 0xfa, 0xed, 0xfe]) || bytes.starts_with(&[0xca, 0xfe, 0xba, 0xbe]) {
+        "it is a Mach-O executable"
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        "it is a zip archive"
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        "it is gzip-compressed"
+    } else if std::str::from_utf8(head).map_or_else(|e| e.error_len().is_none(), |_| true) {
+        "it is a text file"
+    } else {
+        "it does not start with the WebAssembly header `\\0asm`"
+    }
+}
+
 /// Reads the claims of `component` without judging them: `None` when it has no claims section.
 ///
 /// Only top-level custom sections count; claims sections inside nested modules or components are ignored.
@@ -490,20 +537,21 @@ pub fn inspect(component: &[u8]) -> Result<Option<SignedClaims>, ClaimsError> {
 /// Checks, in order: exactly one claims section, that it decodes, the issuer's signature, the component hash,
 /// not-before, expiry (both with `policy.clock_skew`), and that the issuer is trusted.
 pub fn verify(component: &[u8], policy: &Policy, now: u64) -> Result<Verified, Rejection> {
-    let scan = scan(component).map_err(Rejection::InvalidComponent)?;
-    let section = match scan.claims.as_slice() {
-        [] if policy.allow_unsigned => return Ok(Verified { claims: None }),
-        [] => return Err(Rejection::Unsigned),
-        [section] => section,
-        more => return Err(Rejection::MultipleClaimsSections { count: more.len() }),
+    let signed = match inspect(component) {
+        Ok(Some(signed)) => signed,
+        Ok(None) if policy.allow_unsigned => return Ok(Verified { claims: None }),
+        Ok(None) => return Err(Rejection::Unsigned),
+        Err(ClaimsError::MultipleSections { count }) => return Err(Rejection::MultipleClaimsSections { count }),
+        Err(ClaimsError::Malformed(error)) => return Err(Rejection::Malformed(error)),
+        Err(error) => return Err(Rejection::InvalidComponent(error)),
     };
-    let (claims, signed_bytes, signature) = decode_payload(section.data).map_err(Rejection::Malformed)?;
-    if !claims.issuer.verify(&signed_message(signed_bytes), &signature) {
-        return Err(Rejection::BadSignature { issuer: claims.issuer });
+    if !signed.signature_is_valid() {
+        return Err(Rejection::BadSignature { issuer: signed.claims.issuer });
     }
-    if hash_without(component, std::slice::from_ref(&section.range)) != claims.component_hash {
+    if !signed.hash_matches() {
         return Err(Rejection::HashMismatch);
     }
+    let claims = signed.claims;
     if let Some(not_before) = claims.not_before
         && not_before > now.saturating_add(policy.clock_skew)
     {

@@ -157,7 +157,7 @@ fn unsigned_is_refused_unless_allowed() {
     let unsigned = component(42);
     let err = verify(&unsigned, &policy(), NOW).unwrap_err();
     assert!(matches!(err, Rejection::Unsigned));
-    assert_eq!(err.to_string(), "actor is not signed (pass --allow-unsigned to run unsigned actors in development)");
+    assert_eq!(err.to_string(), "actor is not signed, and unsigned actors are not allowed");
     let dev = Policy { allow_unsigned: true, ..policy() };
     assert_eq!(verify(&unsigned, &dev, NOW).unwrap(), Verified { claims: None });
     // Allowing unsigned actors does not weaken the checks on signed ones.
@@ -316,7 +316,31 @@ fn core_modules_are_not_components() {
         sign(&module, &issuer(), &actor(), options()),
         Err(SignError::Component(ClaimsError::NotAComponent))
     ));
-    assert!(matches!(inspect(b"not wasm"), Err(ClaimsError::Parse(_))));
+    assert!(matches!(inspect(b"not wasm"), Err(ClaimsError::NotWasm { looks_like: "it is a text file" })));
+}
+
+#[test]
+fn the_preamble_says_what_bytes_are() {
+    let not_wasm = |bytes: &[u8]| match check_preamble(bytes) {
+        Err(ClaimsError::NotWasm { looks_like }) => looks_like,
+        other => panic!("expected NotWasm, got {other:?}"),
+    };
+    assert_eq!(not_wasm(b""), "the file is empty");
+    assert_eq!(not_wasm(b"\x7fELF\x02\x01\x01"), "it is an ELF executable");
+    assert_eq!(not_wasm(b"PK\x03\x04rest"), "it is a zip archive");
+    assert_eq!(
+        not_wasm(b"  (component (core module))"),
+        "it is WebAssembly text (WAT); assemble it with `wasm-tools parse`"
+    );
+    assert_eq!(
+        not_wasm(&[0xcb, 0xc8, 0x15, 0xb2, 0xff, 0x00]),
+        "it does not start with the WebAssembly header `\\0asm`"
+    );
+    let error = check_preamble(b"#!/bin/sh\necho hi\n").unwrap_err().to_string();
+    assert_eq!(error, "not a WebAssembly component: it is a text file");
+    assert!(!error.contains('\n'));
+    assert!(matches!(check_preamble(b"\0asm\x01\x00\x00\x00"), Err(ClaimsError::NotAComponent)));
+    assert!(check_preamble(b"\0asm\x0d\x00\x01\x00").is_ok());
 }
 
 #[test]

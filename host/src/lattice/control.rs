@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::Message;
 use futures::StreamExt;
+use lattice_core::claims::Rejection;
 use lattice_core::link::LinkSpec;
-use lattice_core::subject::HostVerb;
+use lattice_core::subject::{HostVerb, Name};
 use lattice_core::wire::{
     self, ActorInfo, ActorStarted, ActorStopped, ArtifactRef, Auction, Bid, DeleteLabel, Empty, ErrorCode, EventData,
     HostInfo, HostStopping, Labels, LimitsSpec, ProviderRestarted, ProviderStarted, ProviderStopped, PutLabel, Reply,
@@ -252,10 +253,26 @@ fn load_error_code(error: &LoadError) -> ErrorCode {
     match error {
         // Claims refused, or a link to an interface the claims do not list: both are policy refusals.
         // Bytes that are not a component at all: no claims were judged, it just cannot be compiled.
-        LoadError::Rejected(lattice_core::claims::Rejection::InvalidComponent(_)) => ErrorCode::CompileFailed,
+        LoadError::Rejected(Rejection::InvalidComponent(_)) => ErrorCode::CompileFailed,
         LoadError::Rejected(_) | LoadError::Links(LinkError::NotAllowed { .. }) => ErrorCode::Rejected,
         LoadError::TooLarge { .. } | LoadError::Limits(_) | LoadError::Links(_) => ErrorCode::InvalidConfig,
         LoadError::Compile(_) | LoadError::World(_) => ErrorCode::CompileFailed,
+    }
+}
+
+/// A load error as the caller, on another machine, reads it: a refusal by this host's claims policy names the
+/// setting of this host that would change it, not a flag of the caller's command.
+fn load_error_message(host: &Name, error: &LoadError) -> String {
+    match error {
+        LoadError::Rejected(Rejection::Unsigned) => format!(
+            "actor is not signed, and host {host} refuses unsigned actors: start it with --allow-unsigned or set \
+             allow_unsigned = true in its config (development only), or sign the actor"
+        ),
+        LoadError::Rejected(Rejection::UntrustedIssuer { issuer }) => format!(
+            "actor is signed by issuer {issuer}, which host {host} does not trust: add {issuer} to its trusted \
+             issuers (--trusted-issuer {issuer}, or trusted_issuers in its config)"
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -327,13 +344,14 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         Ok(actor) => actor,
         Err(error) => {
             let code = load_error_code(&error);
+            let message = load_error_message(&shared.id, &error);
             if code == ErrorCode::Rejected {
                 shared
                     .events
-                    .publish(EventData::ActorRejected { name: request.name.clone(), reason: error.to_string(), issuer })
+                    .publish(EventData::ActorRejected { name: request.name.clone(), reason: message.clone(), issuer })
                     .await;
             }
-            return Err(WireError::new(code, error.to_string()));
+            return Err(WireError::new(code, message));
         }
     };
     let info = ActorInfo {
@@ -345,6 +363,7 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         subject: actor.claims().map(|claims| claims.subject.to_string()),
         links: link_texts,
         owner: request.owner.clone(),
+        http: actor.serves_http(),
     };
     // Replacing an actor that runs here keeps its subscription (no gap in its queue group); a new one gets a
     // serving task of its own.

@@ -62,4 +62,8 @@ async fn invalid_component_is_refused_before_anything_runs() {
     // The claims check parses the component first, so garbage is refused there, before any compilation.
     assert!(matches!(error, LoadError::Rejected(Rejection::InvalidComponent(ClaimsError::Parse(_)))), "{error:?}");
     assert!(error.to_string().starts_with("cannot parse the component:"), "{error}");
+
+    // Bytes that are not WebAssembly at all: one line saying what they look like, not a byte dump.
+    let error = rt.load("text", b"hello, world\n".to_vec(), ActorConfig::default()).await.expect_err("text");
+    assert_eq!(error.to_string(), "not a WebAssembly component: it is a text file");
 }

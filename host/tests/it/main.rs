@@ -7,7 +7,9 @@ mod hostile;
 mod http;
 mod keyvalue;
 mod messaging;
+mod outgoing;
 mod reuse;
+mod unlinked;
 
 use std::time::Duration;
 
