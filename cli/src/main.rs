@@ -34,9 +34,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "lattice", version, about, long_about, propagate_version = true)]
 struct Cli {
-    /// More log output on stderr from lattice itself (-v: info, -vv: debug, -vvv: trace); LATTICE_LOG or
-    /// RUST_LOG (filter directives, e.g. lattice_host=debug) replace it
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More logs from lattice on stderr (-v info, -vv debug, -vvv trace); LATTICE_LOG or RUST_LOG (filter
+    /// directives, e.g. lattice_host=debug) replace it
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, display_order = 1000)]
     verbose: u8,
 
     #[command(subcommand)]

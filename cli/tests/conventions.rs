@@ -304,3 +304,27 @@ async fn logging_filters_raise_lattice_only_and_never_colour_a_pipe() -> Result<
     assert!(stderr(out).contains("ignoring LATTICE_LOG"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_names_the_lattice_its_config_file_sets() -> Result<()> {
+    let env = Env::new().await?;
+    std::fs::write(env.path("host.toml"), "lattice = \"from-file\"\n")?;
+    let url = env.nats.url();
+    let log = env.path("up.log");
+    let child = env
+        .command(&["up", "--nats", &url, "--config", "host.toml", "--host-id", "up1"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let up = HostProcess { child, log };
+    let hint = wait_for("`lattice up` to print its lattice", Duration::from_secs(60), || async {
+        let log = up.log();
+        log.contains("joined lattice").then_some(log)
+    })
+    .await
+    .with_context(|| format!("up log:\n{}", up.log()))?;
+    assert!(hint.contains(&format!("lattice `from-file` on {url}")), "{hint}");
+    assert!(hint.contains("--lattice from-file"), "{hint}");
+    assert!(hint.contains("host up1 joined lattice `from-file`"), "{hint}");
+    Ok(())
+}
