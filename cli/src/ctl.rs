@@ -874,3 +874,29 @@ pub async fn provider(args: ProviderArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn event_kinds_are_spelled_alike_in_json_and_text() {
+        let event = Event {
+            host: Name::new("h1").unwrap(),
+            time_ms: 1_767_607_200_123,
+            data: EventData::ProviderRestarting { name: "cache".into(), attempt: 2, reason: "refused".into() },
+        };
+        let json = event_json(&event);
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "kind": "provider.restarting", "host": "h1", "time": "2026-01-05T10:00:00.123Z",
+                "time_ms": 1_767_607_200_123_u64, "data": {"name": "cache", "attempt": 2, "reason": "refused"},
+            })
+        );
+        assert_eq!(event.data.kind(), "provider.restarting");
+        assert_eq!(describe(&event.data), "cache: restart 2 (refused)");
+    }
+}
