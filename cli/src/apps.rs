@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use lattice_core::http::Route;
 use lattice_core::manifest::{ArtifactSource, Manifest, ManifestError};
@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::args::Output;
 use crate::connect::LatticeArgs;
-use crate::ctl::{print_json, table};
 use crate::operator::OperatorKeyArgs;
+use crate::output::{not_found, print_json, refused, table, timeout};
 
 /// The manifest and environment to read.
 #[derive(Debug, Clone, Args)]
@@ -33,7 +33,8 @@ pub struct ManifestArgs {
 /// revision, and wait until the lattice runs it.
 ///
 /// Nothing changes when the manifest has any error (each is printed as file:line:column: field: problem).
-/// Exit code 0 once the app is reconciled; 1 with the reason when --timeout runs out first.
+/// Exit code 0 once the app is reconciled; 5 (timeout) with the reason when --timeout runs out first; 4
+/// (refused) when the manifest has errors.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
@@ -62,6 +63,9 @@ pub struct DiffArgs {
     pub operator: OperatorKeyArgs,
     #[command(flatten)]
     pub manifest: ManifestArgs,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// Show an app's desired against actual state: replicas wanted and running per actor, where, the last
@@ -72,7 +76,7 @@ pub struct StatusArgs {
     pub lattice: LatticeArgs,
     /// The app [every app]
     pub app: Option<Name>,
-    /// Wait until the app is reconciled: exit 0 then, or 1 with the reason when the time runs out
+    /// Wait until the app is reconciled: exit 0 then, or 5 (timeout) with the reason when the time runs out
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", requires = "app")]
     pub wait: Option<Duration>,
     /// List the app's stored revisions instead (version, environment, when, signed by)
@@ -96,6 +100,9 @@ pub struct DeleteArgs {
     /// How long to wait until nothing of it runs
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// List the lattice's apps.
@@ -121,7 +128,7 @@ fn refuse(file: &Path, errors: &[ManifestError]) -> anyhow::Error {
         eprintln!("{error}");
     }
     let n = errors.len();
-    anyhow::anyhow!("{n} error{} in {}: nothing was applied", if n == 1 { "" } else { "s" }, file.display())
+    refused(format!("{n} error{} in {}: nothing was applied", if n == 1 { "" } else { "s" }, file.display()))
 }
 
 /// Reads, validates and resolves the manifest, and checks what only the lattice knows: artifacts that must
@@ -300,7 +307,7 @@ fn short(digest: &str) -> String {
 }
 
 pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
-    let client = args.operator.sign(args.lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
     let prepared = prepare(&client, &args.manifest).await?;
     let name = prepared.spec.name.clone();
     let current = client.app(&name).await?;
@@ -448,7 +455,7 @@ async fn wait_until(
     loop {
         let Some(record) = client.app(app).await? else {
             spinner.finish_and_clear();
-            bail!("app `{app}` was deleted while waiting");
+            return Err(not_found(format!("app `{app}` was deleted while waiting")));
         };
         let reason = match client.app_status(app).await? {
             Some(status) if status.revision == record.revision => {
@@ -470,21 +477,30 @@ async fn wait_until(
         spinner.set_message(format!("{app}: {reason}"));
         if tokio::time::Instant::now() >= deadline {
             spinner.finish_and_clear();
-            bail!(
+            return Err(crate::output::timeout(format!(
                 "app `{app}` revision {} is not reconciled after {}: {reason}",
                 record.revision,
                 humantime::format_duration(timeout)
-            );
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 pub async fn diff(args: DiffArgs) -> anyhow::Result<()> {
-    let client = args.operator.sign(args.lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
     let prepared = prepare(&client, &args.manifest).await?;
     let current = client.app(&prepared.spec.name).await?;
-    print_changes(&prepared.spec.name, &changes(current.as_ref().map(|r| &r.spec), &prepared.spec));
+    let changes = changes(current.as_ref().map(|r| &r.spec), &prepared.spec);
+    if args.output == Output::Json {
+        let pushes: Vec<_> = prepared
+            .pushes
+            .iter()
+            .map(|(name, bytes)| serde_json::json!({"name": name, "size": bytes.len()}))
+            .collect();
+        return print_json(&serde_json::json!({"app": prepared.spec.name, "changes": changes, "pushes": pushes}));
+    }
+    print_changes(&prepared.spec.name, &changes);
     for (name, bytes) in &prepared.pushes {
         println!("+ push {name} ({} bytes)", bytes.len());
     }
@@ -553,7 +569,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         wait_until(&client, &app, deadline, wait_for, false, Stage::Reconciled).await?;
     }
     let Some(record) = client.app(&app).await? else {
-        bail!("no app `{app}` in lattice `{}` (see `lattice apps`)", client.subjects().lattice());
+        return Err(not_found(format!(
+            "no app `{app}` in lattice `{}` (see `lattice apps`)",
+            client.subjects().lattice()
+        )));
     };
     let status = client.app_status(&app).await?;
     let stored = client.list_links().await?;
@@ -627,7 +646,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
 async fn history(client: &LatticeClient, app: &Name, output: Output) -> anyhow::Result<()> {
     let revisions = client.app_history(app).await?;
     if revisions.is_empty() {
-        bail!("no app `{app}` in lattice `{}` (see `lattice apps`)", client.subjects().lattice());
+        return Err(not_found(format!(
+            "no app `{app}` in lattice `{}` (see `lattice apps`)",
+            client.subjects().lattice()
+        )));
     }
     if output == Output::Json {
         return print_json(&revisions);
@@ -678,10 +700,14 @@ fn placed(hosts: &[HostInfo], app: &Name) -> Vec<String> {
 }
 
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
-    let client = args.operator.sign(args.lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
     let before = placed(&client.ping(Duration::from_millis(300)).await?, &args.app);
     let Some((record, links)) = client.delete_app(&args.app).await? else {
-        bail!("no app `{}` in lattice `{}` (see `lattice apps`)", args.app, client.subjects().lattice());
+        return Err(not_found(format!(
+            "no app `{}` in lattice `{}` (see `lattice apps`)",
+            args.app,
+            client.subjects().lattice()
+        )));
     };
     let (_, routes) = sync_app_routes(&client, Some(&record.spec), None).await?;
     let deadline = tokio::time::Instant::now() + args.timeout;
@@ -692,22 +718,34 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    println!("deleted app {} (revision {})", record.spec.name, record.revision);
-    for item in before.iter().filter(|i| !left.contains(i)) {
-        println!("  stopped {item}");
-    }
-    for link in &links {
-        println!("  removed link {link}");
-    }
-    for route in &routes {
-        println!("  removed route {route}");
+    let stopped: Vec<&String> = before.iter().filter(|i| !left.contains(i)).collect();
+    if args.output == Output::Text {
+        println!("deleted app {} (revision {})", record.spec.name, record.revision);
+        for item in &stopped {
+            println!("  stopped {item}");
+        }
+        for link in &links {
+            println!("  removed link {link}");
+        }
+        for route in &routes {
+            println!("  removed route {route}");
+        }
     }
     if !left.is_empty() {
-        bail!(
-            "still running after {}: {} (is a host leading the lattice's reconciler?)",
+        return Err(timeout(format!(
+            "app {} (revision {}) is deleted, but still running after {}: {} (is a host leading the lattice's \
+             reconciler?)",
+            record.spec.name,
+            record.revision,
             humantime::format_duration(args.timeout),
             left.join(", ")
-        );
+        )));
+    }
+    if args.output == Output::Json {
+        return print_json(&serde_json::json!({
+            "app": record.spec.name, "revision": record.revision, "stopped": stopped, "links_removed": links,
+            "routes_removed": routes,
+        }));
     }
     Ok(())
 }

@@ -12,8 +12,27 @@ pub enum Output {
     /// For people.
     #[default]
     Text,
-    /// One JSON document per result, for machines.
+    /// JSON for machines: one pretty-printed document per command, one compact document per line for streams
+    /// (events); errors as {"error": {"code", "message"}}
     Json,
+}
+
+/// Format of the log lines on stderr (`lattice host --log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    /// One line per event, for people (colours only on a terminal, never with NO_COLOR)
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers
+    Json,
+}
+
+/// Parses `key=value` (labels, constraints, provider config); the key must not be empty.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not key=value"))
 }
 
 /// A message payload given inline or read from a file.
@@ -112,9 +131,7 @@ impl CacheArgs {
         if self.no_cache {
             return None;
         }
-        self.cache_dir
-            .clone()
-            .or_else(|| directories::ProjectDirs::from("", "", "lattice").map(|d| d.cache_dir().join("compiled")))
+        self.cache_dir.clone().or_else(crate::dirs::compiled_cache_dir)
     }
 }
 

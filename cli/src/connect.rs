@@ -1,4 +1,7 @@
 //! NATS and lattice selection flags shared by every verb that talks to a lattice.
+//!
+//! They are global: accepted before or after a verb's subcommand (`lattice link list --nats URL`), and shown
+//! under their own help heading after the verb's own flags.
 
 use std::path::PathBuf;
 
@@ -7,45 +10,58 @@ use clap::Args;
 use lattice_core::subject::Name;
 use lattice_host::lattice::{LatticeClient, NatsConfig};
 
+use crate::operator::OperatorKeyArgs;
+
 /// The NATS server used when none is given.
 pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
 
-/// Which lattice, on which NATS, with which credentials.
+/// The help heading of connection and credential flags.
+pub const CONNECTION_HEADING: &str = "Connection options";
+
+/// Which lattice, on which NATS, with which credentials: the flags of `lattice host` and `lattice up` (which
+/// never read contexts), and part of [`LatticeArgs`].
 #[derive(Debug, Clone, Args)]
-pub struct LatticeArgs {
-    /// NATS server URL(s), comma-separated for a cluster [nats://127.0.0.1:4222]
-    #[arg(long = "nats", env = "LATTICE_NATS", value_delimiter = ',', value_name = "URL")]
+pub struct ConnectionArgs {
+    /// NATS server URL(s), comma-separated for a cluster [context, else nats://127.0.0.1:4222]
+    #[arg(
+        long = "nats",
+        env = "LATTICE_NATS",
+        value_delimiter = ',',
+        value_name = "URL",
+        global = true,
+        help_heading = CONNECTION_HEADING
+    )]
     pub servers: Vec<String>,
-    /// Lattice name: lattices on one NATS never see each other [default]
-    #[arg(long, env = "LATTICE_NAME", value_name = "NAME")]
+    /// Lattice name: lattices on one NATS never see each other [context, else default]
+    #[arg(long, env = "LATTICE_NAME", value_name = "NAME", global = true, help_heading = CONNECTION_HEADING)]
     pub lattice: Option<String>,
     /// NATS user name (with --nats-password)
-    #[arg(long, env = "LATTICE_NATS_USER")]
+    #[arg(long, env = "LATTICE_NATS_USER", global = true, help_heading = CONNECTION_HEADING)]
     pub nats_user: Option<String>,
     /// NATS password (with --nats-user)
-    #[arg(long, env = "LATTICE_NATS_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "LATTICE_NATS_PASSWORD", hide_env_values = true, global = true, help_heading = CONNECTION_HEADING)]
     pub nats_password: Option<String>,
     /// NATS token
-    #[arg(long, env = "LATTICE_NATS_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "LATTICE_NATS_TOKEN", hide_env_values = true, global = true, help_heading = CONNECTION_HEADING)]
     pub nats_token: Option<String>,
     /// NATS nkey seed (SU...)
-    #[arg(long, env = "LATTICE_NATS_NKEY", hide_env_values = true)]
+    #[arg(long, env = "LATTICE_NATS_NKEY", hide_env_values = true, global = true, help_heading = CONNECTION_HEADING)]
     pub nats_nkey: Option<String>,
     /// NATS credentials file (.creds)
-    #[arg(long, env = "LATTICE_NATS_CREDS", value_name = "FILE")]
+    #[arg(long, env = "LATTICE_NATS_CREDS", value_name = "FILE", global = true, help_heading = CONNECTION_HEADING)]
     pub nats_creds: Option<PathBuf>,
     /// CA certificate (PEM) to verify the NATS server
-    #[arg(long, env = "LATTICE_TLS_CA", value_name = "FILE")]
+    #[arg(long, env = "LATTICE_TLS_CA", value_name = "FILE", global = true, help_heading = CONNECTION_HEADING)]
     pub tls_ca: Option<PathBuf>,
     /// Client certificate (PEM) for NATS (with --tls-key)
-    #[arg(long, env = "LATTICE_TLS_CERT", value_name = "FILE")]
+    #[arg(long, env = "LATTICE_TLS_CERT", value_name = "FILE", global = true, help_heading = CONNECTION_HEADING)]
     pub tls_cert: Option<PathBuf>,
     /// Client key (PEM) for NATS (with --tls-cert)
-    #[arg(long, env = "LATTICE_TLS_KEY", value_name = "FILE")]
+    #[arg(long, env = "LATTICE_TLS_KEY", value_name = "FILE", global = true, help_heading = CONNECTION_HEADING)]
     pub tls_key: Option<PathBuf>,
 }
 
-impl LatticeArgs {
+impl ConnectionArgs {
     /// The NATS settings, with `fallback` filling what flags and environment left unset.
     pub fn nats(&self, fallback: Option<&NatsConfig>) -> NatsConfig {
         let empty = NatsConfig::default();
@@ -76,11 +92,42 @@ impl LatticeArgs {
         let name = self.lattice.as_deref().or(fallback).unwrap_or("default");
         Name::new(name).context("invalid lattice name")
     }
+}
 
-    /// Connects a control client.
+/// The lattice a control verb talks to: connection flags, then a saved context (`lattice ctx`), then defaults.
+#[derive(Debug, Clone, Args)]
+pub struct LatticeArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Use this saved context (see `lattice ctx`) [the current context]
+    #[arg(long, env = "LATTICE_CONTEXT", value_name = "NAME", global = true, help_heading = CONNECTION_HEADING)]
+    pub context: Option<String>,
+}
+
+impl LatticeArgs {
+    /// Connects a control client that signs with no operator key (reads).
     pub async fn client(&self) -> anyhow::Result<LatticeClient> {
-        let nats = self.nats(None);
-        let lattice = self.lattice_name(None)?;
-        LatticeClient::connect(&nats, lattice).await.map_err(anyhow::Error::from)
+        self.connect(None).await
+    }
+
+    /// Connects a control client that signs with the operator key: `--operator-key` (or its environment),
+    /// else the context's, else this machine's development operator if it has one.
+    pub async fn signed_client(&self, operator: &OperatorKeyArgs) -> anyhow::Result<LatticeClient> {
+        self.connect(Some(operator)).await
+    }
+
+    async fn connect(&self, operator: Option<&OperatorKeyArgs>) -> anyhow::Result<LatticeClient> {
+        let context = crate::ctx::resolve(self.context.as_deref())?.unwrap_or_default();
+        let nats = self.connection.nats(Some(&context.nats_config()));
+        let lattice = self.connection.lattice_name(context.lattice.as_deref())?;
+        let key = match operator {
+            Some(operator) => operator.key_or(context.operator_key.as_deref())?,
+            None => None,
+        };
+        let client = LatticeClient::connect(&nats, lattice).await?;
+        Ok(match key {
+            Some(key) => client.with_operator_key(key),
+            None => client,
+        })
     }
 }

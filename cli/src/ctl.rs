@@ -5,38 +5,22 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use comfy_table::Table;
 use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ActorInfo, ArtifactRef, Event, EventData, HostInfo, LimitsSpec, StartActor};
 use lattice_host::lattice::{CallOptions, ClientError, LatticeClient, check_traceparent, new_traceparent};
 
-use crate::args::{LimitArgs, Output, PayloadArgs};
+use crate::args::{LimitArgs, Output, PayloadArgs, parse_label};
 use crate::connect::LatticeArgs;
 use crate::operator::OperatorKeyArgs;
-
-pub(crate) fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.iter().copied());
-    t
-}
-
-pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
+use crate::output::{ErrorClass, classified, not_found, print_json_line, usage};
+pub(crate) use crate::output::{print_json, table};
 
 fn labels_text(labels: &BTreeMap<String, String>) -> String {
     labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-}
-
-fn parse_label(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("`{s}` is not key=value"))
 }
 
 /// List the lattice's hosts, with those that missed 3 heartbeats shown as lost.
@@ -117,8 +101,7 @@ fn actors_table(host: &HostInfo) -> Table {
 }
 
 pub async fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
-    let lattice = &args.lattice;
-    let client = args.operator.sign(lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
     let info = client.inventory(&args.host).await?;
     if args.output == Output::Json {
         return print_json(&info);
@@ -269,21 +252,26 @@ async fn placement(
     let constraints: BTreeMap<_, _> = constraints.iter().cloned().collect();
     let bids = client.auction(constraints.clone(), Duration::from_millis(500)).await?;
     if bids.is_empty() {
-        bail!(
-            "no host in lattice `{}` matches {}",
-            client.subjects().lattice(),
-            if constraints.is_empty() { "(no hosts answered)".into() } else { labels_text(&constraints) }
-        );
+        return Err(classified(
+            ErrorClass::Unavailable,
+            format!(
+                "no host in lattice `{}` matches {}",
+                client.subjects().lattice(),
+                if constraints.is_empty() { "(no hosts answered)".into() } else { labels_text(&constraints) }
+            ),
+        ));
     }
     if bids.len() < replicas {
-        bail!("only {} host(s) match, {replicas} replicas asked for", bids.len());
+        return Err(classified(
+            ErrorClass::Unavailable,
+            format!("only {} host(s) match, {replicas} replicas asked for", bids.len()),
+        ));
     }
     Ok(bids.into_iter().take(replicas).map(|b| b.host).collect())
 }
 
 pub async fn start(args: StartArgs) -> anyhow::Result<()> {
-    let lattice = &args.lattice;
-    let client = args.operator.sign(lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
     let artifact = match &args.path {
         Some(path) => ArtifactRef::Path(path.display().to_string()),
         None => ArtifactRef::Lattice(args.artifact.clone().unwrap_or_else(|| args.actor.to_string())),
@@ -325,8 +313,11 @@ pub async fn start(args: StartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Hosts running `actor`, from a ping.
-async fn hosts_running(client: &LatticeClient, actor: &Name) -> anyhow::Result<Vec<Name>> {
+/// The hosts a change to `actor` goes to: the `given` ones, else every host running it (from a ping).
+async fn hosts_of(client: &LatticeClient, actor: &Name, given: Vec<Name>) -> anyhow::Result<Vec<Name>> {
+    if !given.is_empty() {
+        return Ok(given);
+    }
     let hosts: Vec<Name> = client
         .ping(Duration::from_millis(500))
         .await?
@@ -335,7 +326,7 @@ async fn hosts_running(client: &LatticeClient, actor: &Name) -> anyhow::Result<V
         .map(|h| h.id)
         .collect();
     if hosts.is_empty() {
-        bail!("no host in lattice `{}` runs actor `{actor}`", client.subjects().lattice());
+        return Err(not_found(format!("no host in lattice `{}` runs actor `{actor}`", client.subjects().lattice())));
     }
     Ok(hosts)
 }
@@ -352,15 +343,23 @@ pub struct StopArgs {
     /// Only on this host (repeatable)
     #[arg(long = "host", value_name = "ID")]
     pub hosts: Vec<Name>,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 pub async fn stop(args: StopArgs) -> anyhow::Result<()> {
-    let lattice = &args.lattice;
-    let client = args.operator.sign(lattice.client().await?)?;
-    let hosts = if args.hosts.is_empty() { hosts_running(&client, &args.actor).await? } else { args.hosts };
-    for host in hosts {
-        let stopped = client.stop_actor(&host, &args.actor).await?;
-        println!("stopped {} on host {}", stopped.name, stopped.host);
+    let client = args.lattice.signed_client(&args.operator).await?;
+    let mut stopped = Vec::new();
+    for host in hosts_of(&client, &args.actor, args.hosts).await? {
+        let actor = client.stop_actor(&host, &args.actor).await?;
+        if args.output == Output::Text {
+            println!("stopped {} on host {}", actor.name, actor.host);
+        }
+        stopped.push(serde_json::json!({"actor": actor.name, "host": actor.host}));
+    }
+    if args.output == Output::Json {
+        return print_json(&stopped);
     }
     Ok(())
 }
@@ -380,15 +379,23 @@ pub struct ScaleArgs {
     /// Only on this host (repeatable)
     #[arg(long = "host", value_name = "ID")]
     pub hosts: Vec<Name>,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
-    let lattice = &args.lattice;
-    let client = args.operator.sign(lattice.client().await?)?;
-    let hosts = if args.hosts.is_empty() { hosts_running(&client, &args.actor).await? } else { args.hosts };
-    for host in hosts {
+    let client = args.lattice.signed_client(&args.operator).await?;
+    let mut scaled = Vec::new();
+    for host in hosts_of(&client, &args.actor, args.hosts).await? {
         let info: ActorInfo = client.scale_actor(&host, &args.actor, args.max_concurrency).await?;
-        println!("scaled {} on host {host}: max concurrency {}", info.name, info.max_concurrency);
+        if args.output == Output::Text {
+            println!("scaled {} on host {host}: max concurrency {}", info.name, info.max_concurrency);
+        }
+        scaled.push(serde_json::json!({"actor": info.name, "host": host, "max_concurrency": info.max_concurrency}));
+    }
+    if args.output == Output::Json {
+        return print_json(&scaled);
     }
     Ok(())
 }
@@ -440,7 +447,7 @@ pub struct CallArgs {
 pub async fn call(args: CallArgs) -> anyhow::Result<()> {
     let traceparent = match args.traceparent.clone() {
         Some(traceparent) => {
-            check_traceparent(&traceparent).map_err(anyhow::Error::msg)?;
+            check_traceparent(&traceparent).map_err(usage)?;
             traceparent
         }
         None => new_traceparent(),
@@ -480,13 +487,15 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
 /// `lattice call --http`: one HTTP request through the lattice to the actor, wherever it runs.
 async fn call_http(client: &LatticeClient, args: &CallArgs, body: Vec<u8>) -> anyhow::Result<()> {
     let method: http::Method =
-        args.method.to_ascii_uppercase().parse().map_err(|_| anyhow::anyhow!("invalid --method `{}`", args.method))?;
+        args.method.to_ascii_uppercase().parse().map_err(|_| usage(format!("invalid --method `{}`", args.method)))?;
     if !args.path.starts_with('/') {
-        bail!("--path must start with `/`");
+        return Err(usage("--path must start with `/`"));
     }
     let mut headers = Vec::new();
     for header in &args.headers {
-        let Some((name, value)) = header.split_once(':') else { bail!("--header `{header}` is not NAME:VALUE") };
+        let Some((name, value)) = header.split_once(':') else {
+            return Err(usage(format!("--header `{header}` is not NAME:VALUE")));
+        };
         headers.push((name.trim().to_ascii_lowercase(), serde_bytes::ByteBuf::from(value.trim().as_bytes().to_vec())));
     }
     let request = lattice_core::http::HttpRequest {
@@ -578,14 +587,32 @@ fn describe(data: &EventData) -> String {
     }
 }
 
-fn print_event(event: &Event, output: Output) {
+/// An event as JSON: its kind spelled as in text and in its subject (`provider.restarting`), and its fields.
+fn event_json(event: &Event) -> serde_json::Value {
+    // The wire form is externally tagged by the Rust variant ({"ProviderRestarting": {...}}); keep the fields.
+    let data = match serde_json::to_value(&event.data) {
+        Ok(serde_json::Value::Object(tagged)) if tagged.len() == 1 => tagged.into_iter().next().map(|(_, v)| v),
+        Ok(_) | Err(_) => None,
+    };
+    serde_json::json!({
+        "kind": event.data.kind(),
+        "host": event.host,
+        "time": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(event.time_ms))
+            .to_string(),
+        "time_ms": event.time_ms,
+        "data": data.unwrap_or(serde_json::Value::Null),
+    })
+}
+
+fn print_event(event: &Event, output: Output) -> anyhow::Result<()> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string(event).unwrap_or_default()),
+        Output::Json => print_json_line(&event_json(event))?,
         Output::Text => {
             let time = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(event.time_ms));
             println!("{time} {:<15} {:<16} {}", event.data.kind(), event.host, describe(&event.data));
         }
     }
+    Ok(())
 }
 
 pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
@@ -594,13 +621,13 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     // Subscribe before reading history so nothing falls between the two.
     let mut live = if args.follow { Some(client.events().await?) } else { None };
     for event in client.recent_events(args.last).await? {
-        print_event(&event, args.output);
+        print_event(&event, args.output)?;
     }
     let Some(live) = live.as_mut() else { return Ok(()) };
     while let Some(event) = live.next().await {
         match event {
             Ok(event) if !args.heartbeats && matches!(event.data, EventData::HostHeartbeat(_)) => {}
-            Ok(event) => print_event(&event, args.output),
+            Ok(event) => print_event(&event, args.output)?,
             Err(error) => eprintln!("undecodable event: {error}"),
         }
     }
@@ -616,6 +643,9 @@ pub struct LabelArgs {
     pub lattice: LatticeArgs,
     #[command(flatten)]
     pub operator: OperatorKeyArgs,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t, global = true)]
+    pub output: Output,
 }
 
 /// What to do with a label.
@@ -639,11 +669,14 @@ pub enum LabelCommand {
 }
 
 pub async fn label(args: LabelArgs) -> anyhow::Result<()> {
-    let client = args.operator.sign(args.lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
     let labels = match args.command {
         LabelCommand::Put { host, label: (k, v) } => client.put_label(&host, &k, &v).await?,
         LabelCommand::Del { host, key } => client.delete_label(&host, &key).await?,
     };
+    if args.output == Output::Json {
+        return print_json(&serde_json::json!({"host": labels.host, "labels": labels.labels}));
+    }
     println!("host {} labels: {}", labels.host, labels_text(&labels.labels));
     Ok(())
 }
@@ -657,6 +690,9 @@ pub struct LinkArgs {
     pub lattice: LatticeArgs,
     #[command(flatten)]
     pub operator: OperatorKeyArgs,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t, global = true)]
+    pub output: Output,
 }
 
 /// What to do with links.
@@ -694,49 +730,51 @@ pub enum LinkCommand {
     Get {
         /// The actor
         actor: Name,
-        /// Output format
-        #[arg(long, short, value_enum, default_value_t)]
-        output: Output,
     },
     /// List every link stored in the lattice
-    List {
-        /// Output format
-        #[arg(long, short, value_enum, default_value_t)]
-        output: Output,
-    },
+    List,
 }
 
 pub async fn link(args: LinkArgs) -> anyhow::Result<()> {
-    let client = args.operator.sign(args.lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
+    let json = args.output == Output::Json;
     match args.command {
         LinkCommand::Put { actor, interface, name, provider, config, force } => {
             let spec = lattice_core::link::LinkSpec { interface, name, provider, config: config.into_iter().collect() };
             // Validate the spec exactly as hosts will parse it.
-            let spec: lattice_core::link::LinkSpec = spec.to_string().parse()?;
+            let spec: lattice_core::link::LinkSpec = spec.to_string().parse().map_err(usage)?;
             if spec.interface == lattice_core::link::Interface::Http {
-                lattice_core::http::OutgoingPolicy::from_link(&spec).map_err(anyhow::Error::msg)?;
+                lattice_core::http::OutgoingPolicy::from_link(&spec).map_err(usage)?;
             }
             if !force {
                 client.check_link_provider(&spec, Duration::from_millis(500)).await.map_err(|e| match e {
                     ClientError::UnknownProvider { .. } => {
-                        anyhow::anyhow!("{e}: start it first, or pass --force to store the link anyway")
+                        not_found(format!("{e}: start it first, or pass --force to store the link anyway"))
                     }
                     other => other.into(),
                 })?;
             }
             client.put_link(&actor, &spec).await?;
+            if json {
+                return print_json(&serde_json::json!({"actor": actor, "link": spec.to_string(), "stored": true}));
+            }
             println!("link {actor} {spec} stored");
         }
         LinkCommand::Del { actor, interface, name } => {
             if !client.delete_link(&actor, interface, &name).await? {
-                bail!("actor `{actor}` has no {interface} link named `{name}`");
+                return Err(not_found(format!("actor `{actor}` has no {interface} link named `{name}`")));
+            }
+            if json {
+                return print_json(&serde_json::json!({
+                    "actor": actor, "interface": interface.to_string(), "name": name, "deleted": true,
+                }));
             }
             println!("link {actor} {interface}:{name} deleted");
         }
-        LinkCommand::Get { actor, output } => crate::inventory::link_get(&client, &actor, output).await?,
-        LinkCommand::List { output } => {
+        LinkCommand::Get { actor } => crate::inventory::link_get(&client, &actor, args.output).await?,
+        LinkCommand::List => {
             let links = client.list_links().await?;
-            if output == Output::Json {
+            if json {
                 let docs: Vec<_> =
                     links.iter().map(|l| serde_json::json!({"actor": l.actor, "link": l.link})).collect();
                 return print_json(&docs);
@@ -760,6 +798,9 @@ pub struct ProviderArgs {
     pub lattice: LatticeArgs,
     #[command(flatten)]
     pub operator: OperatorKeyArgs,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t, global = true)]
+    pub output: Output,
 }
 
 /// What to do with providers.
@@ -791,11 +832,7 @@ pub enum ProviderCommand {
         host: Name,
     },
     /// List the provider instances every host serves (built-in ones included)
-    List {
-        /// Output format
-        #[arg(long, short, value_enum, default_value_t)]
-        output: Output,
-    },
+    List,
     /// Restart a provider whose supervisor gave up (after a `provider.failed` event): lattice provider restart
     /// cache --host h1
     Restart {
@@ -808,20 +845,35 @@ pub enum ProviderCommand {
 }
 
 pub async fn provider(args: ProviderArgs) -> anyhow::Result<()> {
-    let client = args.operator.sign(args.lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
+    let json = args.output == Output::Json;
     match args.command {
         ProviderCommand::Start { kind, host, name, config } => {
             let name = name.unwrap_or_else(|| kind.clone());
             let started = client.start_provider(&host, &name, &kind, config.into_iter().collect()).await?;
+            if json {
+                return print_json(
+                    &serde_json::json!({"name": started.name, "kind": started.kind, "host": started.host}),
+                );
+            }
             println!("started provider {} ({}) on host {}", started.name, started.kind, started.host);
         }
         ProviderCommand::Stop { name, host } => {
             let stopped = client.stop_provider(&host, &name).await?;
+            if json {
+                return print_json(&serde_json::json!({"name": stopped.name, "host": stopped.host}));
+            }
             println!("stopped provider {} on host {}", stopped.name, stopped.host);
         }
-        ProviderCommand::List { output } => crate::inventory::provider_list(&client, output).await?,
+        ProviderCommand::List => crate::inventory::provider_list(&client, args.output).await?,
         ProviderCommand::Restart { name, host } => {
             let restarted = client.restart_provider(&host, &name).await?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "name": restarted.name, "kind": restarted.kind, "host": restarted.host,
+                    "unhealthy": restarted.unhealthy,
+                }));
+            }
             match restarted.unhealthy {
                 None => {
                     println!("restarted provider {} ({}) on host {}", restarted.name, restarted.kind, restarted.host)
@@ -834,4 +886,30 @@ pub async fn provider(args: ProviderArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn event_kinds_are_spelled_alike_in_json_and_text() {
+        let event = Event {
+            host: Name::new("h1").unwrap(),
+            time_ms: 1_767_607_200_123,
+            data: EventData::ProviderRestarting { name: "cache".into(), attempt: 2, reason: "refused".into() },
+        };
+        let json = event_json(&event);
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "kind": "provider.restarting", "host": "h1", "time": "2026-01-05T10:00:00.123Z",
+                "time_ms": 1_767_607_200_123_u64, "data": {"name": "cache", "attempt": 2, "reason": "refused"},
+            })
+        );
+        assert_eq!(event.data.kind(), "provider.restarting");
+        assert_eq!(describe(&event.data), "cache: restart 2 (refused)");
+    }
 }

@@ -13,8 +13,8 @@ use lattice_host::lattice::{self, HostConfig, NatsConfig};
 use lattice_host::{EngineConfig, RuntimeBuilder};
 use serde::Deserialize;
 
-use crate::args::{CacheArgs, KvQuotaArgs, LimitArgs, parse_bytes};
-use crate::connect::{DEFAULT_NATS, LatticeArgs};
+use crate::args::{CacheArgs, KvQuotaArgs, LimitArgs, LogFormat, parse_bytes, parse_label};
+use crate::connect::{ConnectionArgs, DEFAULT_NATS};
 use crate::operator::TrustArgs;
 use crate::policy::PolicyArgs;
 
@@ -22,7 +22,7 @@ use crate::policy::PolicyArgs;
 #[derive(Debug, Clone, Args)]
 pub struct HostArgs {
     #[command(flatten)]
-    pub lattice: LatticeArgs,
+    pub lattice: ConnectionArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
@@ -84,6 +84,9 @@ pub struct HostArgs {
     /// development operator, if this machine has one; `lattice up`: dev]
     #[arg(long, env = "LATTICE_RECONCILER_KEY", hide_env_values = true, value_name = "SEED|FILE|dev")]
     pub reconciler_key: Option<String>,
+    /// Format of the log lines on stderr: text, or json (one object per line) for log shippers
+    #[arg(long, env = "LATTICE_LOG_FORMAT", value_enum, default_value_t, value_name = "FORMAT")]
+    pub log_format: LogFormat,
 }
 
 /// The separate NATS connection for actors' messaging (docs/security.md).
@@ -146,13 +149,6 @@ impl AppNatsArgs {
         let servers = if config.servers.is_empty() { lattice.servers.clone() } else { config.servers };
         Some(NatsConfig { servers, ..config })
     }
-}
-
-fn parse_label(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("`{s}` is not key=value"))
 }
 
 /// The TOML host config file. Every field is optional.
@@ -384,12 +380,14 @@ async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> any
         .inmemory_keyvalue_quota(config.kv_quota)
         .build()
         .context("cannot start the runtime")?;
+    let lattice_name = config.lattice.clone();
     let host = lattice::start(config, runtime).await.context("cannot join the lattice")?;
-    eprintln!("host {} joined lattice; Ctrl-C to stop", host.id());
+    let format = args.log_format;
+    notice(format, &format!("host {} joined lattice `{lattice_name}`; Ctrl-C to stop", host.id()));
     let stop = host.stop_token();
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("stopping: finishing in-flight invocations");
+        notice(format, "stopping: finishing in-flight invocations");
         stop.cancel();
     });
     host.wait().await;
@@ -447,6 +445,15 @@ fn settings(args: &HostArgs, file: &HostFile, extra_provider_allow: &[&str]) -> 
         config.http = Some(ingress);
     }
     Ok(Settings { config, policy: args.policy(file)?, engine: args.engine(file)?, cache_dir: args.cache_dir(file) })
+}
+
+/// A line for the person running the host: on stderr as it is, or an info log line with `--log-format json`
+/// (so that stderr holds nothing but JSON).
+fn notice(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("{message}"),
+        LogFormat::Json => tracing::info!("{message}"),
+    }
 }
 
 async fn wait_for_signal() {
@@ -543,10 +550,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     host.operators.trust_dev = true;
     // Its reconciler places apps' actors with the same operator's signature.
     host.reconciler_key.get_or_insert_with(|| "dev".to_owned());
+    // The lattice's name as the host will resolve it: flag or environment, else --config's, else `default`.
+    let file_lattice = match &host.config {
+        Some(path) => HostFile::load(path)?.lattice,
+        None => None,
+    };
+    let name = host.lattice.lattice_name(file_lattice.as_deref())?;
     let lattice = &mut host.lattice;
     let url = lattice.servers.first().cloned().unwrap_or_else(|| DEFAULT_NATS.to_owned());
     let _nats = if reachable(&url) && args.nats_port.is_none() {
-        eprintln!("using the NATS server at {url}");
+        notice(host.log_format, &format!("using the NATS server at {url}"));
         None
     } else {
         let binary = find_nats_server(args.nats_server.clone())?;
@@ -555,9 +568,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             None if reachable(DEFAULT_NATS) => free_port()?,
             None => 4222,
         };
-        let store = directories::ProjectDirs::from("", "", "lattice")
-            .map(|d| d.data_dir().join("nats"))
-            .unwrap_or_else(|| std::env::temp_dir().join("lattice-nats"));
+        let store = crate::dirs::local_nats_dir();
         std::fs::create_dir_all(&store).with_context(|| format!("cannot create {}", store.display()))?;
         let child = Command::new(&binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -575,13 +586,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        eprintln!("started nats-server (JetStream) at {url}, data in {}", store.display());
+        notice(host.log_format, &format!("started nats-server (JetStream) at {url}, data in {}", store.display()));
         lattice.servers = vec![url];
         Some(nats)
     };
     let url = lattice.servers.first().map_or(DEFAULT_NATS, String::as_str);
-    let name = lattice.lattice.as_deref().unwrap_or("default");
-    eprintln!("lattice `{name}` on {url}: from another terminal, `lattice hosts --nats {url} --lattice {name}`");
+    let hint =
+        format!("lattice `{name}` on {url}: from another terminal, `lattice hosts --nats {url} --lattice {name}`");
+    notice(host.log_format, &hint);
     // Development: providers may reach a Redis on this machine.
     run_host_allowing(host, &lattice_core::allow::LOOPBACK_REDIS).await
 }

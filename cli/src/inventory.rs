@@ -47,7 +47,7 @@ pub enum ArtifactCommand {
 
 /// `lattice artifact …`.
 pub async fn artifact(args: ArtifactArgs) -> anyhow::Result<()> {
-    let client = args.operator.sign(args.lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
     match args.command {
         ArtifactCommand::List { output } => {
             let artifacts = client.artifacts().await?;

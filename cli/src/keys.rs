@@ -11,6 +11,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use lattice_core::keys::{KeyKind, SeedKey};
 
+use crate::args::Output;
+use crate::output::print_json;
+
 /// File name of the development issuer's seed in the config directory.
 const DEV_ISSUER_FILE: &str = "dev-issuer.seed";
 /// File name of the development operator's seed in the config directory.
@@ -27,6 +30,9 @@ const DEV_OPERATOR_FILE: &str = "dev-operator.seed";
 pub struct KeysArgs {
     #[command(subcommand)]
     command: KeysCommand,
+    /// Output format (json: {"kind", "public_key"}, plus "seed_file" and "seed" when written or asked for)
+    #[arg(long, short, value_enum, default_value_t, global = true)]
+    output: Output,
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,30 +106,46 @@ impl From<Kind> for KeyKind {
 
 pub fn run(args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
-        KeysCommand::Gen(args) => generate(args),
+        KeysCommand::Gen(gen_args) => generate(gen_args, args.output),
         KeysCommand::Dev(DevArgs { kind }) => {
-            let key = match kind {
-                DevKind::Issuer => dev_issuer()?,
-                DevKind::Operator => dev_operator()?,
+            let (key, kind) = match kind {
+                DevKind::Issuer => (dev_issuer()?, KeyKind::Issuer),
+                DevKind::Operator => (dev_operator()?, KeyKind::Operator),
             };
+            if args.output == Output::Json {
+                return print_json(
+                    &serde_json::json!({"kind": kind.to_string(), "public_key": key.public_key().to_string()}),
+                );
+            }
             println!("{}", key.public_key());
             Ok(())
         }
     }
 }
 
-fn generate(args: GenArgs) -> anyhow::Result<()> {
+fn generate(args: GenArgs, output: Output) -> anyhow::Result<()> {
     let kind = KeyKind::from(args.kind);
     let key = SeedKey::generate(kind)?;
+    let text = output == Output::Text;
     match &args.out {
         Some(path) => {
             write_seed(path, &key, args.force)?;
-            println!("wrote the {kind} seed to {} (mode 0600; keep it secret)", path.display());
+            if text {
+                println!("wrote the {kind} seed to {} (mode 0600; keep it secret)", path.display());
+            }
         }
         None if !args.print_seed => {
             eprintln!("note: the seed was not saved; pass --out FILE to keep it (or --print-seed to print it)");
         }
         None => {}
+    }
+    if !text {
+        return print_json(&serde_json::json!({
+            "kind": kind.to_string(),
+            "public_key": key.public_key().to_string(),
+            "seed_file": args.out,
+            "seed": args.print_seed.then(|| key.to_seed_string()),
+        }));
     }
     if args.print_seed {
         println!("{}", key.to_seed_string());
@@ -132,15 +154,7 @@ fn generate(args: GenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The directory of lattice's configuration and keys: `LATTICE_CONFIG_DIR`, or the user's config directory.
-pub fn config_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("LATTICE_CONFIG_DIR").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    directories::ProjectDirs::from("", "", "lattice")
-        .map(|d| d.config_dir().to_path_buf())
-        .context("cannot find the user's config directory; set LATTICE_CONFIG_DIR")
-}
+pub use crate::dirs::config_dir;
 
 /// The development issuer, created (with its seed file) on first use.
 pub fn dev_issuer() -> anyhow::Result<SeedKey> {

@@ -2,18 +2,22 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod apps;
 mod args;
 mod check;
 mod claims;
+mod completions;
 mod connect;
 mod ctl;
+mod ctx;
+mod dirs;
 mod host;
 mod inventory;
 mod keys;
 mod operator;
+mod output;
 mod policy;
 mod route;
 mod run;
@@ -25,11 +29,16 @@ mod workflow;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// lattice: run signed WebAssembly actors on one machine or across a lattice of hosts.
+///
+/// Connection flags (--nats, --lattice, credentials, --context) go before or after any verb; `lattice ctx`
+/// saves them. Every verb takes -o json. Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 refused, 5
+/// timeout, 6 unavailable (docs/cli.md).
 #[derive(Debug, Parser)]
-#[command(name = "lattice", version, about, propagate_version = true)]
+#[command(name = "lattice", version, about, long_about, propagate_version = true)]
 struct Cli {
-    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). LATTICE_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More logs from lattice on stderr (-v info, -vv debug, -vvv trace); LATTICE_LOG or RUST_LOG (filter
+    /// directives, e.g. lattice_host=debug) replace it
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, display_order = 1000)]
     verbose: u8,
 
     #[command(subcommand)]
@@ -64,25 +73,84 @@ enum Command {
     Status(apps::StatusArgs),
     Delete(apps::DeleteArgs),
     Apps(apps::AppsArgs),
+    Ctx(ctx::CtxArgs),
+    Completions(completions::CompletionsArgs),
+    Man(completions::ManArgs),
 }
 
-fn init_tracing(verbose: u8) {
+/// The version line: the crate's version, the commit it was built from, the wasmtime it embeds and the
+/// protocol version it speaks.
+fn version() -> String {
+    format!(
+        "{} (commit {}, wasmtime {}, protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("LATTICE_GIT_COMMIT"),
+        env!("LATTICE_WASMTIME_VERSION"),
+        lattice_core::wire::PROTOCOL_VERSION
+    )
+}
+
+/// The command line, with its version line.
+fn command() -> clap::Command {
+    // clap keeps the version for the life of the process.
+    let version: &'static str = Box::leak(version().into_boxed_str());
+    Cli::command().version(version)
+}
+
+/// Logs go to stderr. `LATTICE_LOG` (else `RUST_LOG`) gives the filter; without either, warnings, and `-v`
+/// raises lattice's own crates only (their targets all start with `lattice`), never wasmtime's or NATS's
+/// (`--log-format json`: lattice's at info). Colours only on a terminal and never with NO_COLOR.
+fn init_tracing(verbose: u8, format: args::LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+    let level = match verbose {
+        // A log shipper gets what lattice reports at info (a host joining, leading, stopping).
+        0 if format == args::LogFormat::Json => Some("info"),
+        0 => None,
+        1 => Some("info"),
+        2 => Some("debug"),
+        _ => Some("trace"),
     };
     // What actors log is printed by the verbs themselves; keep it out of the diagnostics unless asked for.
-    let filter = EnvFilter::try_from_env("LATTICE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default},{}=off", lattice_host::ACTOR_LOG_TARGET)));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let default = || {
+        let raised = level.map(|l| format!(",lattice={l}")).unwrap_or_default();
+        EnvFilter::new(format!("warn{raised},{}=off", lattice_host::ACTOR_LOG_TARGET))
+    };
+    let given = ["LATTICE_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()).map(|v| (var, v)));
+    let mut invalid = None;
+    let filter = match given {
+        Some((var, directives)) => EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+            invalid = Some(format!("ignoring {var}: {e}"));
+            default()
+        }),
+        None => default(),
+    };
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        args::LogFormat::Text => builder.with_ansi(color).init(),
+        args::LogFormat::Json => builder.json().init(),
+    }
+    if let Some(invalid) = invalid {
+        tracing::warn!("{invalid}");
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    let matches = command().get_matches();
+    let output = output::requested(&matches);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let log_format = match &cli.command {
+        Command::Host(args) => args.log_format,
+        Command::Up(args) => args.host.log_format,
+        _ => args::LogFormat::Text,
+    };
+    init_tracing(cli.verbose, log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -117,14 +185,19 @@ fn main() -> ExitCode {
             Command::Status(args) => apps::status(args).await,
             Command::Delete(args) => apps::delete(args).await,
             Command::Apps(args) => apps::apps(args).await,
+            Command::Ctx(args) => ctx::run(args),
+            Command::Completions(args) => completions::completions(args, command()),
+            Command::Man(args) => completions::man(args, command()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // One line a person can act on: the error and its causes, joined.
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+        Err(error) if log_format == args::LogFormat::Json => {
+            // A host logging for a shipper ends with a log line, like everything else it says.
+            let class = output::ErrorClass::of(&error);
+            tracing::error!(code = class.code(), "{error:#}");
+            ExitCode::from(class.exit_code())
         }
+        Err(error) => output::report(&error, output),
     }
 }

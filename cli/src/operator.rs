@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Args;
 use lattice_core::control_auth::OperatorPolicy;
 use lattice_core::keys::{KeyKind, PublicKey, SeedKey};
-use lattice_host::lattice::LatticeClient;
 
 use crate::keys;
 
@@ -16,14 +15,28 @@ use crate::keys;
 pub struct OperatorKeyArgs {
     /// Sign control requests and link records with this operator key: a seed (SO…), a seed file, or `dev`
     /// for this machine's development operator [the development operator, if this machine has one]
-    #[arg(long, global = true, env = "LATTICE_OPERATOR_KEY", hide_env_values = true, value_name = "SEED|FILE|dev")]
+    #[arg(
+        long,
+        global = true,
+        env = "LATTICE_OPERATOR_KEY",
+        hide_env_values = true,
+        value_name = "SEED|FILE|dev",
+        help_heading = crate::connect::CONNECTION_HEADING
+    )]
     pub operator_key: Option<String>,
 }
 
 impl OperatorKeyArgs {
     /// The signing key: the one given, else the development operator when it exists, else none.
     pub fn key(&self) -> anyhow::Result<Option<SeedKey>> {
-        let Some(text) = self.operator_key.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        self.key_or(None)
+    }
+
+    /// The signing key: the one given, else `fallback` (a context's), else the development operator when it
+    /// exists, else none.
+    pub fn key_or(&self, fallback: Option<&str>) -> anyhow::Result<Option<SeedKey>> {
+        let given = self.operator_key.as_deref().or(fallback);
+        let Some(text) = given.map(str::trim).filter(|t| !t.is_empty()) else {
             return keys::existing_dev_operator();
         };
         if text == "dev" {
@@ -36,14 +49,6 @@ impl OperatorKeyArgs {
             return Ok(Some(key));
         }
         keys::read_seed(Path::new(text), KeyKind::Operator).context("--operator-key").map(Some)
-    }
-
-    /// `client`, signing with the key these flags name (if any).
-    pub fn sign(&self, client: LatticeClient) -> anyhow::Result<LatticeClient> {
-        Ok(match self.key()? {
-            Some(key) => client.with_operator_key(key),
-            None => client,
-        })
     }
 }
 

@@ -1,14 +1,13 @@
 //! `lattice route`: which actor serves HTTP requests for a host name and path prefix, on every ingress host.
 
-use anyhow::bail;
 use clap::{Args, Subcommand};
 use lattice_core::http::Route;
 use lattice_core::subject::Name;
 
 use crate::args::Output;
 use crate::connect::LatticeArgs;
-use crate::ctl::{print_json, table};
 use crate::operator::OperatorKeyArgs;
+use crate::output::{not_found, print_json, table, usage};
 
 /// HTTP routes: map a host name and path prefix to an actor, for every host started with --http
 #[derive(Debug, Args)]
@@ -19,6 +18,9 @@ pub struct RouteArgs {
     pub lattice: LatticeArgs,
     #[command(flatten)]
     pub operator: OperatorKeyArgs,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t, global = true)]
+    pub output: Output,
 }
 
 /// Which requests a route matches.
@@ -34,7 +36,7 @@ pub struct RouteMatch {
 
 impl RouteMatch {
     fn route(&self) -> anyhow::Result<Route> {
-        Ok(Route::new(self.host.as_deref(), &self.path)?)
+        Route::new(self.host.as_deref(), &self.path).map_err(usage)
     }
 }
 
@@ -54,15 +56,12 @@ pub enum RouteCommand {
         matches: RouteMatch,
     },
     /// List every route and its actor
-    List {
-        /// Output format
-        #[arg(long, short, value_enum, default_value_t)]
-        output: Output,
-    },
+    List,
 }
 
 pub async fn route(args: RouteArgs) -> anyhow::Result<()> {
-    let client = args.operator.sign(args.lattice.client().await?)?;
+    let client = args.lattice.signed_client(&args.operator).await?;
+    let json = args.output == Output::Json;
     match args.command {
         RouteCommand::Put { actor, matches } => {
             let route = matches.route()?;
@@ -71,18 +70,26 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<()> {
                 eprintln!("{warning}");
             }
             client.put_route(&actor, &route).await?;
+            if json {
+                return print_json(
+                    &serde_json::json!({"host": route.host, "path": route.path, "actor": actor, "stored": true}),
+                );
+            }
             println!("route {route} -> {actor} stored");
         }
         RouteCommand::Del { matches } => {
             let route = matches.route()?;
             if !client.delete_route(&route).await? {
-                bail!("no route {route}");
+                return Err(not_found(format!("no route {route}")));
+            }
+            if json {
+                return print_json(&serde_json::json!({"host": route.host, "path": route.path, "deleted": true}));
             }
             println!("route {route} deleted");
         }
-        RouteCommand::List { output } => {
+        RouteCommand::List => {
             let routes = client.list_routes().await?;
-            if output == Output::Json {
+            if json {
                 let docs: Vec<_> = routes
                     .iter()
                     .map(|(route, actor)| serde_json::json!({"host": route.host, "path": route.path, "actor": actor}))

@@ -7,7 +7,7 @@ use lattice_core::subject::Name;
 
 use crate::args::{Output, PayloadArgs};
 use crate::connect::LatticeArgs;
-use crate::ctl::{print_json, table};
+use crate::output::{print_json, refused, table, usage};
 
 /// Publish a message durably: it returns once a JetStream stream stored it
 ///
@@ -47,9 +47,9 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 }
 
 pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    lattice_provider_sdk::validate_subject(&args.subject, false)?;
+    lattice_provider_sdk::validate_subject(&args.subject, false).map_err(usage)?;
     if let Err(reserved) = lattice_core::reserved::check_publish(&args.subject) {
-        anyhow::bail!("cannot publish to `{}`: {reserved}", args.subject);
+        return Err(refused(format!("cannot publish to `{}`: {reserved}", args.subject)));
     }
     let payload = args.payload.read().await?;
     let client = args.lattice.client().await?;

@@ -35,6 +35,7 @@ impl Env {
             .env("LATTICE_CACHE_DIR", self.path("cache"))
             .env_remove("LATTICE_TRUSTED_ISSUERS")
             .env_remove("LATTICE_LOG")
+            .env_remove("RUST_LOG")
             .output()
             .unwrap()
     }
@@ -51,12 +52,22 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Runs and expects exit code 1 with a one-line `error:` on stderr; returns that line.
+    /// Runs and expects exit code 1 (failure) with a one-line `error:` on stderr; returns that line.
     fn fails(&self, args: &[&str]) -> String {
+        self.fails_with(1, args)
+    }
+
+    /// Runs and expects exit code 4 (refused) with a one-line `error:` on stderr; returns that line.
+    fn refused(&self, args: &[&str]) -> String {
+        self.fails_with(4, args)
+    }
+
+    /// Runs and expects exit code `code` with a one-line `error:` on stderr; returns that line.
+    fn fails_with(&self, code: i32, args: &[&str]) -> String {
         let out = self.run(args);
         assert_eq!(
             out.status.code(),
-            Some(1),
+            Some(code),
             "lattice {args:?}: stdout {}\nstderr {}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -227,7 +238,7 @@ fn signed_with_an_issuer_file_runs_when_its_key_is_trusted_through_the_environme
 
     // Trusting only the development issuer refuses it, naming the issuer.
     args.extend_from_slice(&["--trusted-issuer", "dev"]);
-    let error = env.fails(&args);
+    let error = env.refused(&args);
     assert!(error.contains(&format!("actor is signed by issuer {issuer}, which this host does not trust")), "{error}");
 }
 
@@ -236,7 +247,7 @@ fn unsigned_actor_is_refused_without_allow_unsigned() {
     let env = Env::new();
     let mut args = vec!["run", "kv_counter.wasm", "--trusted-issuer", "dev"];
     args.extend_from_slice(RUN_KV);
-    let error = env.fails(&args);
+    let error = env.refused(&args);
     assert_eq!(
         error,
         "error: cannot load kv_counter.wasm: actor is not signed (pass --allow-unsigned to run unsigned actors in development)"
@@ -263,7 +274,7 @@ fn tampered_component_is_refused_with_the_hash_mismatch() {
 
     let mut args = vec!["run", "tampered.wasm", "--trusted-issuer", "dev"];
     args.extend_from_slice(RUN_KV);
-    let error = env.fails(&args);
+    let error = env.refused(&args);
     assert_eq!(
         error,
         "error: cannot load tampered.wasm: claims hash mismatch: the component was modified after signing"
@@ -294,7 +305,7 @@ fn missing_capability_is_refused_at_run_and_warned_at_sign() {
 
     let mut args = vec!["run", "kv_counter.signed.wasm", "--trusted-issuer", "dev"];
     args.extend_from_slice(RUN_KV);
-    let error = env.fails(&args);
+    let error = env.refused(&args);
     assert!(error.contains("needs capability `wasi:keyvalue`, which the actor's claims do not allow"), "{error}");
 }
 
@@ -305,14 +316,14 @@ fn claims_not_yet_valid_are_refused() {
     env.sign_dev(&["--not-before", "1h", "--expires", "2h"]);
     let mut args = vec!["run", "kv_counter.signed.wasm", "--trusted-issuer", "dev"];
     args.extend_from_slice(RUN_KV);
-    let error = env.fails(&args);
+    let error = env.refused(&args);
     assert!(error.contains("claims not valid before "), "{error}");
 }
 
 #[test]
 fn a_malformed_traceparent_is_refused_before_calling() {
     let env = Env::new();
-    let error = env.fails(&["call", "kv-counter", "x", "--traceparent", "00-abc-def-01"]);
+    let error = env.fails_with(2, &["call", "kv-counter", "x", "--traceparent", "00-abc-def-01"]);
     assert!(error.contains("the trace id must be 32 lowercase hex digits"), "{error}");
 }
 
@@ -346,4 +357,133 @@ fn bad_keys_are_one_line_errors_without_the_seed() {
         "wasi:keyvalue/store",
     ]);
     assert!(error.contains("is not a package name"), "{error}");
+}
+
+#[test]
+fn version_names_the_commit_wasmtime_and_protocol() {
+    let env = Env::new();
+    let version = env.ok(&["--version"]);
+    assert!(version.starts_with(&format!("lattice {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(version.contains(", wasmtime 48."), "{version}");
+    assert!(version.contains(&format!(", protocol {})", lattice_core::wire::PROTOCOL_VERSION)), "{version}");
+    // CI builds from a git checkout: the commit is known there.
+    let commit = version.split("commit ").nth(1).and_then(|rest| rest.split(',').next()).unwrap();
+    assert!(commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()), "{version}");
+}
+
+#[test]
+fn completions_and_man_pages_are_generated() {
+    let env = Env::new();
+    let bash = env.ok(&["completions", "bash"]);
+    for expected in ["_lattice()", "ctx", "inventory", "--nats"] {
+        assert!(bash.contains(expected), "{expected} missing from the bash completions");
+    }
+    assert!(env.ok(&["completions", "zsh"]).contains("#compdef lattice"));
+
+    let page = env.ok(&["man"]);
+    assert!(page.contains(".TH lattice 1"), "not roff:\n{page}");
+    assert!(page.contains(".SH NAME") && page.contains("ctx"), "{page}");
+    env.ok(&["man", "pages"]);
+    for page in ["lattice.1", "lattice-link-list.1", "lattice-ctx-set.1", "lattice-completions.1"] {
+        let text = std::fs::read_to_string(env.path("pages").join(page)).unwrap();
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is not roff:\n{text}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_json_errors_carry_a_code() {
+    let env = Env::new();
+    let out = env.run(&["stop"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // An unsigned actor under -o json: one JSON line on stdout, exit code 4 (refused).
+    let mut args = vec!["run", "kv_counter.wasm", "--trusted-issuer", "dev", "-o", "json"];
+    args.extend_from_slice(RUN_KV);
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let error: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(error["error"]["code"], "refused", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("actor is not signed"), "{error}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("error"), "the error is on stdout only: {stderr}");
+
+    // A missing file is not found (3).
+    let out = env.run(&["push", "nothing.wasm", "-o", "json", "--nats", "nats://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["error"]["code"], "not_found", "{error}");
+}
+
+#[test]
+fn keys_print_json_with_the_public_key() {
+    let env = Env::new();
+    let doc: serde_json::Value =
+        serde_json::from_str(&env.ok(&["keys", "gen", "--kind", "operator", "--out", "op.seed", "-o", "json"]))
+            .unwrap();
+    assert_eq!(doc["kind"], "operator");
+    assert!(doc["public_key"].as_str().unwrap().starts_with('O'), "{doc}");
+    assert_eq!(doc["seed_file"], "op.seed");
+    assert!(doc["seed"].is_null(), "no seed unless asked: {doc}");
+    let dev: serde_json::Value = serde_json::from_str(&env.ok(&["keys", "dev", "-o", "json"])).unwrap();
+    assert_eq!(dev["kind"], "issuer");
+    assert_eq!(dev["public_key"].as_str(), Some(last_line(&env.ok(&["keys", "dev"])).as_str()));
+}
+
+#[test]
+fn contexts_are_saved_listed_used_and_deleted() {
+    let env = Env::new();
+    let saved = env.ok(&[
+        "ctx",
+        "set",
+        "prod",
+        "--nats",
+        "nats://a:4222,nats://b:4222",
+        "--lattice",
+        "prod",
+        "--nats-token",
+        "s3cret",
+        "--nats-creds",
+        "prod.creds",
+    ]);
+    assert_eq!(saved, "context prod saved\n");
+    env.ok(&["ctx", "set", "dev", "--nats", "nats://127.0.0.1:4222", "--use"]);
+    // A second set changes only what it gives.
+    env.ok(&["ctx", "set", "prod", "--lattice", "prod-eu"]);
+
+    let list: serde_json::Value = serde_json::from_str(&env.ok(&["ctx", "list", "-o", "json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let prod = &list[1];
+    assert_eq!(prod["name"], "prod");
+    assert_eq!(prod["current"], false);
+    assert_eq!(prod["context"]["nats"], serde_json::json!(["nats://a:4222", "nats://b:4222"]));
+    assert_eq!(prod["context"]["lattice"], "prod-eu");
+    assert_eq!(prod["context"]["nats_token"], "(hidden)", "secrets are never shown");
+    let creds = prod["context"]["nats_creds"].as_str().unwrap();
+    assert!(Path::new(creds).is_absolute() && creds.ends_with("prod.creds"), "{creds}");
+    assert_eq!(list[0]["current"], true);
+
+    env.ok(&["ctx", "use", "prod"]);
+    let shown = env.ok(&["ctx", "show"]);
+    assert!(shown.starts_with("context prod (current)"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    // The file holds the secret, readable by the user only.
+    let file = env.path("config/contexts.toml");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("s3cret"));
+    assert_eq!(mode(&file), 0o600);
+
+    let out = env.run(&["ctx", "use", "nope", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["error"]["code"], "not_found");
+
+    env.ok(&["ctx", "del", "prod"]);
+    let list: serde_json::Value = serde_json::from_str(&env.ok(&["ctx", "list", "-o", "json"])).unwrap();
+    assert_eq!(
+        list,
+        serde_json::json!([{"name": "dev", "current": false, "context": {"nats": ["nats://127.0.0.1:4222"]}}])
+    );
+    let error = env.fails_with(3, &["ctx", "show"]);
+    assert!(error.contains("no current context"), "{error}");
 }

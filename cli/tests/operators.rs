@@ -64,10 +64,10 @@ impl Machine {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Expects exit code 1 and one `error:` line; returns it.
-    fn fails(&self, args: &[&str]) -> String {
+    /// Expects exit code 4 (refused) and one `error:` line; returns it.
+    fn refused(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(1), "lattice {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(4), "lattice {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         let stderr = String::from_utf8(out.stderr).unwrap();
         let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
         assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
@@ -126,13 +126,13 @@ async fn lattice_up_trusts_the_development_operator_the_plain_verbs_sign_with() 
     // Another machine has no development operator: reads work, changes are refused as unsigned.
     let inventory = other.ok(&["inventory", "dev-host"]);
     assert!(inventory.contains("kv-counter"), "{inventory}");
-    let error = other.fails(&["label", "put", "dev-host", "zone=elsewhere"]);
+    let error = other.refused(&["label", "put", "dev-host", "zone=elsewhere"]);
     assert!(error.contains("unsigned"), "{error}");
-    let error = other.fails(&["stop", "kv-counter"]);
+    let error = other.refused(&["stop", "kv-counter"]);
     assert!(error.contains("unsigned"), "{error}");
     // Its own operator key is not trusted either.
     other.ok(&["keys", "gen", "--kind", "operator", "--out", "other/op.seed"]);
-    let error = other.fails(&["label", "put", "dev-host", "zone=elsewhere", "--operator-key", "other/op.seed"]);
+    let error = other.refused(&["label", "put", "dev-host", "zone=elsewhere", "--operator-key", "other/op.seed"]);
     assert!(error.contains("untrusted operator"), "{error}");
     assert_eq!(dev.ok(&["call", "kv-counter", "visits"]).trim(), "2");
 
