@@ -13,6 +13,7 @@ mod host;
 mod keys;
 mod operator;
 mod policy;
+mod project;
 mod route;
 mod run;
 mod workflow;
@@ -61,6 +62,10 @@ enum Command {
     Status(apps::StatusArgs),
     Delete(apps::DeleteArgs),
     Apps(apps::AppsArgs),
+    New(project::new::NewArgs),
+    Build(project::build::BuildArgs),
+    Dev(project::dev::DevArgs),
+    Wit(project::wit::WitArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -113,6 +118,10 @@ fn main() -> ExitCode {
             Command::Status(args) => apps::status(args).await,
             Command::Delete(args) => apps::delete(args).await,
             Command::Apps(args) => apps::apps(args).await,
+            Command::New(args) => project::new::run(args),
+            Command::Build(args) => project::build::run(args),
+            Command::Dev(args) => project::dev::run(args).await,
+            Command::Wit(args) => project::wit::run(args),
         }
     });
     match result {
