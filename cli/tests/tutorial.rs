@@ -5,10 +5,17 @@
 //! (`CARGO_TARGET_TMPDIR`), so later runs only rebuild the actor. The Python project needs componentize-py on
 //! PATH (`scripts/setup.sh` installs it into `.venv/`, which `scripts/test.sh` puts on PATH): without it the
 //! test fails and says so.
+//!
+//! `lattice dev` is run against `lattice up` on a real nats-server: one save of the source, one redeploy.
 #![allow(clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lattice_test_harness::NatsServer;
 
 /// The tutorial's run: three messages to a fresh in-memory store.
 const RUN: &[&str] =
@@ -23,18 +30,25 @@ impl Scratch {
         Scratch { dir: tempfile::tempdir().unwrap() }
     }
 
-    /// Runs `lattice args` in `cwd` (relative to the scratch directory) with this scratch's keys and cache.
-    fn lattice(&self, cwd: &str, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_lattice"))
+    /// `lattice args` in `cwd` (relative to the scratch directory) with this scratch's keys and cache.
+    fn command(&self, cwd: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lattice"));
+        command
             .args(args)
             .current_dir(self.dir.path().join(cwd))
             .env("LATTICE_CONFIG_DIR", self.dir.path().join("config"))
             .env("LATTICE_CACHE_DIR", self.dir.path().join("cache"))
             .env("CARGO_TARGET_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("tutorial-target"))
             .env_remove("LATTICE_TRUSTED_ISSUERS")
-            .env_remove("LATTICE_LOG")
-            .output()
-            .unwrap();
+            .env_remove("LATTICE_TRUSTED_OPERATORS")
+            .env_remove("LATTICE_OPERATOR_KEY")
+            .env_remove("LATTICE_LOG");
+        command
+    }
+
+    /// Runs `lattice args` in `cwd` and expects success.
+    fn lattice(&self, cwd: &str, args: &[&str]) -> Output {
+        let out = self.command(cwd, args).stdin(Stdio::null()).output().unwrap();
         assert!(
             out.status.success(),
             "lattice {args:?} failed ({}):\n{}",
@@ -88,4 +102,91 @@ fn your_first_actor_in_python() {
     let scratch = Scratch::new();
     let artifact = scratch.new_and_build("hello-py", &["--lang", "python"]);
     scratch.run_counts_to_three("hello-py", &artifact);
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines a reader writes, read on a thread of their own.
+fn lines(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { return };
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// Reads `lines` until one satisfies `done`, failing after `limit` with what was read and the `log` file.
+fn wait_for_line(
+    lines: &mpsc::Receiver<String>,
+    what: &str,
+    limit: Duration,
+    log: Option<&Path>,
+    done: impl Fn(&str) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if done(&line) => return,
+            Ok(line) => seen.push(line),
+            Err(error) => panic!(
+                "no {what} within {limit:?} ({error}); read:\n{}\nlog:\n{}",
+                seen.join("\n"),
+                log.map(|l| std::fs::read_to_string(l).unwrap_or_default()).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+#[test]
+fn lattice_dev_redeploys_on_save() {
+    let nats = NatsServer::start().unwrap();
+    let scratch = Scratch::new();
+    scratch.lattice(".", &["new", "hello-dev"]);
+    let up = |args: &[&str]| {
+        let mut command = scratch.command(".", args);
+        command.env("LATTICE_NATS", nats.url()).env("LATTICE_NAME", "tutorial").stdin(Stdio::null());
+        command
+    };
+    let mut host = Running(
+        up(&["up", "--trusted-issuer", "dev", "--host-id", "dev-host"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let host_log = lines(host.0.stderr.take().unwrap());
+    wait_for_line(&host_log, "host joining", Duration::from_secs(60), None, |l| l.contains("joined lattice"));
+
+    let mut dev = up(&["dev", "--link", "keyvalue:default=inmemory", "--call", "visits"]);
+    let log = scratch.dir.path().join("dev.log");
+    dev.current_dir(scratch.dir.path().join("hello-dev"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut dev = Running(dev.spawn().unwrap());
+    let stdout = lines(dev.0.stdout.take().unwrap());
+    let build = Duration::from_secs(300);
+    wait_for_line(&stdout, "first deploy and call", build, Some(&log), |l| l == "1");
+
+    let source = scratch.dir.path().join("hello-dev/src/lib.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    let edited =
+        text.replace("Message::new(value.to_string().as_bytes())", "Message::new(format!(\"v={value}\").as_bytes())");
+    assert_ne!(text, edited, "the template's reply line changed; update this test");
+    std::fs::write(&source, edited).unwrap();
+    wait_for_line(&stdout, "redeploy after the save", build, Some(&log), |l| l == "v=2");
 }

@@ -47,6 +47,7 @@ pub struct DevArgs {
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let dir = super::absolute(&args.build.path)?;
     super::Lang::detect(&dir)?;
+    eprintln!("watching {} (Ctrl-C stops)", dir.display());
     let (sender, changes) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
@@ -70,7 +71,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
         }
     });
-    eprintln!("watching {} (Ctrl-C stops)", args.build.path.display());
     loop {
         if let Err(error) = deploy(&args).await {
             eprintln!("error: {error:#}");
