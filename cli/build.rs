@@ -48,6 +48,10 @@ fn embed_project_files() {
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
         let path = entry.expect("directory entry").path();
+        // Caches a tool may leave in the templates (python -m py_compile) are not part of them.
+        if path.file_name().is_some_and(|n| n == "__pycache__") {
+            continue;
+        }
         if path.is_dir() {
             walk(&path, files);
         } else {

@@ -190,3 +190,39 @@ fn lattice_dev_redeploys_on_save() {
     std::fs::write(&source, edited).unwrap();
     wait_for_line(&stdout, "redeploy after the save", build, Some(&log), |l| l == "v=2");
 }
+
+#[test]
+fn wit_new_and_build_explain_what_is_wrong_in_one_line() {
+    let scratch = Scratch::new();
+    // `lattice wit DIR` writes the same packages as the repository's wit/.
+    scratch.lattice(".", &["wit", "mine"]);
+    let written = std::fs::read_to_string(scratch.dir.path().join("mine/lattice.wit")).unwrap();
+    assert_eq!(written, include_str!("../../wit/lattice.wit"));
+    assert!(scratch.dir.path().join("mine/deps/keyvalue/store.wit").is_file());
+
+    let fails = |cwd: &str, args: &[&str], path: Option<&str>| {
+        let mut command = scratch.command(cwd, args);
+        if let Some(path) = path {
+            command.env("PATH", path);
+        }
+        let out = command.stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "lattice {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+        errors[0].to_owned()
+    };
+    let error = fails(".", &["build"], None);
+    assert!(error.contains("is not an actor project"), "{error}");
+    scratch.lattice(".", &["new", "twice", "--lang", "python"]);
+    let error = fails(".", &["new", "twice"], None);
+    assert!(error.contains("twice already exists"), "{error}");
+    let error = fails(".", &["new", "Not_A_Name"], None);
+    assert!(error.contains("not a valid actor name"), "{error}");
+    // A Python build without componentize-py names the PyPI package.
+    let error = fails("twice", &["build"], Some("/nonexistent"));
+    assert!(error.contains("install the PyPI package `componentize-py` (pip install componentize-py)"), "{error}");
+    // A bad --cap is refused before anything is built.
+    let error = fails("twice", &["build", "--cap", "wasi:nonsense"], None);
+    assert!(error.contains("unknown capability `wasi:nonsense`"), "{error}");
+}

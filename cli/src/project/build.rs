@@ -14,8 +14,10 @@ use crate::claims::{self, Identity, SignRequest, SignedFile};
 /// The world every project built here targets.
 const WORLD: &str = "lattice:actor/actor";
 
-/// Build the actor project (Rust: cargo for wasm32-wasip2; Python: componentize-py) and sign it with the
-/// capabilities its imports need. Prints the path of the signed component on the last line of stdout.
+/// Build the actor project and sign it; prints the signed component's path.
+///
+/// Rust projects build with cargo for wasm32-wasip2, Python ones with componentize-py. The component is signed
+/// with the capabilities its imports need; its path is the last line of stdout.
 ///
 /// The language is detected: Cargo.toml means Rust, app.py Python. The actor's name and version come from
 /// Cargo.toml's [package] or pyproject.toml's [project]. It is signed by this machine's development issuer

@@ -19,8 +19,10 @@ use crate::operator::OperatorKeyArgs;
 /// How long to wait after a change for more (an editor's save is several events).
 const SETTLE: Duration = Duration::from_millis(300);
 
-/// Watch the actor project, and on every save rebuild it (as `lattice build`), push it and start it in place of
-/// the running one on the lattice (as `lattice up` runs it), printing each result or error. Ctrl-C stops.
+/// Rebuild and redeploy the actor project to the local lattice on every save.
+///
+/// On every save it rebuilds the project (as `lattice build`), pushes it and starts it in place of the running
+/// one on the lattice (as `lattice up` runs it), printing each result or error. Ctrl-C stops.
 ///
 /// A failed build or deploy is printed and the watch goes on. The actor runs under its project's name, on the
 /// hosts already running it, else on one host chosen by auction.

@@ -7,8 +7,10 @@ use clap::Args;
 
 use super::{Lang, embedded};
 
-/// Create an actor project in a new directory: a key-value counter that replies (and publishes when linked),
-/// the WIT packages it targets in wit/, a README with the build and run steps, and a .gitignore.
+/// Create an actor project (Rust or Python) in a new directory.
+///
+/// The project is a key-value counter that replies (and publishes when linked), the WIT packages it targets in
+/// wit/, a README with the build and run steps, and a .gitignore.
 ///
 /// Then: cd <name> && lattice build
 ///

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// Write the WIT packages actors target (wit/lattice.wit and its wit/deps) into a directory.
+/// Write the WIT packages actors target into a directory [./wit].
 ///
-/// The world `lattice:actor/actor` imports wasi:keyvalue, wasi:messaging and wasi:logging and exports
+/// Writes lattice.wit and deps/ (the WASI packages it uses). The world `lattice:actor/actor` imports wasi:keyvalue, wasi:messaging and wasi:logging and exports
 /// wasi:messaging/incoming-handler; `lattice:actor/http-actor` serves wasi:http. Existing files of the same
 /// names are replaced.
 ///

@@ -29,10 +29,15 @@ struct Actor;
 impl Guest for Actor {
     fn handle(message: Message) -> Result<(), Error> {
         let payload = message.data();
-        let key = std::str::from_utf8(&payload).map(str::trim).ok().filter(|k| !k.is_empty()).unwrap_or("counter");
-        let bucket = store::open(STORE).map_err(|e| Error::Other(format!("open `{STORE}`: {e:?}")))?;
-        let value =
-            atomics::increment(&bucket, key, 1).map_err(|e| Error::Other(format!("increment `{key}`: {e:?}")))?;
+        let key = std::str::from_utf8(&payload)
+            .map(str::trim)
+            .ok()
+            .filter(|k| !k.is_empty())
+            .unwrap_or("counter");
+        let bucket =
+            store::open(STORE).map_err(|e| Error::Other(format!("open `{STORE}`: {e:?}")))?;
+        let value = atomics::increment(&bucket, key, 1)
+            .map_err(|e| Error::Other(format!("increment `{key}`: {e:?}")))?;
         log(Level::Info, "{{name}}", &format!("{key} = {value}"));
 
         // Publishing is optional: without an `events` link, connecting is refused and the actor only replies.
