@@ -24,7 +24,9 @@ const SETTLE: Duration = Duration::from_millis(300);
 /// On every save it rebuilds the project (as `lattice build`), pushes it and starts it in place of the running
 /// one on the lattice (as `lattice up` runs it), printing each result or error. Ctrl-C stops.
 ///
-/// A failed build or deploy is printed and the watch goes on. The actor runs under its project's name, on the
+/// It watches the project's files and directories except build outputs (target/, build/, hidden ones, generated
+/// bindings); a directory added later is not watched until it restarts. A failed build or deploy is printed and
+/// the watch goes on. The actor runs under its project's name, on the
 /// hosts already running it, else on one host chosen by auction.
 ///
 /// Example: lattice up --trusted-issuer dev &  lattice dev --link keyvalue:default=inmemory --call visits
@@ -59,7 +61,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     })
     .context("cannot watch files")?;
-    watcher.watch(&dir, RecursiveMode::Recursive).with_context(|| format!("cannot watch {}", dir.display()))?;
+    // The project's top level, and each of its directories but build outputs (a target/ can hold thousands).
+    watcher.watch(&dir, RecursiveMode::NonRecursive).with_context(|| format!("cannot watch {}", dir.display()))?;
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+        if path.is_dir() && is_source(&dir, &path) {
+            watcher
+                .watch(&path, RecursiveMode::Recursive)
+                .with_context(|| format!("cannot watch {}", path.display()))?;
+        }
+    }
     let (wake, mut saved) = tokio::sync::mpsc::unbounded_channel();
     // notify delivers on its own thread; this one filters and settles the events, then wakes the loop below.
     std::thread::spawn(move || {
