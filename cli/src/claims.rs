@@ -36,7 +36,7 @@ enum ClaimsCommand {
 /// use, so signing a new version under the same name keeps the actor's identity.
 ///
 /// Example: lattice claims sign kv_counter.wasm --issuer dev --name kv-counter --version 0.1.0
-///   --cap wasi:keyvalue --expires 30d
+///   --infer-caps --expires 30d
 #[derive(Debug, Args)]
 #[command(disable_version_flag = true)]
 struct SignArgs {
@@ -52,24 +52,148 @@ struct SignArgs {
     /// The actor's version, e.g. 0.1.0
     #[arg(long)]
     version: String,
-    /// A capability the actor may import and be linked for: a WIT package such as wasi:keyvalue or
-    /// wasi:messaging. Repeatable. Baseline imports need none: wasi:io, wasi:cli, wasi:clocks, wasi:random,
-    /// wasi:logging, and wasi:messaging's types and request-reply (to receive and reply)
-    #[arg(long = "cap", value_name = "INTERFACE", value_delimiter = ',')]
+    /// A capability the actor may import and be linked for: wasi:keyvalue, wasi:messaging or wasi:http.
+    /// Repeatable. Baseline imports need none: wasi:io, wasi:cli, wasi:clocks, wasi:random, wasi:logging,
+    /// wasi:filesystem and wasi:sockets (hosts grant actors no directories and no network), and wasi:messaging's
+    /// types and request-reply (to receive and reply)
+    #[arg(long = "cap", value_name = "CAPABILITY", value_delimiter = ',')]
     caps: Vec<String>,
+    /// Also grant every capability the component's imports need (what `lattice build` does)
+    #[arg(long)]
+    infer_caps: bool,
+    #[command(flatten)]
+    identity: Identity,
+    /// Where to write the signed component [<stem>.signed.wasm next to the input]
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// Who the actor is and when its claims are valid: shared by `claims sign` and `lattice build`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Identity {
     /// The actor's identity: its public key (M…) or its seed file [the seed `actors/<name>.seed` in the config
     /// directory, created on first use]
     #[arg(long, value_name = "ACTOR_PUBKEY|SEED_FILE")]
-    subject: Option<String>,
+    pub subject: Option<String>,
     /// The claims expire this long from now, e.g. 30d or 12h [never]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
-    expires: Option<Duration>,
+    pub expires: Option<Duration>,
     /// The claims are valid only from this long from now, e.g. 1h [immediately]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
-    not_before: Option<Duration>,
-    /// Where to write the signed component [<stem>.signed.wasm next to the input]
-    #[arg(long, short, value_name = "FILE")]
-    out: Option<PathBuf>,
+    pub not_before: Option<Duration>,
+}
+
+/// What to sign, and how: the parts of `claims sign` that `lattice build` reuses.
+#[derive(Debug, Clone)]
+pub struct SignRequest {
+    /// The unsigned (or previously signed) component.
+    pub component: PathBuf,
+    /// `dev` or an issuer seed file.
+    pub issuer: String,
+    pub name: String,
+    pub version: String,
+    /// Capabilities given with --cap (validated here).
+    pub caps: Vec<String>,
+    /// Add the capabilities the component's imports need.
+    pub infer_caps: bool,
+    pub identity: Identity,
+    /// Where the signed copy goes [<stem>.signed.wasm next to the input].
+    pub out: Option<PathBuf>,
+}
+
+/// A signed component written to disk.
+#[derive(Debug)]
+pub struct SignedFile {
+    pub path: PathBuf,
+    pub claims: claims::Claims,
+}
+
+/// Checks the --cap values: each must be a capability claims can grant. A baseline package (which needs no
+/// capability) is dropped with a warning rather than refused, so older commands keep working.
+pub fn validate_caps(caps: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut valid = Vec::new();
+    for cap in caps.iter().map(|c| c.trim()) {
+        if claims::BASELINE_PACKAGES.contains(&cap) {
+            eprintln!("warning: --cap {cap} is not needed: every actor may import {cap} (it grants nothing here)");
+            continue;
+        }
+        claims::check_capability(cap).map_err(|e| anyhow::anyhow!("--cap: {e}"))?;
+        valid.push(cap.to_owned());
+    }
+    Ok(valid)
+}
+
+/// Signs `request.component` and writes the signed copy; warns on stderr when the claims do not allow what the
+/// component imports.
+pub fn sign_file(request: &SignRequest) -> anyhow::Result<SignedFile> {
+    let mut interfaces = validate_caps(&request.caps)?;
+    let bytes = read_component(&request.component)?;
+    let imports = claims::component_imports(&bytes)
+        .with_context(|| format!("{} is not a WebAssembly component", request.component.display()))?;
+    if request.infer_caps {
+        interfaces.extend(claims::needed_capabilities(&imports));
+    }
+    let issuer = if request.issuer == "dev" {
+        keys::dev_issuer()?
+    } else {
+        keys::read_seed(Path::new(&request.issuer), KeyKind::Issuer).context("--issuer")?
+    };
+    let subject = match &request.identity.subject {
+        Some(subject) => resolve_subject(subject)?,
+        None => {
+            let path = keys::config_dir()?.join("actors").join(actor_seed_file(&request.name)?);
+            keys::load_or_create(&path, KeyKind::Actor, &format!("actor `{}`", request.name))?.public_key()
+        }
+    };
+    let now = unix_now();
+    let options = SignOptions {
+        name: request.name.clone(),
+        version: request.version.clone(),
+        interfaces,
+        issued_at: now,
+        not_before: request.identity.not_before.map(|d| now.saturating_add(d.as_secs())),
+        expires: request.identity.expires.map(|d| now.saturating_add(d.as_secs())),
+    };
+    let signed = claims::sign(&bytes, &issuer, &subject, options)
+        .with_context(|| format!("cannot sign {}", request.component.display()))?;
+    let out = request.out.clone().unwrap_or_else(|| default_output(&request.component));
+    std::fs::write(&out, &signed).with_context(|| format!("cannot write {}", out.display()))?;
+
+    let claims = claims::inspect(&signed)?.context("the signed component has no claims (a bug)")?.claims;
+    // Say now, not at deploy time, when the claims do not allow what the component imports.
+    let mut warned: Vec<&str> = Vec::new();
+    for import in &imports {
+        if let Some(capability) = claims::capability_of(import)
+            && !claims.allows(capability)
+            && !warned.contains(&capability)
+        {
+            warned.push(capability);
+            eprintln!(
+                "warning: {} imports `{import}`, which needs --cap {capability}: hosts will refuse this actor \
+                 (or sign with --infer-caps)",
+                request.component.display()
+            );
+        }
+    }
+    Ok(SignedFile { path: out, claims })
+}
+
+/// The JSON document of a signed file: path, subject, issuer, capabilities (and name, version, validity).
+pub fn signed_json(signed: &SignedFile) -> serde_json::Value {
+    let c = &signed.claims;
+    serde_json::json!({
+        "path": signed.path.display().to_string(),
+        "name": c.name,
+        "version": c.version,
+        "subject": c.subject.to_string(),
+        "issuer": c.issuer.to_string(),
+        "capabilities": c.interfaces,
+        "not_before": c.not_before.map(rfc3339),
+        "expires": c.expires.map(rfc3339),
+    })
 }
 
 /// Show the claims of a component: issuer, actor, name, version, capabilities, validity, and whether its hash
@@ -93,52 +217,23 @@ pub fn run(args: ClaimsArgs) -> anyhow::Result<()> {
 }
 
 fn sign(args: SignArgs) -> anyhow::Result<()> {
-    let bytes = read_component(&args.component)?;
-    let issuer = if args.issuer == "dev" {
-        keys::dev_issuer()?
-    } else {
-        keys::read_seed(Path::new(&args.issuer), KeyKind::Issuer).context("--issuer")?
+    let request = SignRequest {
+        component: args.component,
+        issuer: args.issuer,
+        name: args.name,
+        version: args.version,
+        caps: args.caps,
+        infer_caps: args.infer_caps,
+        identity: args.identity,
+        out: args.out,
     };
-    let subject = match &args.subject {
-        Some(subject) => resolve_subject(subject)?,
-        None => {
-            let path = keys::config_dir()?.join("actors").join(actor_seed_file(&args.name)?);
-            keys::load_or_create(&path, KeyKind::Actor, &format!("actor `{}`", args.name))?.public_key()
-        }
-    };
-    let now = unix_now();
-    let not_before = args.not_before.map(|d| now.saturating_add(d.as_secs()));
-    let expires = args.expires.map(|d| now.saturating_add(d.as_secs()));
-    let options = SignOptions {
-        name: args.name.clone(),
-        version: args.version.clone(),
-        interfaces: args.caps.iter().map(|c| c.trim().to_owned()).collect(),
-        issued_at: now,
-        not_before,
-        expires,
-    };
-    let signed = claims::sign(&bytes, &issuer, &subject, options)
-        .with_context(|| format!("cannot sign {}", args.component.display()))?;
-    let out = args.out.clone().unwrap_or_else(|| default_output(&args.component));
-    std::fs::write(&out, &signed).with_context(|| format!("cannot write {}", out.display()))?;
-
-    let claims = claims::inspect(&signed)?.context("the signed component has no claims (a bug)")?.claims;
-    // Say now, not at deploy time, when the claims do not allow what the component imports.
-    let imports = claims::component_imports(&signed).unwrap_or_default();
-    let mut warned: Vec<&str> = Vec::new();
-    for import in &imports {
-        if let Some(capability) = claims::capability_of(import)
-            && !claims.allows(capability)
-            && !warned.contains(&capability)
-        {
-            warned.push(capability);
-            eprintln!(
-                "warning: {} imports `{import}`, which needs --cap {capability}: hosts will refuse this actor",
-                args.component.display()
-            );
-        }
+    let signed = sign_file(&request)?;
+    if args.output == Output::Json {
+        println!("{:#}", signed_json(&signed));
+        return Ok(());
     }
-    println!("signed {} {} -> {}", claims.name, claims.version, out.display());
+    let claims = &signed.claims;
+    println!("signed {} {} -> {}", claims.name, claims.version, signed.path.display());
     println!("issuer:       {}", claims.issuer);
     println!("capabilities: {}", list_or(&claims.interfaces, "none"));
     if let Some(not_before) = claims.not_before {

@@ -19,6 +19,7 @@ mod keys;
 mod operator;
 mod output;
 mod policy;
+mod project;
 mod route;
 mod run;
 mod workflow;
@@ -76,6 +77,10 @@ enum Command {
     Ctx(ctx::CtxArgs),
     Completions(completions::CompletionsArgs),
     Man(completions::ManArgs),
+    New(project::new::NewArgs),
+    Build(project::build::BuildArgs),
+    Dev(project::dev::DevArgs),
+    Wit(project::wit::WitArgs),
 }
 
 /// The version line: the crate's version, the commit it was built from, the wasmtime it embeds and the
@@ -188,6 +193,10 @@ fn main() -> ExitCode {
             Command::Ctx(args) => ctx::run(args),
             Command::Completions(args) => completions::completions(args, command()),
             Command::Man(args) => completions::man(args, command()),
+            Command::New(args) => project::new::run(args),
+            Command::Build(args) => project::build::run(args),
+            Command::Dev(args) => project::dev::run(args).await,
+            Command::Wit(args) => project::wit::run(args),
         }
     });
     match result {

@@ -218,7 +218,7 @@ fn signed_with_an_issuer_file_runs_when_its_key_is_trusted_through_the_environme
         "1.0.0",
         "--cap",
         "wasi:keyvalue,wasi:messaging",
-        "-o",
+        "--out",
         "out.wasm",
     ]);
     assert_eq!(last_line(&signed), actor);
@@ -307,6 +307,10 @@ fn missing_capability_is_refused_at_run_and_warned_at_sign() {
     args.extend_from_slice(RUN_KV);
     let error = env.refused(&args);
     assert!(error.contains("needs capability `wasi:keyvalue`, which the actor's claims do not allow"), "{error}");
+    assert!(
+        error.contains("(sign it with `--cap wasi:keyvalue`, or `lattice build` / `claims sign --infer-caps`)"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -356,7 +360,39 @@ fn bad_keys_are_one_line_errors_without_the_seed() {
         "--cap",
         "wasi:keyvalue/store",
     ]);
-    assert!(error.contains("is not a package name"), "{error}");
+    assert!(error.contains("unknown capability `wasi:keyvalue/store`"), "{error}");
+}
+
+#[test]
+fn unknown_capabilities_are_refused_and_inferred_ones_are_exactly_the_imports() {
+    let env = Env::new();
+    fn sign<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args =
+            vec!["claims", "sign", "kv_counter.wasm", "--issuer", "dev", "--name", "kv-counter", "--version", "0.1.0"];
+        args.extend_from_slice(extra);
+        args
+    }
+    let error = env.fails(&sign(&["--cap", "wasi:nonsense"]));
+    assert!(
+        error.ends_with("unknown capability `wasi:nonsense` (capabilities: wasi:keyvalue, wasi:messaging, wasi:http)"),
+        "{error}"
+    );
+
+    // kv-counter imports key-value and only the baseline parts of messaging.
+    let signed: serde_json::Value = serde_json::from_str(&env.ok(&sign(&["--infer-caps", "-o", "json"]))).unwrap();
+    assert_eq!(signed["capabilities"], serde_json::json!(["wasi:keyvalue"]), "{signed}");
+    assert!(signed["path"].as_str().unwrap().ends_with("kv_counter.signed.wasm"), "{signed}");
+    assert!(signed["subject"].as_str().unwrap().starts_with('M'), "{signed}");
+    assert!(signed["issuer"].as_str().unwrap().starts_with('A'), "{signed}");
+    assert!(!env.path("json").exists(), "-o is the output format, not a file");
+    let mut args = vec!["run", "kv_counter.signed.wasm", "--trusted-issuer", "dev"];
+    args.extend_from_slice(RUN_KV);
+    env.ok(&args);
+
+    // A baseline package needs no capability: accepted with a warning, not granted.
+    let signed: serde_json::Value =
+        serde_json::from_str(&env.ok(&sign(&["--cap", "wasi:filesystem,wasi:keyvalue", "-o", "json"]))).unwrap();
+    assert_eq!(signed["capabilities"], serde_json::json!(["wasi:keyvalue"]), "{signed}");
 }
 
 #[test]

@@ -96,7 +96,17 @@ pub const MAX_INTERFACE_LEN: usize = 128;
 pub const DEFAULT_CLOCK_SKEW: u64 = 60;
 
 /// Packages every actor may import without a capability in its claims.
-pub const BASELINE_PACKAGES: &[&str] = &["wasi:io", "wasi:cli", "wasi:clocks", "wasi:random", "wasi:logging"];
+///
+/// `wasi:filesystem` and `wasi:sockets` are here because importing them grants nothing: a host gives actors no
+/// preopened directories and no network (its WASI context is built with neither), so every call fails. Toolchains
+/// such as componentize-py and jco import them by default; requiring a claim for them would only make users add
+/// capabilities that allow nothing. If a host ever grants directories or sockets, they must leave this list.
+pub const BASELINE_PACKAGES: &[&str] =
+    &["wasi:io", "wasi:cli", "wasi:clocks", "wasi:random", "wasi:logging", "wasi:filesystem", "wasi:sockets"];
+
+/// The capabilities claims can grant: the packages whose imports reach something through a link or a policy.
+/// `lattice claims sign --cap` accepts only these.
+pub const CAPABILITIES: &[&str] = &["wasi:keyvalue", "wasi:messaging", "wasi:http"];
 
 /// Interfaces every actor needs to receive a message and reply to it, so they need no capability. Reaching
 /// out (`producer.send`, `request-reply.request`) needs a messaging client, which only a messaging link gives,
@@ -406,7 +416,10 @@ pub enum Rejection {
         issuer: PublicKey,
     },
     /// An import needs a capability the claims do not list.
-    #[error("import `{import}` needs capability `{capability}`, which the actor's claims do not allow")]
+    #[error(
+        "import `{import}` needs capability `{capability}`, which the actor's claims do not allow (sign it with \
+         `--cap {capability}`, or `lattice build` / `claims sign --infer-caps`)"
+    )]
     CapabilityNotAllowed {
         /// The capability (package name) the import needs.
         capability: String,
@@ -593,6 +606,29 @@ pub fn check_imports(claims: &Claims, imports: &[String]) -> Result<(), Rejectio
         }
     }
     Ok(())
+}
+
+/// The capabilities `imports` need, sorted and without repeats: what `--infer-caps` signs with.
+pub fn needed_capabilities(imports: &[String]) -> Vec<String> {
+    let mut needed: Vec<String> = imports.iter().filter_map(|i| capability_of(i)).map(str::to_owned).collect();
+    needed.sort();
+    needed.dedup();
+    needed
+}
+
+/// Checks that `capability` is one claims can grant ([`CAPABILITIES`]); the error is one line listing them, and
+/// says so when the package is one every actor may import anyway.
+pub fn check_capability(capability: &str) -> Result<(), String> {
+    if CAPABILITIES.contains(&capability) {
+        return Ok(());
+    }
+    let valid = CAPABILITIES.join(", ");
+    if BASELINE_PACKAGES.contains(&capability) {
+        return Err(format!(
+            "`{capability}` is not a capability: every actor may import it without one (capabilities: {valid})"
+        ));
+    }
+    Err(format!("unknown capability `{capability}` (capabilities: {valid})"))
 }
 
 /// The names of `component`'s top-level imports, in order. For an import that names the interface it

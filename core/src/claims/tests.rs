@@ -378,8 +378,8 @@ fn capabilities_of_imports() {
     assert_eq!(capability_of("wasi:keyvalue/store@0.2.0-draft2"), Some("wasi:keyvalue"));
     assert_eq!(capability_of("wasi:messaging/producer@0.2.0-draft"), Some("wasi:messaging"));
     assert_eq!(capability_of("wasi:http/outgoing-handler@0.2.0"), Some("wasi:http"));
-    assert_eq!(capability_of("wasi:filesystem/types@0.2.0"), Some("wasi:filesystem"));
-    assert_eq!(capability_of("wasi:sockets/tcp"), Some("wasi:sockets"));
+    assert_eq!(capability_of("wasi:filesystem/types@0.2.0"), None);
+    assert_eq!(capability_of("wasi:sockets/tcp"), None);
     assert_eq!(capability_of("acme:thing/api"), Some("acme:thing"));
     assert_eq!(capability_of("acme:thing@1.0.0"), Some("acme:thing"));
     assert_eq!(capability_of("do-something"), Some("do-something"));
@@ -411,7 +411,8 @@ fn imports_outside_the_claims_are_refused() {
     ));
     assert_eq!(
         err.to_string(),
-        "import `wasi:messaging/producer@0.2.0-draft` needs capability `wasi:messaging`, which the actor's claims do not allow"
+        "import `wasi:messaging/producer@0.2.0-draft` needs capability `wasi:messaging`, which the actor's claims do \
+         not allow (sign it with `--cap wasi:messaging`, or `lattice build` / `claims sign --infer-caps`)"
     );
 }
 
@@ -523,4 +524,46 @@ fn receiving_and_replying_need_no_capability_but_producing_does() {
     assert_eq!(capability_of("wasi:messaging/producer@0.2.0-draft"), Some("wasi:messaging"));
     assert_eq!(capability_of("wasi:keyvalue/store@0.2.0-draft2"), Some("wasi:keyvalue"));
     assert_eq!(capability_of("wasi:cli/stdout@0.2.6"), None);
+}
+
+#[test]
+fn filesystem_and_sockets_grant_nothing_so_need_no_capability() {
+    let claims = Claims { interfaces: vec![], ..inspect(&signed(42)).unwrap().unwrap().claims };
+    // What componentize-py and jco components import by default besides the actor world.
+    let imports: Vec<String> = [
+        "wasi:filesystem/types@0.2.0",
+        "wasi:filesystem/preopens@0.2.0",
+        "wasi:sockets/tcp@0.2.0",
+        "wasi:sockets/ip-name-lookup@0.2.0",
+    ]
+    .map(str::to_owned)
+    .into();
+    assert!(check_imports(&claims, &imports).is_ok());
+    assert!(needed_capabilities(&imports).is_empty());
+}
+
+#[test]
+fn needed_capabilities_are_the_packages_of_non_baseline_imports() {
+    let imports: Vec<String> = [
+        "wasi:keyvalue/store@0.2.0-draft2",
+        "wasi:keyvalue/atomics@0.2.0-draft2",
+        "wasi:messaging/types@0.2.0-draft",
+        "wasi:messaging/producer@0.2.0-draft",
+        "wasi:logging/logging@0.1.0-draft",
+        "wasi:cli/stdout@0.2.6",
+    ]
+    .map(str::to_owned)
+    .into();
+    assert_eq!(needed_capabilities(&imports), ["wasi:keyvalue", "wasi:messaging"]);
+}
+
+#[test]
+fn only_known_capabilities_are_accepted() {
+    for known in CAPABILITIES {
+        assert!(check_capability(known).is_ok(), "{known}");
+    }
+    let error = check_capability("wasi:nonsense").unwrap_err();
+    assert_eq!(error, "unknown capability `wasi:nonsense` (capabilities: wasi:keyvalue, wasi:messaging, wasi:http)");
+    assert!(check_capability("wasi:filesystem").unwrap_err().contains("without one"));
+    assert!(check_capability("wasi:keyvalue/store").is_err());
 }
