@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use lattice_client::LatticeClient;
 use lattice_core::http::Route;
 use lattice_core::manifest::{ArtifactSource, Manifest, ManifestError};
 use lattice_core::subject::Name;
 use lattice_core::wire::{AppActor, AppProvider, AppRecord, AppSpec, AppStatus, HostInfo};
-use lattice_host::lattice::LatticeClient;
 use sha2::{Digest, Sha256};
 
 use crate::args::Output;

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use lattice_client::{LatticeClient, NatsConfig};
 use lattice_core::subject::Name;
-use lattice_host::lattice::{LatticeClient, NatsConfig};
 
 use crate::operator::OperatorKeyArgs;
 

@@ -9,9 +9,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use comfy_table::Table;
 use futures::StreamExt;
+use lattice_client::{CallOptions, ClientError, LatticeClient, check_traceparent, new_traceparent};
 use lattice_core::subject::Name;
 use lattice_core::wire::{ActorInfo, ArtifactRef, Event, EventData, HostInfo, LimitsSpec, StartActor};
-use lattice_host::lattice::{CallOptions, ClientError, LatticeClient, check_traceparent, new_traceparent};
 
 use crate::args::{LimitArgs, Output, PayloadArgs, parse_label};
 use crate::connect::LatticeArgs;
@@ -171,7 +171,7 @@ pub(crate) async fn push_with_progress(
     name: &str,
     bytes: Vec<u8>,
     show: bool,
-) -> Result<lattice_host::lattice::Pushed, ClientError> {
+) -> Result<lattice_client::Pushed, ClientError> {
     let bar = indicatif::ProgressBar::new(bytes.len() as u64);
     if show {
         bar.set_style(

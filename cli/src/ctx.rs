@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use lattice_client::NatsConfig;
 use lattice_core::subject::Name;
-use lattice_host::lattice::NatsConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::args::Output;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use lattice_client::NatsConfig;
 use lattice_core::subject::Name;
-use lattice_host::lattice::{self, HostConfig, NatsConfig};
+use lattice_host::lattice::{self, HostConfig};
 use lattice_host::{EngineConfig, RuntimeBuilder};
 use serde::Deserialize;
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use lattice_client::LatticeClient;
 use lattice_core::subject::Name;
-use lattice_host::lattice::LatticeClient;
 
 use crate::args::Output;
 use crate::connect::LatticeArgs;

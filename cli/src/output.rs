@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::ArgMatches;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use lattice_client::{ClientError, ConnectError};
 use lattice_core::wire::{ErrorCode, WireError};
-use lattice_host::lattice::{ClientError, ConnectError};
 use lattice_host::{InvokeError, LoadError};
 
 use crate::args::Output;
