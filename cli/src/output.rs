@@ -109,7 +109,7 @@ impl ErrorClass {
     fn of_client(error: &ClientError) -> ErrorClass {
         match error {
             ClientError::Connect(e) => ErrorClass::of_connect(e),
-            ClientError::NoResponders(_) => ErrorClass::Unavailable,
+            ClientError::NoResponders(_) | ClientError::NoJetStream(_) => ErrorClass::Unavailable,
             ClientError::Timeout { .. } => ErrorClass::Timeout,
             ClientError::Remote(e) => ErrorClass::of_wire(e.code),
             ClientError::Conflict(_) | ClientError::ReservedLink { .. } => ErrorClass::Refused,
