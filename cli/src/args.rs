@@ -18,7 +18,8 @@ pub enum Output {
 }
 
 /// Format of the log lines on stderr (`lattice host --log-format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One line per event, for people (colours only on a terminal, never with NO_COLOR)
     #[default]

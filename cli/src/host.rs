@@ -85,9 +85,20 @@ pub struct HostArgs {
     /// development operator, if this machine has one; `lattice up`: dev]
     #[arg(long, env = "LATTICE_RECONCILER_KEY", hide_env_values = true, value_name = "SEED|FILE|dev")]
     pub reconciler_key: Option<String>,
-    /// Format of the log lines on stderr: text, or json (one object per line) for log shippers
-    #[arg(long, env = "LATTICE_LOG_FORMAT", value_enum, default_value_t, value_name = "FORMAT")]
-    pub log_format: LogFormat,
+    /// Format of the log lines on stderr: text, or json (one object per line) for log shippers [text]
+    #[arg(long, env = "LATTICE_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl HostArgs {
+    /// The log format: the flag (or environment), else `log_format` in --config's file, else text. Logging
+    /// starts before the host reads its file in full; a file that does not load is reported then.
+    pub fn resolve_log_format(&mut self) -> LogFormat {
+        let from_file = || self.config.as_deref().and_then(|path| HostFile::load(path).ok()?.log_format);
+        let format = self.log_format.or_else(from_file).unwrap_or_default();
+        self.log_format = Some(format);
+        format
+    }
 }
 
 /// The separate NATS connection for actors' messaging (docs/security.md).
@@ -251,6 +262,8 @@ pub struct HostFile {
     pub no_cache: bool,
     /// The operator key the reconciler signs placements with (`--reconciler-key`): a seed, a seed file, or `dev`.
     pub reconciler_key: Option<String>,
+    /// Format of the log lines on stderr: "text" or "json" (`--log-format`).
+    pub log_format: Option<LogFormat>,
 }
 
 impl HostFile {
@@ -383,7 +396,7 @@ async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> any
         .context("cannot start the runtime")?;
     let lattice_name = config.lattice.clone();
     let host = lattice::start(config, runtime).await.context("cannot join the lattice")?;
-    let format = args.log_format;
+    let format = args.log_format.unwrap_or_default();
     notice(format, &format!("host {} joined lattice `{lattice_name}`; Ctrl-C to stop", host.id()));
     let stop = host.stop_token();
     tokio::spawn(async move {
@@ -560,7 +573,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let lattice = &mut host.lattice;
     let url = lattice.servers.first().cloned().unwrap_or_else(|| DEFAULT_NATS.to_owned());
     let _nats = if reachable(&url) && args.nats_port.is_none() {
-        notice(host.log_format, &format!("using the NATS server at {url}"));
+        notice(host.log_format.unwrap_or_default(), &format!("using the NATS server at {url}"));
         None
     } else {
         let binary = find_nats_server(args.nats_server.clone())?;
@@ -587,14 +600,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        notice(host.log_format, &format!("started nats-server (JetStream) at {url}, data in {}", store.display()));
+        notice(
+            host.log_format.unwrap_or_default(),
+            &format!("started nats-server (JetStream) at {url}, data in {}", store.display()),
+        );
         lattice.servers = vec![url];
         Some(nats)
     };
     let url = lattice.servers.first().map_or(DEFAULT_NATS, String::as_str);
     let hint =
         format!("lattice `{name}` on {url}: from another terminal, `lattice hosts --nats {url} --lattice {name}`");
-    notice(host.log_format, &hint);
+    notice(host.log_format.unwrap_or_default(), &hint);
     // Development: providers may reach a Redis on this machine.
     run_host_allowing(host, &lattice_core::allow::LOOPBACK_REDIS).await
 }
@@ -696,6 +712,7 @@ instance_reuse = 3
 cache_dir = "/var/cache/lattice"
 no_cache = false
 reconciler_key = "{operator_seed}"
+log_format = "json"
 
 [labels]
 zone = "eu"
@@ -704,6 +721,7 @@ zone = "eu"
             operator_seed = operator.to_seed_string(),
         );
         let file: HostFile = toml::from_str(&text).expect("every key parses");
+        assert_eq!(file.log_format, Some(LogFormat::Json));
         let Settings { config, policy, engine, cache_dir } = settings(&no_flags(), &file, &[]).expect("settings");
         assert_eq!(config.id.as_str(), "edge-1");
         assert_eq!(config.heartbeat, Duration::from_secs(2));
@@ -729,6 +747,20 @@ zone = "eu"
         let mut args = no_flags();
         args.max_instances = Some(7);
         assert_eq!(settings(&args, &file, &[]).expect("settings").engine.max_instances, 7);
+    }
+
+    #[test]
+    fn the_log_format_comes_from_the_flag_else_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("host.toml");
+        std::fs::write(&path, "log_format = \"json\"\n").expect("write");
+        let mut args = no_flags();
+        assert_eq!(args.resolve_log_format(), LogFormat::Text);
+        args = HostArgs { config: Some(path), ..no_flags() };
+        assert_eq!(args.resolve_log_format(), LogFormat::Json);
+        assert_eq!(args.log_format, Some(LogFormat::Json), "resolved once, for the notices too");
+        args.log_format = Some(LogFormat::Text);
+        assert_eq!(args.resolve_log_format(), LogFormat::Text, "the flag wins over the file");
     }
 
     #[test]

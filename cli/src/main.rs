@@ -146,13 +146,13 @@ fn init_tracing(verbose: u8, format: args::LogFormat) {
 fn main() -> ExitCode {
     let matches = command().get_matches();
     let output = output::requested(&matches);
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    let log_format = match &cli.command {
-        Command::Host(args) => args.log_format,
-        Command::Up(args) => args.host.log_format,
+    let log_format = match &mut cli.command {
+        Command::Host(args) => args.resolve_log_format(),
+        Command::Up(args) => args.host.resolve_log_format(),
         _ => args::LogFormat::Text,
     };
     init_tracing(cli.verbose, log_format);
