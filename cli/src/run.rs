@@ -124,14 +124,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A load error, with the flag of this command that would let a refused actor run.
+/// A load error, with the flag of this command that would let a refused actor run (still a refusal: exit 4).
 fn with_remedy(error: LoadError) -> anyhow::Error {
     match &error {
         LoadError::Rejected(Rejection::Unsigned) => {
-            anyhow::anyhow!("actor is not signed (pass --allow-unsigned to run unsigned actors in development)")
+            crate::output::refused("actor is not signed (pass --allow-unsigned to run unsigned actors in development)")
         }
         LoadError::Rejected(Rejection::UntrustedIssuer { issuer }) => {
-            anyhow::anyhow!("{error} (pass --trusted-issuer {issuer} to run its actors)")
+            crate::output::refused(format_args!("{error} (pass --trusted-issuer {issuer} to run its actors)"))
         }
         _ => error.into(),
     }
