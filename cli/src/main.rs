@@ -144,7 +144,10 @@ fn init_tracing(verbose: u8, format: args::LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let matches = command().get_matches();
+    let matches = match command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(error) => return output::report_usage(error, output::json_requested_in(std::env::args_os())),
+    };
     let output = output::requested(&matches);
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

@@ -223,6 +223,31 @@ pub fn requested(matches: &ArgMatches) -> Output {
     output
 }
 
+/// Whether the raw command line asks for JSON (`-o json`, `-ojson`, `--output json`, `--output=json`). clap's
+/// own usage errors come before there is any parsed value to ask, so they look at the arguments themselves.
+pub fn json_requested_in(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<String> = args.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    args.iter().enumerate().any(|(i, arg)| match arg.as_str() {
+        "-o" | "--output" => args.get(i + 1).is_some_and(|value| value == "json"),
+        other => matches!(other, "-ojson" | "-o=json" | "--output=json"),
+    })
+}
+
+/// Reports one of clap's errors. Help and version print as clap prints them; a usage error is clap's text on
+/// stderr, or, when the command line asks for `-o json`, the JSON error document on stdout. Exit 2 either way.
+pub fn report_usage(error: clap::Error, json: bool) -> ExitCode {
+    if !json || !error.use_stderr() {
+        error.exit()
+    }
+    // clap's first paragraph, on one line: what is wrong, and with which arguments.
+    let text = error.render().to_string();
+    let paragraph: Vec<&str> = text.lines().take_while(|line| !line.trim().is_empty()).map(str::trim).collect();
+    let message = paragraph.join(" ");
+    let message = message.trim_start_matches("error: ");
+    println!("{}", serde_json::json!({"error": {"code": ErrorClass::Usage.code(), "message": message}}));
+    ExitCode::from(ErrorClass::Usage.exit_code())
+}
+
 /// The JSON error document of `error`.
 pub fn error_json(error: &anyhow::Error) -> serde_json::Value {
     serde_json::json!({"error": {"code": ErrorClass::of(error).code(), "message": format!("{error:#}")}})
@@ -252,6 +277,19 @@ mod tests {
         let exits: std::collections::BTreeSet<_> = ErrorClass::ALL.iter().map(|c| c.exit_code()).collect();
         assert_eq!((codes.len(), exits.len()), (ErrorClass::ALL.len(), ErrorClass::ALL.len()));
         assert_eq!(ErrorClass::Usage.exit_code(), 2, "clap's");
+    }
+
+    #[test]
+    fn json_is_recognised_in_every_spelling_of_the_flag() {
+        let asks = |line: &str| json_requested_in(line.split(' ').map(std::ffi::OsString::from));
+        for line in
+            ["lattice stop -o json", "lattice stop -ojson", "lattice stop --output json", "lattice stop --output=json"]
+        {
+            assert!(asks(line), "{line}");
+        }
+        for line in ["lattice stop", "lattice stop -o text", "lattice publish json -o", "lattice call x json"] {
+            assert!(!asks(line), "{line}");
+        }
     }
 
     #[test]

@@ -431,6 +431,22 @@ fn usage_errors_exit_2_and_json_errors_carry_a_code() {
     let env = Env::new();
     let out = env.run(&["stop"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // clap's usage errors too come as one JSON line on stdout under -o json, in any spelling of the flag.
+    for args in [&["stop", "-o", "json"][..], &["stop", "--nonsense", "--output=json"]] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "{args:?}: {stdout}");
+        let error: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(error["error"]["code"], "usage", "{error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(!message.starts_with("error:") && !message.contains("Usage:"), "{error}");
+        assert!(message.contains("<ACTOR>") || message.contains("--nonsense"), "names the argument: {error}");
+    }
+    // --help stays help, also under -o json.
+    let out = env.run(&["stop", "--help", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"));
 
     // An unsigned actor under -o json: one JSON line on stdout, exit code 4 (refused).
     let mut args = vec!["run", "kv_counter.wasm", "--trusted-issuer", "dev", "-o", "json"];
