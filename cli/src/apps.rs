@@ -151,6 +151,12 @@ async fn prepare(client: &LatticeClient, args: &ManifestArgs) -> anyhow::Result<
             ArtifactSource::Path(relative) => {
                 let full = base.join(relative);
                 match std::fs::read(&full) {
+                    // Bytes no host could run are refused here, like `lattice push` does. Unsigned ones go
+                    // through: whether they run is each host's setting, and `lattice status` reports it.
+                    Ok(bytes) if let Err(error) = crate::check::pushable(&full, &bytes, true) => {
+                        errors.push(located(format!("{error:#}")));
+                        None
+                    }
                     Ok(bytes) => {
                         let digest = hex::encode(Sha256::digest(&bytes));
                         let name = format!("sha256-{digest}");

@@ -135,6 +135,12 @@ async fn bad_manifests_are_refused_with_located_errors_and_change_nothing() -> R
             vec!["lattice.toml:5:", "cannot read artifact file", "missing/kv_counter.wasm"],
         ),
         (
+            "an artifact that is not a component",
+            "[app]\nname = \"counter\"\nversion = \"0.1.0\"\n\n[[actor]]\nname = \"kv-counter\"\nartifact = \"notes.wasm\"\n"
+                .to_owned(),
+            vec!["lattice.toml:5:", "notes.wasm` is not a WebAssembly component: it is a text file"],
+        ),
+        (
             "a pushed artifact the lattice lacks",
             "[app]\nname = \"counter\"\nversion = \"0.1.0\"\n\n[[actor]]\nname = \"kv-counter\"\nartifact = \"nothing-pushed\"\n"
                 .to_owned(),
@@ -149,6 +155,7 @@ async fn bad_manifests_are_refused_with_located_errors_and_change_nothing() -> R
             vec!["lattice.toml:8:", "unknown provider `nowhere`"],
         ),
     ];
+    lattice.write("notes.wasm", "not an actor\n")?;
     for (what, text, expected) in cases {
         lattice.write("lattice.toml", &text)?;
         let output = lattice.cli(&["apply"])?;
