@@ -127,15 +127,18 @@ impl HostConfig {
     }
 }
 
-/// A fresh host id: `h-` and 12 hex digits from the OS's randomness (via std's hasher seed).
+/// A fresh host id: `h-` and 12 hex digits from the operating system's randomness.
 pub fn random_host_id() -> Name {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(now_ms());
-    hasher.write_u32(std::process::id());
-    let id = format!("h-{:012x}", hasher.finish() & 0xffff_ffff_ffff);
+    let mut bytes = [0u8; 6];
+    // Without OS randomness (never seen on supported systems), std's per-process random hasher keys instead.
+    if getrandom::getrandom(&mut bytes).is_err() {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        bytes.copy_from_slice(&hasher.finish().to_le_bytes()[..6]);
+    }
     // Hex digits and a dash always make a valid name.
-    Name::new(id).unwrap_or_else(|_| unreachable_name())
+    Name::new(format!("h-{}", hex::encode(bytes))).unwrap_or_else(|_| unreachable_name())
 }
 
 #[cold]
@@ -607,6 +610,14 @@ async fn shutdown(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_ids_are_random_hex_names() {
+        let (a, b) = (random_host_id(), random_host_id());
+        assert_ne!(a, b);
+        let digits = a.as_str().strip_prefix("h-").expect("prefix");
+        assert!(digits.len() == 12 && digits.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+    }
 
     #[test]
     fn the_farewell_keeps_a_bounded_share_of_the_grace_period() {
