@@ -492,7 +492,8 @@ async fn wait_for_signal() {
     }
 }
 
-/// Start a local development stack in the foreground: nats-server (unless one is reachable) and one host.
+/// Start a local development stack in the foreground: nats-server (unless the server --nats or --config names
+/// is reachable) and one host.
 ///
 /// The host trusts this machine's development operator (created on first use; `lattice keys dev --kind
 /// operator`), which the control verbs sign with by default, in addition to any --trusted-operator.
@@ -564,17 +565,20 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     host.operators.trust_dev = true;
     // Its reconciler places apps' actors with the same operator's signature.
     host.reconciler_key.get_or_insert_with(|| "dev".to_owned());
-    // The lattice's name as the host will resolve it: flag or environment, else --config's, else `default`.
-    let file_lattice = match &host.config {
-        Some(path) => HostFile::load(path)?.lattice,
-        None => None,
+    // The lattice's name and NATS server as the host will resolve them: flag or environment, else --config's,
+    // else `default` on the local server.
+    let file = match &host.config {
+        Some(path) => HostFile::load(path)?,
+        None => HostFile::default(),
     };
-    let name = host.lattice.lattice_name(file_lattice.as_deref())?;
+    let name = host.lattice.lattice_name(file.lattice.as_deref())?;
     let lattice = &mut host.lattice;
-    let url = lattice.servers.first().cloned().unwrap_or_else(|| DEFAULT_NATS.to_owned());
-    let _nats = if reachable(&url) && args.nats_port.is_none() {
-        notice(host.log_format.unwrap_or_default(), &format!("using the NATS server at {url}"));
-        None
+    let file_server = file.nats.as_ref().and_then(|servers| servers.first());
+    let url = lattice.servers.first().or(file_server).cloned().unwrap_or_else(|| DEFAULT_NATS.to_owned());
+    let format = host.log_format.unwrap_or_default();
+    let (url, _nats) = if reachable(&url) && args.nats_port.is_none() {
+        notice(format, &format!("using the NATS server at {url}"));
+        (url, None)
     } else {
         let binary = find_nats_server(args.nats_server.clone())?;
         let port = match args.nats_port {
@@ -600,17 +604,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        notice(
-            host.log_format.unwrap_or_default(),
-            &format!("started nats-server (JetStream) at {url}, data in {}", store.display()),
-        );
-        lattice.servers = vec![url];
-        Some(nats)
+        notice(format, &format!("started nats-server (JetStream) at {url}, data in {}", store.display()));
+        lattice.servers = vec![url.clone()];
+        (url, Some(nats))
     };
-    let url = lattice.servers.first().map_or(DEFAULT_NATS, String::as_str);
     let hint =
         format!("lattice `{name}` on {url}: from another terminal, `lattice hosts --nats {url} --lattice {name}`");
-    notice(host.log_format.unwrap_or_default(), &hint);
+    notice(format, &hint);
     // Development: providers may reach a Redis on this machine.
     run_host_allowing(host, &lattice_core::allow::LOOPBACK_REDIS).await
 }

@@ -306,13 +306,13 @@ async fn logging_filters_raise_lattice_only_and_never_colour_a_pipe() -> Result<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_names_the_lattice_its_config_file_sets() -> Result<()> {
+async fn up_uses_the_lattice_and_server_its_config_file_sets() -> Result<()> {
     let env = Env::new().await?;
-    std::fs::write(env.path("host.toml"), "lattice = \"from-file\"\n")?;
     let url = env.nats.url();
+    std::fs::write(env.path("host.toml"), format!("lattice = \"from-file\"\nnats = [\"{url}\"]\n"))?;
     let log = env.path("up.log");
     let child = env
-        .command(&["up", "--nats", &url, "--config", "host.toml", "--host-id", "up1"])
+        .command(&["up", "--config", "host.toml", "--host-id", "up1"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
@@ -323,6 +323,7 @@ async fn up_names_the_lattice_its_config_file_sets() -> Result<()> {
     })
     .await
     .with_context(|| format!("up log:\n{}", up.log()))?;
+    assert!(hint.contains(&format!("using the NATS server at {url}")), "not a server of its own: {hint}");
     assert!(hint.contains(&format!("lattice `from-file` on {url}")), "{hint}");
     assert!(hint.contains("--lattice from-file"), "{hint}");
     assert!(hint.contains("host up1 joined lattice `from-file`"), "{hint}");
