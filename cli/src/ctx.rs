@@ -94,6 +94,31 @@ impl Context {
         let absolute = |path: Option<PathBuf>| -> anyhow::Result<Option<PathBuf>> {
             path.map(|p| std::path::absolute(&p).with_context(|| format!("cannot resolve {}", p.display()))).transpose()
         };
+        // A NATS authentication method given replaces the others: a context authenticates one way.
+        let methods = |c: &Context| {
+            [
+                c.nats_user.is_some() || c.nats_password.is_some(),
+                c.nats_token.is_some(),
+                c.nats_nkey.is_some(),
+                c.nats_creds.is_some(),
+            ]
+        };
+        let given = methods(&other);
+        if given.contains(&true) {
+            let [user_password, token, nkey, creds] = given;
+            if !user_password {
+                (self.nats_user, self.nats_password) = (None, None);
+            }
+            if !token {
+                self.nats_token = None;
+            }
+            if !nkey {
+                self.nats_nkey = None;
+            }
+            if !creds {
+                self.nats_creds = None;
+            }
+        }
         if !other.nats.is_empty() {
             self.nats = other.nats;
         }
@@ -369,12 +394,18 @@ mod tests {
         assert_eq!(context.nats, ["nats://a:4222"]);
         assert_eq!(context.lattice.as_deref(), Some("prod"));
         assert_eq!(context.nats_password.as_deref(), Some("pw"));
-        context.merge(Context { nats_creds: Some("x.creds".into()), ..Context::default() }).unwrap();
-        assert!(context.nats_creds.as_ref().unwrap().is_absolute());
+        // A password alone changes the password, and keeps the user.
+        context.merge(Context { nats_password: Some("pw2".into()), ..Context::default() }).unwrap();
+        assert_eq!((context.nats_user.as_deref(), context.nats_password.as_deref()), (Some("u"), Some("pw2")));
         let shown = context.shown();
         assert_eq!(shown.nats_password.as_deref(), Some("(hidden)"));
         assert_eq!(shown.nats_user.as_deref(), Some("u"));
-        assert_eq!(context.credentials(), "user, creds");
+        assert_eq!(context.credentials(), "user");
+        // Another way to authenticate replaces user and password.
+        context.merge(Context { nats_creds: Some("x.creds".into()), ..Context::default() }).unwrap();
+        assert!(context.nats_creds.as_ref().unwrap().is_absolute());
+        assert_eq!((context.nats_user.as_deref(), context.nats_password.as_deref()), (None, None));
+        assert_eq!(context.credentials(), "creds");
         let error = context.merge(Context { lattice: Some("no spaces".into()), ..Context::default() }).unwrap_err();
         assert!(format!("{error:#}").contains("invalid lattice name"), "{error:#}");
     }

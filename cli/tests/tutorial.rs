@@ -6,7 +6,8 @@
 //! PATH (`scripts/setup.sh` installs it into `.venv/`, which `scripts/test.sh` puts on PATH): without it the
 //! test fails and says so.
 //!
-//! `lattice dev` is run against `lattice up` on a real nats-server: one save of the source, one redeploy.
+//! `lattice dev` is run against `lattice up` on a real nats-server: each save of a source, in a directory that
+//! was there or one created while it runs, redeploys.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -187,8 +188,23 @@ fn lattice_dev_redeploys_on_save() {
     let edited =
         text.replace("Message::new(value.to_string().as_bytes())", "Message::new(format!(\"v={value}\").as_bytes())");
     assert_ne!(text, edited, "the template's reply line changed; update this test");
-    std::fs::write(&source, edited).unwrap();
+    std::fs::write(&source, &edited).unwrap();
     wait_for_line(&stdout, "redeploy after the save", build, Some(&log), |l| l == "v=2");
+
+    // A directory created while it runs is watched too: the reply's prefix moves into a file in a new one…
+    let extra = scratch.dir.path().join("hello-dev/extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(extra.join("prefix.txt"), "p=").unwrap();
+    let moved =
+        edited.replace("format!(\"v={value}\")", "format!(\"{}{value}\", include_str!(\"../extra/prefix.txt\"))");
+    assert_ne!(edited, moved);
+    std::fs::write(&source, moved).unwrap();
+    wait_for_line(&stdout, "redeploy with the prefix file", build, Some(&log), |l| l.starts_with("p="));
+    // …and a save of that file alone redeploys.
+    std::fs::write(extra.join("prefix.txt"), "q=").unwrap();
+    wait_for_line(&stdout, "redeploy after saving a file in the new directory", build, Some(&log), |l| {
+        l.starts_with("q=")
+    });
 }
 
 #[test]

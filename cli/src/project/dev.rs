@@ -1,6 +1,7 @@
 //! `lattice dev`: rebuild and redeploy an actor project to the local lattice on every save.
 
-use std::path::{Component, Path};
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -25,9 +26,9 @@ const SETTLE: Duration = Duration::from_millis(300);
 /// one on the lattice (as `lattice up` runs it), printing each result or error. Ctrl-C stops.
 ///
 /// It watches the project's files and directories except build outputs (target/, build/, hidden ones, generated
-/// bindings); a directory added later is not watched until it restarts. A failed build or deploy is printed and
-/// the watch goes on. The actor runs under its project's name, on the
-/// hosts already running it, else on one host chosen by auction.
+/// bindings), directories added while it runs included. A failed build or deploy is printed and the watch goes
+/// on. The actor runs under its project's name, on the hosts already running it, else on one host chosen by
+/// auction.
 ///
 /// Example: lattice up --trusted-issuer dev &  lattice dev --link keyvalue:default=inmemory --call visits
 #[derive(Debug, Args)]
@@ -63,15 +64,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .context("cannot watch files")?;
     // The project's top level, and each of its directories but build outputs (a target/ can hold thousands).
     watcher.watch(&dir, RecursiveMode::NonRecursive).with_context(|| format!("cannot watch {}", dir.display()))?;
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
-        if path.is_dir() && is_source(&dir, &path) {
-            watcher
-                .watch(&path, RecursiveMode::Recursive)
-                .with_context(|| format!("cannot watch {}", path.display()))?;
-        }
-    }
+    let mut watched = BTreeSet::new();
+    watch_new_directories(&mut watcher, &dir, &mut watched)?;
     let (wake, mut saved) = tokio::sync::mpsc::unbounded_channel();
+    let project = dir.clone();
     // notify delivers on its own thread; this one filters and settles the events, then wakes the loop below.
     std::thread::spawn(move || {
         while let Ok(paths) = changes.recv() {
@@ -93,7 +89,29 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             change = saved.recv() => if change.is_none() { return Ok(()) },
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+        // A directory added since (its creation is a change at the top level) is watched from now on.
+        if let Err(error) = watch_new_directories(&mut watcher, &project, &mut watched) {
+            eprintln!("error: {error:#}");
+        }
     }
+}
+
+/// Watches each directory at the top of the project that is a source directory and not yet in `watched`.
+fn watch_new_directories(
+    watcher: &mut impl Watcher,
+    dir: &Path,
+    watched: &mut BTreeSet<PathBuf>,
+) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+        if path.is_dir() && is_source(dir, &path) && !watched.contains(&path) {
+            watcher
+                .watch(&path, RecursiveMode::Recursive)
+                .with_context(|| format!("cannot watch {}", path.display()))?;
+            watched.insert(path);
+        }
+    }
+    Ok(())
 }
 
 /// One round: build, push, start in place, and call when asked.
