@@ -95,15 +95,12 @@ impl Context {
             path.map(|p| std::path::absolute(&p).with_context(|| format!("cannot resolve {}", p.display()))).transpose()
         };
         // A NATS authentication method given replaces the others: a context authenticates one way.
-        let methods = |c: &Context| {
-            [
-                c.nats_user.is_some() || c.nats_password.is_some(),
-                c.nats_token.is_some(),
-                c.nats_nkey.is_some(),
-                c.nats_creds.is_some(),
-            ]
-        };
-        let given = methods(&other);
+        let given = [
+            other.nats_user.is_some() || other.nats_password.is_some(),
+            other.nats_token.is_some(),
+            other.nats_nkey.is_some(),
+            other.nats_creds.is_some(),
+        ];
         if given.contains(&true) {
             let [user_password, token, nkey, creds] = given;
             if !user_password {

@@ -89,6 +89,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             change = saved.recv() => if change.is_none() { return Ok(()) },
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+        // Saves made during the last round wake it once more, not once each.
+        while saved.try_recv().is_ok() {}
         // A directory added since (its creation is a change at the top level) is watched from now on.
         if let Err(error) = watch_new_directories(&mut watcher, &project, &mut watched) {
             eprintln!("error: {error:#}");
@@ -170,7 +172,10 @@ fn is_source(dir: &Path, path: &Path) -> bool {
             || matches!(name.as_ref(), "target" | "build" | "wit_world" | "__pycache__")
             || name.starts_with("componentize_py")
     };
-    !relative.components().any(ignored) && !relative.to_string_lossy().ends_with(".wasm")
+    // cargo writes Cargo.lock itself on the first build: a change to it would rebuild once more for nothing.
+    !relative.components().any(ignored)
+        && !relative.to_string_lossy().ends_with(".wasm")
+        && relative != Path::new("Cargo.lock")
 }
 
 #[cfg(test)]
@@ -183,8 +188,15 @@ mod tests {
         for source in ["/p/src/lib.rs", "/p/app.py", "/p/Cargo.toml", "/p/wit/lattice.wit"] {
             assert!(is_source(dir, Path::new(source)), "{source}");
         }
-        for output in ["/p/target/x", "/p/build/a.wasm", "/p/.git/index", "/p/wit_world/x.py", "/q/app.py", "/p/a.wasm"]
-        {
+        for output in [
+            "/p/target/x",
+            "/p/build/a.wasm",
+            "/p/.git/index",
+            "/p/wit_world/x.py",
+            "/q/app.py",
+            "/p/a.wasm",
+            "/p/Cargo.lock",
+        ] {
             assert!(!is_source(dir, Path::new(output)), "{output}");
         }
     }
