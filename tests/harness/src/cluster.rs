@@ -182,12 +182,6 @@ impl NatsCluster {
         (0..self.nodes.len()).map(|i| self.leafnode_url(i)).collect()
     }
 
-    /// Node `i`'s monitoring endpoint, `http://127.0.0.1:PORT` (`/varz`, `/routez`, `/jsz`, `/leafz`…).
-    /// Panics if `i >= len()`.
-    pub fn monitor_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.nodes[i].ports.monitor)
-    }
-
     /// SIGKILLs node `i` (a crash) and waits for it to exit; the others keep running. Its ports, store and
     /// log are kept for [`restart`](Self::restart).
     pub fn kill(&mut self, i: usize) -> Result<()> {
