@@ -234,6 +234,13 @@ fn lattice_dev_redeploys_a_rust_project_on_save() {
     // …and a save of that file alone redeploys.
     std::fs::write(extra.join("prefix.txt"), "q=").unwrap();
     dev.wait_for("redeploy after saving a file in the new directory", |l| l.starts_with("q="));
+    // A directory removed and created again (its old watch ended with it) is watched again.
+    std::fs::remove_dir_all(&extra).unwrap();
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(extra.join("prefix.txt"), "r=").unwrap();
+    dev.wait_for("redeploy after the directory came back", |l| l.starts_with("r="));
+    std::fs::write(extra.join("prefix.txt"), "s=").unwrap();
+    dev.wait_for("redeploy after saving a file in the directory that came back", |l| l.starts_with("s="));
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! `lattice dev`: rebuild and redeploy an actor project to the local lattice on every save.
 
-use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -64,8 +63,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .context("cannot watch files")?;
     // The project's top level, and each of its directories but build outputs (a target/ can hold thousands).
     watcher.watch(&dir, RecursiveMode::NonRecursive).with_context(|| format!("cannot watch {}", dir.display()))?;
-    let mut watched = BTreeSet::new();
-    watch_new_directories(&mut watcher, &dir, &mut watched)?;
+    watch_directories(&mut watcher, &dir)?;
     let (wake, mut saved) = tokio::sync::mpsc::unbounded_channel();
     let project = dir.clone();
     // notify delivers on its own thread; this one filters and settles the events, then wakes the loop below.
@@ -92,25 +90,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         // Saves made during the last round wake it once more, not once each.
         while saved.try_recv().is_ok() {}
         // A directory added since (its creation is a change at the top level) is watched from now on.
-        if let Err(error) = watch_new_directories(&mut watcher, &project, &mut watched) {
+        if let Err(error) = watch_directories(&mut watcher, &project) {
             eprintln!("error: {error:#}");
         }
     }
 }
 
-/// Watches each directory at the top of the project that is a source directory and not yet in `watched`.
-fn watch_new_directories(
-    watcher: &mut impl Watcher,
-    dir: &Path,
-    watched: &mut BTreeSet<PathBuf>,
-) -> anyhow::Result<()> {
+/// Watches each source directory at the top of the project, recursively. Run every round, so that a directory
+/// created (or removed and created again) since is watched from then on; watching one again only renews it.
+fn watch_directories(watcher: &mut impl Watcher, dir: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
-        if path.is_dir() && is_source(dir, &path) && !watched.contains(&path) {
+        if path.is_dir() && is_source(dir, &path) {
             watcher
                 .watch(&path, RecursiveMode::Recursive)
                 .with_context(|| format!("cannot watch {}", path.display()))?;
-            watched.insert(path);
         }
     }
     Ok(())
