@@ -94,7 +94,7 @@ impl HostArgs {
     /// The log format: the flag (or environment), else `log_format` in --config's file, else text. Logging
     /// starts before the host reads its file in full; a file that does not load is reported then.
     pub fn resolve_log_format(&mut self) -> LogFormat {
-        let from_file = || self.config.as_deref().and_then(|path| HostFile::load(path).ok()?.log_format);
+        let from_file = || HostFile::of(self).ok()?.log_format;
         let format = self.log_format.or_else(from_file).unwrap_or_default();
         self.log_format = Some(format);
         format
@@ -267,6 +267,11 @@ pub struct HostFile {
 }
 
 impl HostFile {
+    /// The file `args.config` names, or an empty one without --config.
+    fn of(args: &HostArgs) -> anyhow::Result<Self> {
+        args.config.as_deref().map_or_else(|| Ok(HostFile::default()), HostFile::load)
+    }
+
     fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid host config {}", path.display()))
@@ -377,16 +382,13 @@ impl HostArgs {
 
 /// Runs a host until SIGINT/SIGTERM or a `stop` request, then drains it.
 pub async fn run_host(args: HostArgs) -> anyhow::Result<()> {
-    run_host_allowing(args, &[]).await
+    let file = HostFile::of(&args)?;
+    run_host_allowing(args, &file, &[]).await
 }
 
 /// [`run_host`], with `extra_provider_allow` patterns allowed on top of the configured ones.
-async fn run_host_allowing(args: HostArgs, extra_provider_allow: &[&str]) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(path) => HostFile::load(path)?,
-        None => HostFile::default(),
-    };
-    let Settings { config, policy, engine, cache_dir } = settings(&args, &file, extra_provider_allow)?;
+async fn run_host_allowing(args: HostArgs, file: &HostFile, extra_provider_allow: &[&str]) -> anyhow::Result<()> {
+    let Settings { config, policy, engine, cache_dir } = settings(&args, file, extra_provider_allow)?;
     let runtime = RuntimeBuilder::new()
         .policy(policy)
         .engine(engine)
@@ -567,10 +569,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     host.reconciler_key.get_or_insert_with(|| "dev".to_owned());
     // The lattice's name and NATS server as the host will resolve them: flag or environment, else --config's,
     // else `default` on the local server.
-    let file = match &host.config {
-        Some(path) => HostFile::load(path)?,
-        None => HostFile::default(),
-    };
+    let file = HostFile::of(&host)?;
     let name = host.lattice.lattice_name(file.lattice.as_deref())?;
     let lattice = &mut host.lattice;
     let file_server = file.nats.as_ref().and_then(|servers| servers.first());
@@ -612,7 +611,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         format!("lattice `{name}` on {url}: from another terminal, `lattice hosts --nats {url} --lattice {name}`");
     notice(format, &hint);
     // Development: providers may reach a Redis on this machine.
-    run_host_allowing(host, &lattice_core::allow::LOOPBACK_REDIS).await
+    run_host_allowing(host, &file, &lattice_core::allow::LOOPBACK_REDIS).await
 }
 
 #[cfg(test)]
