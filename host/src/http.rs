@@ -159,7 +159,10 @@ async fn pin_address(request: &mut http::Request<WasiBody>, reach: Reach) -> Res
 }
 
 /// The TLS client of outgoing `https`: the webpki roots and the ring provider, as wasmtime-wasi-http's default
-/// sender has, built once.
+/// sender has, built once. rustls 0.23.48 deprecates the ring provider (it lacks post-quantum key exchange);
+/// it stays until wasmtime-wasi-http's sender moves off ring too, since the alternative (aws-lc-rs) would add a
+/// second TLS stack and a C build.
+#[allow(deprecated)]
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, HttpError> {
     static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> = std::sync::OnceLock::new();
     let config = CONFIG.get_or_init(|| {
