@@ -568,6 +568,8 @@ fn status_of(code: ErrorCode) -> StatusCode {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn authority(target: &str, hosts: &[&[u8]]) -> Result<String, BadHost> {
@@ -603,6 +605,40 @@ mod tests {
         );
         assert_eq!(authority("/x", &[b"a b"]), Err(BadHost::Invalid));
         assert_eq!(authority("/x", &[b"\xff"]), Err(BadHost::Invalid));
+    }
+
+    proptest! {
+        #![proptest_config(proptest::test_runner::Config { failure_persistence: None, ..Default::default() })]
+
+        /// Whatever a client sends as the target and `Host` headers: an authority or a refusal, never a
+        /// panic; an accepted one carries no userinfo and agrees with `Host`.
+        #[test]
+        fn any_target_and_host_headers_give_an_authority_or_a_refusal(
+            target in prop_oneof![
+                "(/|\\*|https?://)[a-zA-Z0-9.:@\\[\\]%_-]{0,24}(/[a-z?=&]{0,8})?",
+                "(?s).{0,40}",
+            ],
+            hosts in prop::collection::vec(
+                prop_oneof![
+                    "[a-zA-Z0-9.:@\\[\\]%_-]{0,24}".prop_map(String::into_bytes),
+                    prop::collection::vec(any::<u8>(), 0..24),
+                ],
+                0..3,
+            ),
+        ) {
+            let Ok(uri) = target.parse::<http::Uri>() else { return Ok(()) };
+            let mut headers = http::HeaderMap::new();
+            for host in &hosts {
+                if let Ok(value) = http::HeaderValue::from_bytes(host) {
+                    headers.append(http::header::HOST, value);
+                }
+            }
+            if let Ok(authority) = authority_of(&uri, &headers) {
+                prop_assert!(!authority.contains('@'), "{authority}");
+                let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+                prop_assert!(host.is_empty() || host.eq_ignore_ascii_case(&authority), "{authority} vs {host}");
+            }
+        }
     }
 
     #[test]
