@@ -80,6 +80,10 @@ pub struct HostArgs {
     /// HTTP connections open at once; more are closed when accepted [10000]
     #[arg(long, env = "LATTICE_HTTP_MAX_CONNECTIONS", value_name = "N")]
     pub http_max_connections: Option<usize>,
+    /// HTTP connections open at once from one client address (IPv6: one /64); more are closed when accepted.
+    /// Raise it when a proxy's connections all come from one address [64]
+    #[arg(long, env = "LATTICE_HTTP_MAX_CONNECTIONS_PER_CLIENT", value_name = "N")]
+    pub http_max_connections_per_client: Option<usize>,
     /// The operator key this host signs its placements with while it leads the lattice's reconciler (apps):
     /// a seed (SO…), a seed file, or `dev`. Hosts that trust operators refuse unsigned placements [the
     /// development operator, if this machine has one; `lattice up`: dev]
@@ -233,6 +237,8 @@ pub struct HostFile {
     pub http_read_timeout: Option<String>,
     /// HTTP connections open at once (`--http-max-connections`).
     pub http_max_connections: Option<usize>,
+    /// HTTP connections open at once from one client address (`--http-max-connections-per-client`).
+    pub http_max_connections_per_client: Option<usize>,
     /// Issuers whose actors run here (`--trusted-issuer`): public keys `A…`, or `dev`.
     #[serde(default)]
     pub trusted_issuers: Vec<String>,
@@ -457,6 +463,10 @@ fn settings(args: &HostArgs, file: &HostFile, extra_provider_allow: &[&str]) -> 
         )?;
         if let Some(n) = args.http_max_connections.or(file.http_max_connections) {
             ingress.max_connections = n.max(1);
+        }
+        let per_client = args.http_max_connections_per_client.or(file.http_max_connections_per_client);
+        if let Some(n) = per_client {
+            ingress.max_connections_per_client = n.max(1);
         }
         config.http = Some(ingress);
     }
@@ -698,6 +708,7 @@ http = "127.0.0.1:8080"
 http_max_body = "2MiB"
 http_read_timeout = "3s"
 http_max_connections = 50
+http_max_connections_per_client = 5
 trusted_issuers = ["{issuer}"]
 allow_unsigned = true
 max_memory = "128MiB"
@@ -737,7 +748,7 @@ zone = "eu"
         assert_eq!(config.operators.trusted, [operator.public_key()]);
         assert_eq!(config.operator_key.map(|k| k.public_key()), Some(operator.public_key()));
         let http = config.http.expect("the ingress is on");
-        assert_eq!((http.max_body, http.max_connections), (2 << 20, 50));
+        assert_eq!((http.max_body, http.max_connections, http.max_connections_per_client), (2 << 20, 50, 5));
         assert!(config.app_nats.is_some());
 
         // `no_cache` in the file turns the cache off; a flag still wins over the file.

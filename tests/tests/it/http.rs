@@ -16,10 +16,10 @@ use crate::{TestLattice, name, runtime};
 
 /// A response as the test reads it.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Answer {
@@ -30,13 +30,17 @@ impl Answer {
 
 /// Sends one request (`Connection: close`) and reads the whole response.
 async fn request(addr: SocketAddr, method: &str, host: &str, path: &str, body: &[u8]) -> Result<Answer> {
-    let mut stream = TcpStream::connect(addr).await?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
+    let stream = TcpStream::connect(addr).await?;
+    exchange(stream, &[head.as_bytes(), body].concat()).await
+}
+
+/// Writes `raw` (a whole request that ends the connection after it) to `stream` and reads the response.
+pub(crate) async fn exchange(mut stream: TcpStream, raw: &[u8]) -> Result<Answer> {
+    stream.write_all(raw).await?;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw)).await.context("response")??;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -53,12 +57,12 @@ async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<Answer> {
 }
 
 /// A free loopback address for an ingress.
-fn free_addr() -> Result<SocketAddr> {
+pub(crate) fn free_addr() -> Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// Starts host `id` serving HTTP with `tune` applied to its ingress settings.
-async fn ingress_host(
+pub(crate) async fn ingress_host(
     lattice: &TestLattice,
     id: &str,
     tune: impl FnOnce(&mut IngressConfig),

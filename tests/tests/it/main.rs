@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod exhaustion;
 mod http;
+mod ingress;
 mod isolation;
 mod links;
 mod operators;
