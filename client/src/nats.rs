@@ -28,6 +28,9 @@ pub struct NatsConfig {
     pub tls_key: Option<PathBuf>,
     /// Refuse to connect without TLS.
     pub require_tls: bool,
+    /// The prefix of this connection's inboxes (replies to its requests), e.g. `_INBOX.web` for a NATS user
+    /// allowed to subscribe only to `_INBOX.web.>` (`lattice nats-config`); `None`: `_INBOX`.
+    pub inbox_prefix: Option<String>,
 }
 
 /// Why a NATS connection could not be made.
@@ -40,6 +43,9 @@ pub enum ConnectError {
     /// Settings that only make sense together were given alone.
     #[error("{0}")]
     Incomplete(&'static str),
+    /// The inbox prefix is not a literal subject.
+    #[error("invalid NATS inbox prefix `{0}`: use dot-separated tokens without wildcards or spaces, e.g. _INBOX.web")]
+    InboxPrefix(String),
     /// The creds file could not be read.
     #[error("cannot read NATS credentials file {path}")]
     Credentials {
@@ -139,6 +145,16 @@ impl NatsConfig {
         }
         if self.require_tls {
             options = options.require_tls(true);
+        }
+        if let Some(prefix) = &self.inbox_prefix {
+            let literal = |token: &str| {
+                !token.is_empty()
+                    && !token.bytes().any(|b| b == b'*' || b == b'>' || b.is_ascii_whitespace() || b.is_ascii_control())
+            };
+            if !prefix.split('.').all(literal) {
+                return Err(ConnectError::InboxPrefix(prefix.clone()));
+            }
+            options = options.custom_inbox_prefix(prefix);
         }
         let servers = self.servers.join(",");
         options
