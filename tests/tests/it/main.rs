@@ -14,6 +14,7 @@ mod exhaustion;
 mod http;
 mod isolation;
 mod links;
+mod nats_accounts;
 mod operators;
 mod placement;
 mod provider_isolation;
