@@ -99,6 +99,16 @@ impl ConnectError {
     }
 }
 
+/// An inbox prefix must be a literal subject: dot-separated tokens, none empty, without wildcards, spaces or
+/// control characters (async-nats would otherwise subscribe to a pattern or send an invalid command).
+fn check_inbox_prefix(prefix: &str) -> Result<(), ConnectError> {
+    let literal = |token: &str| {
+        !token.is_empty()
+            && !token.bytes().any(|b| b == b'*' || b == b'>' || b.is_ascii_whitespace() || b.is_ascii_control())
+    };
+    if prefix.split('.').all(literal) { Ok(()) } else { Err(ConnectError::InboxPrefix(prefix.to_owned())) }
+}
+
 /// How long a first connection attempt may take before it is reported as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -147,13 +157,7 @@ impl NatsConfig {
             options = options.require_tls(true);
         }
         if let Some(prefix) = &self.inbox_prefix {
-            let literal = |token: &str| {
-                !token.is_empty()
-                    && !token.bytes().any(|b| b == b'*' || b == b'>' || b.is_ascii_whitespace() || b.is_ascii_control())
-            };
-            if !prefix.split('.').all(literal) {
-                return Err(ConnectError::InboxPrefix(prefix.clone()));
-            }
+            check_inbox_prefix(prefix)?;
             options = options.custom_inbox_prefix(prefix);
         }
         let servers = self.servers.join(",");
@@ -164,5 +168,20 @@ impl NatsConfig {
             .connect(self.servers.as_slice())
             .await
             .map_err(|error| ConnectError::connect(servers, &error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_prefixes_must_be_literal_subjects() {
+        for bad in ["", "_INBOX.", ".x", "a..b", "_INBOX.*", "_INBOX.>", "_INBOX.a b", "_INBOX.a\r\n"] {
+            assert!(matches!(check_inbox_prefix(bad), Err(ConnectError::InboxPrefix(p)) if p == bad), "{bad:?}");
+        }
+        for good in ["_INBOX", "_INBOX.web", "_INBOX.host-1", "replies.web_2"] {
+            assert!(check_inbox_prefix(good).is_ok(), "{good:?}");
+        }
     }
 }
