@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt};
 use lattice_core::link::LinkSpec;
 use lattice_core::nats_config::{Role, Setup, User, UserSeed};
-use lattice_core::subject::{Name, inbox_prefix, jetstream};
+use lattice_core::subject::{ALL_INBOXES, Name, inbox_prefix, inbox_wildcard, jetstream};
 use lattice_core::wire::{AppActor, AppSpec, ArtifactRef, LimitsSpec};
 use lattice_host::lattice::{self, LatticeClient, NatsConfig, Pushed, RunningHost};
 use lattice_test_harness::{NatsServer, wait_for};
@@ -224,8 +224,9 @@ async fn operators_deploy_callers_invoke_and_a_caller_can_do_nothing_else() -> R
     ensure!(queue.next().now_or_never().flatten().is_none(), "the rogue queue member got an invocation");
     ensure!(plain.next().now_or_never().flatten().is_none(), "the rogue listener got an invocation");
     // Other clients' replies, control, provider and event subjects.
-    for subject in ["_INBOX.>", "_INBOX.billing.>", "_INBOX.host-1.>", "_INBOX.ops.>"] {
-        rogue.subscribe_refused(subject, None).await?;
+    rogue.subscribe_refused(ALL_INBOXES, None).await?;
+    for user in ["billing", "host-1", "ops"] {
+        rogue.subscribe_refused(&inbox_wildcard(&inbox_prefix(&name(user))), None).await?;
     }
     for subject in [s.providers_wildcard(), s.control_wildcard(), s.events_wildcard(), s.lattice_wildcard()] {
         rogue.subscribe_refused(&subject, None).await?;
