@@ -50,6 +50,10 @@ pub struct ConnectionArgs {
     /// NATS credentials file (.creds)
     #[arg(long, env = "LATTICE_NATS_CREDS", value_name = "FILE", global = true, help_heading = CONNECTION_HEADING)]
     pub nats_creds: Option<PathBuf>,
+    /// Prefix of this connection's reply inboxes, e.g. _INBOX.web for a NATS user that may only subscribe to
+    /// _INBOX.web.> (see `lattice nats-config`) [context, else _INBOX]
+    #[arg(long, env = "LATTICE_NATS_INBOX_PREFIX", value_name = "PREFIX", global = true, help_heading = CONNECTION_HEADING)]
+    pub nats_inbox_prefix: Option<String>,
     /// CA certificate (PEM) to verify the NATS server
     #[arg(long, env = "LATTICE_TLS_CA", value_name = "FILE", global = true, help_heading = CONNECTION_HEADING)]
     pub tls_ca: Option<PathBuf>,
@@ -84,6 +88,7 @@ impl ConnectionArgs {
             tls_cert: self.tls_cert.clone().or_else(|| fb.tls_cert.clone()),
             tls_key: self.tls_key.clone().or_else(|| fb.tls_key.clone()),
             require_tls: fb.require_tls,
+            inbox_prefix: self.nats_inbox_prefix.clone().or_else(|| fb.inbox_prefix.clone()),
         }
     }
 

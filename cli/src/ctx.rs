@@ -54,6 +54,10 @@ pub struct Context {
     #[arg(long, value_name = "FILE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats_creds: Option<PathBuf>,
+    /// Prefix of the connection's reply inboxes, e.g. _INBOX.web (see `lattice nats-config`)
+    #[arg(long, value_name = "PREFIX")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats_inbox_prefix: Option<String>,
     /// CA certificate (PEM) to verify the NATS server
     #[arg(long, value_name = "FILE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +90,7 @@ impl Context {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             require_tls: false,
+            inbox_prefix: self.nats_inbox_prefix.clone(),
         }
     }
 
@@ -119,9 +124,12 @@ impl Context {
         if !other.nats.is_empty() {
             self.nats = other.nats;
         }
-        let Context { lattice, nats_user, nats_password, nats_token, nats_nkey, operator_key, .. } = other;
+        let Context {
+            lattice, nats_user, nats_password, nats_token, nats_nkey, nats_inbox_prefix, operator_key, ..
+        } = other;
         for (mine, theirs) in [
             (&mut self.lattice, lattice),
+            (&mut self.nats_inbox_prefix, nats_inbox_prefix),
             (&mut self.nats_user, nats_user),
             (&mut self.nats_password, nats_password),
             (&mut self.nats_token, nats_token),

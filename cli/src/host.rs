@@ -153,6 +153,7 @@ impl AppNatsArgs {
             tls_cert: None,
             tls_key: None,
             require_tls: lattice.require_tls,
+            inbox_prefix: None,
         };
         let credentials = config.user.is_some()
             || config.password.is_some()
@@ -194,6 +195,8 @@ pub struct HostFile {
     pub nats_nkey: Option<String>,
     /// NATS creds file.
     pub nats_creds: Option<PathBuf>,
+    /// Prefix of the host's reply inboxes (`lattice nats-config`).
+    pub nats_inbox_prefix: Option<String>,
     /// TLS CA.
     pub tls_ca: Option<PathBuf>,
     /// TLS client certificate.
@@ -295,6 +298,7 @@ impl HostFile {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             require_tls: self.require_tls,
+            inbox_prefix: self.nats_inbox_prefix.clone(),
         }
     }
 }

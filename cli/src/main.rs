@@ -16,6 +16,7 @@ mod dirs;
 mod host;
 mod inventory;
 mod keys;
+mod nats_config;
 mod operator;
 mod output;
 mod policy;
@@ -75,6 +76,7 @@ enum Command {
     Delete(apps::DeleteArgs),
     Apps(apps::AppsArgs),
     Ctx(ctx::CtxArgs),
+    NatsConfig(nats_config::NatsConfigArgs),
     Completions(completions::CompletionsArgs),
     Man(completions::ManArgs),
     New(project::new::NewArgs),
@@ -194,6 +196,7 @@ fn main() -> ExitCode {
             Command::Delete(args) => apps::delete(args).await,
             Command::Apps(args) => apps::apps(args).await,
             Command::Ctx(args) => ctx::run(args),
+            Command::NatsConfig(args) => nats_config::run(args),
             Command::Completions(args) => completions::completions(args, command()),
             Command::Man(args) => completions::man(args, command()),
             Command::New(args) => project::new::run(args),

@@ -121,7 +121,7 @@ impl ErrorClass {
     fn of_connect(error: &ConnectError) -> ErrorClass {
         match error {
             ConnectError::Connect { .. } => ErrorClass::Unavailable,
-            ConnectError::NoServers | ConnectError::Incomplete(_) => ErrorClass::Usage,
+            ConnectError::NoServers | ConnectError::Incomplete(_) | ConnectError::InboxPrefix(_) => ErrorClass::Usage,
             ConnectError::Credentials { source, .. } => ErrorClass::of_io(source),
             _ => ErrorClass::Failure,
         }

@@ -539,3 +539,42 @@ fn contexts_are_saved_listed_used_and_deleted() {
     let error = env.fails_with(3, &["ctx", "show"]);
     assert!(error.contains("no current context"), "{error}");
 }
+
+#[test]
+fn nats_config_writes_a_config_nats_server_loads_with_a_private_seed_per_generated_user() {
+    let env = Env::new();
+    let given = lattice_core::nats_config::UserSeed::generate().unwrap();
+    let web = format!("web={}", given.public_key());
+    let args = ["nats-config", "--lattice", "prod", "--host", "h1", "--operator", "ops", "--caller", &web];
+    let args = [&args[..], &["--app", "h1-app", "--out", "nats", "-o", "json"]].concat();
+    let out: serde_json::Value = serde_json::from_str(&env.ok(&args)).unwrap();
+    let users = out["users"].as_array().unwrap();
+    assert_eq!(users.len(), 4, "{out}");
+    for user in users {
+        let name = user["name"].as_str().unwrap();
+        match user["seed_file"].as_str() {
+            Some(file) => {
+                let file = env.path(file);
+                assert_eq!(mode(&file), 0o600, "{}", file.display());
+                let seed = std::fs::read_to_string(&file).unwrap();
+                assert!(seed.starts_with("SU"), "{name}: {seed}");
+            }
+            None => assert_eq!((name, user["public_key"].as_str()), ("web", Some(given.public_key().as_str()))),
+        }
+    }
+    assert_eq!(users[2]["inbox_prefix"], "_INBOX.web");
+    assert!(users[3]["inbox_prefix"].is_null());
+
+    // It loads in the real nats-server.
+    let text = std::fs::read_to_string(env.path("nats/nats-server.conf")).unwrap();
+    lattice_test_harness::NatsServer::builder().config(text).start().unwrap();
+
+    // Nothing is overwritten without --force; bad users are usage errors, and nothing is written for them.
+    let again = env.fails(&args[..args.len() - 2]);
+    assert!(again.contains("already exists") && again.contains("--force"), "{again}");
+    let twice = env.fails_with(2, &["nats-config", "--lattice", "l", "--host", "a", "--caller", "a", "--out", "dup"]);
+    assert!(twice.contains("user `a` is named twice"), "{twice}");
+    assert!(!env.path("dup/nats-server.conf").exists());
+    let bad = env.run(&["nats-config", "--lattice", "l", "--caller", "web=Unope", "--out", "bad"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+}

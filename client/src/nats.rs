@@ -28,6 +28,9 @@ pub struct NatsConfig {
     pub tls_key: Option<PathBuf>,
     /// Refuse to connect without TLS.
     pub require_tls: bool,
+    /// The prefix of this connection's inboxes (replies to its requests), e.g. `_INBOX.web` for a NATS user
+    /// allowed to subscribe only to `_INBOX.web.>` (`lattice nats-config`); `None`: `_INBOX`.
+    pub inbox_prefix: Option<String>,
 }
 
 /// Why a NATS connection could not be made.
@@ -40,6 +43,9 @@ pub enum ConnectError {
     /// Settings that only make sense together were given alone.
     #[error("{0}")]
     Incomplete(&'static str),
+    /// The inbox prefix is not a literal subject.
+    #[error("invalid NATS inbox prefix `{0}`: use dot-separated tokens without wildcards or spaces, e.g. _INBOX.web")]
+    InboxPrefix(String),
     /// The creds file could not be read.
     #[error("cannot read NATS credentials file {path}")]
     Credentials {
@@ -93,6 +99,16 @@ impl ConnectError {
     }
 }
 
+/// An inbox prefix must be a literal subject: dot-separated tokens, none empty, without wildcards, spaces or
+/// control characters (async-nats would otherwise subscribe to a pattern or send an invalid command).
+fn check_inbox_prefix(prefix: &str) -> Result<(), ConnectError> {
+    let literal = |token: &str| {
+        !token.is_empty()
+            && !token.bytes().any(|b| b == b'*' || b == b'>' || b.is_ascii_whitespace() || b.is_ascii_control())
+    };
+    if prefix.split('.').all(literal) { Ok(()) } else { Err(ConnectError::InboxPrefix(prefix.to_owned())) }
+}
+
 /// How long a first connection attempt may take before it is reported as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -140,6 +156,10 @@ impl NatsConfig {
         if self.require_tls {
             options = options.require_tls(true);
         }
+        if let Some(prefix) = &self.inbox_prefix {
+            check_inbox_prefix(prefix)?;
+            options = options.custom_inbox_prefix(prefix);
+        }
         let servers = self.servers.join(",");
         options
             .name(name)
@@ -148,5 +168,20 @@ impl NatsConfig {
             .connect(self.servers.as_slice())
             .await
             .map_err(|error| ConnectError::connect(servers, &error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_prefixes_must_be_literal_subjects() {
+        for bad in ["", "_INBOX.", ".x", "a..b", "_INBOX.*", "_INBOX.>", "_INBOX.a b", "_INBOX.a\r\n"] {
+            assert!(matches!(check_inbox_prefix(bad), Err(ConnectError::InboxPrefix(p)) if p == bad), "{bad:?}");
+        }
+        for good in ["_INBOX", "_INBOX.web", "_INBOX.host-1", "replies.web_2"] {
+            assert!(check_inbox_prefix(good).is_ok(), "{good:?}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`wire`]: versioned MessagePack control messages, events and invocation headers.
 //! - [`allow`]: the URL patterns a host allows provider backends to connect to.
 //! - [`manifest`]: app manifests (`lattice.toml`): parsing, validation with located errors, environments.
+//! - [`nats_config`]: the nats-server accounts and user permissions of a lattice (`lattice nats-config`).
 //! - [`units`]: sizes (`64MiB`) and durations (`1.5s`) as written in manifests.
 //!
 //! **Invariant:** this crate does no IO and runs no async runtime.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod keys;
 pub mod link;
 pub mod manifest;
+pub mod nats_config;
 pub mod reserved;
 pub mod subject;
 pub mod units;

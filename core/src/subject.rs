@@ -331,6 +331,126 @@ impl Subjects {
     pub fn hosts_bucket(&self) -> String {
         format!("lattice_{}_hosts", self.lattice)
     }
+
+    // Patterns for NATS permissions (`lattice nats-config`, `nats_config`): each names a family of the
+    // subjects above.
+
+    /// Every subject of the lattice: `lattice.<l>.>`.
+    pub fn lattice_wildcard(&self) -> String {
+        format!("{}.>", self.prefix)
+    }
+
+    /// Every actor's invocation subject: `lattice.<l>.actor.*.invoke` (HTTP-over-NATS included: it is an
+    /// invocation with the `Lattice-Http` header).
+    pub fn invoke_wildcard(&self) -> String {
+        format!("{}.actor.*.invoke", self.prefix)
+    }
+
+    /// Every control subject: `lattice.<l>.ctl.>`.
+    pub fn control_wildcard(&self) -> String {
+        format!("{}.ctl.>", self.prefix)
+    }
+
+    /// Every remote provider's subject: `lattice.<l>.provider.>`.
+    pub fn providers_wildcard(&self) -> String {
+        format!("{}.provider.>", self.prefix)
+    }
+
+    /// The JetStream streams of the lattice: the state, hosts and leader buckets' streams, the artifact
+    /// store's, the events stream and the dead letters.
+    pub fn streams(&self) -> [String; 6] {
+        [
+            jetstream::kv_stream(&self.state_bucket()),
+            jetstream::kv_stream(&self.hosts_bucket()),
+            jetstream::kv_stream(&self.leader_bucket()),
+            jetstream::object_stream(&self.artifact_bucket()),
+            self.events_stream(),
+            self.dlq_stream(),
+        ]
+    }
+}
+
+/// The prefix of a NATS user's own inboxes (`_INBOX.<user>`), so a server permission `_INBOX.<user>.>` lets each
+/// user read only the replies to its own requests. Under `_INBOX.`, so hosts answer there like any inbox.
+pub fn inbox_prefix(user: &Name) -> String {
+    format!("_INBOX.{user}")
+}
+
+/// Every inbox under `prefix` (`<prefix>.>`).
+pub fn inbox_wildcard(prefix: &str) -> String {
+    format!("{prefix}.>")
+}
+
+/// Every inbox: the subjects hosts answer on.
+pub const ALL_INBOXES: &str = "_INBOX.>";
+
+/// JetStream's subjects (`$JS.API.…`, `$KV.…`, `$O.…`) as NATS permissions name them, per stream or bucket.
+pub mod jetstream {
+    /// Account information, which clients ask for to learn that JetStream is on.
+    pub const API_INFO: &str = "$JS.API.INFO";
+
+    /// Stream names and listing (for the CLI's checks and listings).
+    pub const API_STREAM_LISTS: [&str; 2] = ["$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"];
+
+    /// The stream behind key-value bucket `bucket`.
+    pub fn kv_stream(bucket: &str) -> String {
+        format!("KV_{bucket}")
+    }
+
+    /// The stream behind object store `bucket`.
+    pub fn object_stream(bucket: &str) -> String {
+        format!("OBJ_{bucket}")
+    }
+
+    /// Writes to keys matching `keys` (a key or a key pattern) of key-value bucket `bucket`.
+    pub fn kv_keys(bucket: &str, keys: &str) -> String {
+        format!("$KV.{bucket}.{keys}")
+    }
+
+    /// Writes (chunks and metadata) to object store `bucket`.
+    pub fn object_writes(bucket: &str) -> String {
+        format!("$O.{bucket}.>")
+    }
+
+    /// Creating `stream`.
+    pub fn create(stream: &str) -> String {
+        format!("$JS.API.STREAM.CREATE.{stream}")
+    }
+
+    /// Changing `stream`'s configuration.
+    pub fn update(stream: &str) -> String {
+        format!("$JS.API.STREAM.UPDATE.{stream}")
+    }
+
+    /// Deleting `stream` with all it holds.
+    pub fn delete(stream: &str) -> String {
+        format!("$JS.API.STREAM.DELETE.{stream}")
+    }
+
+    /// Reading `stream`: its info, single messages (direct or not), consumers (create, info, fetch, delete),
+    /// and the acknowledgements and flow-control answers of what they deliver.
+    pub fn read(stream: &str) -> Vec<String> {
+        [
+            format!("$JS.API.STREAM.INFO.{stream}"),
+            format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            format!("$JS.API.DIRECT.GET.{stream}"),
+            format!("$JS.API.DIRECT.GET.{stream}.>"),
+            format!("$JS.API.CONSUMER.CREATE.{stream}"),
+            format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+            format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>"),
+            format!("$JS.API.CONSUMER.INFO.{stream}.>"),
+            format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.>"),
+            format!("$JS.ACK.{stream}.>"),
+            format!("$JS.FC.{stream}.>"),
+        ]
+        .into()
+    }
+
+    /// Removing what `stream` holds: deleting or purging it, deleting single messages.
+    pub fn remove(stream: &str) -> Vec<String> {
+        [delete(stream), format!("$JS.API.STREAM.PURGE.{stream}"), format!("$JS.API.STREAM.MSG.DELETE.{stream}")].into()
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod http;
 mod ingress;
 mod isolation;
 mod links;
+mod nats_accounts;
 mod operators;
 mod placement;
 mod provider_isolation;
