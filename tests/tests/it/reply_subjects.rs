@@ -80,16 +80,23 @@ async fn attack(
     Ok(())
 }
 
-/// Waits for one `reply.refused` event per hostile reply subject, each naming it and the request's subject.
+/// Waits for one `reply.refused` event per hostile reply subject, each naming it and the request's subject, in
+/// any order (control requests are handled concurrently).
 async fn refusals<S>(client: &LatticeClient, events: &mut S, subject: &str) -> Result<()>
 where
     S: Stream<Item = Result<Event, WireError>> + Unpin,
 {
-    for reply in hostile(client) {
-        expect_event(events, &format!("reply.refused for {reply}"), CALL_TIMEOUT, |e| {
-            matches!(&e.data, EventData::ReplyRefused { subject: s, reason } if s == subject && reason.contains(&reply))
+    let mut missing = hostile(client).to_vec();
+    while !missing.is_empty() {
+        let what = format!("reply.refused for {}", missing.join(", "));
+        let event = expect_event(events, &what, CALL_TIMEOUT, |e| {
+            matches!(&e.data, EventData::ReplyRefused { subject: s, reason }
+                if s == subject && missing.iter().any(|r| reason.contains(r.as_str())))
         })
         .await?;
+        if let EventData::ReplyRefused { reason, .. } = event.data {
+            missing.retain(|r| !reason.contains(r.as_str()));
+        }
     }
     Ok(())
 }
@@ -137,20 +144,22 @@ async fn an_actor_at_capacity_does_not_answer_hostile_reply_subjects() -> Result
     request.limits.max_concurrency = Some(1);
     request.limits.timeout_ms = Some(120_000);
     t.client.start_actor(t.host.id(), &request).await?;
-    // One running and a full admission queue (8): the next call is answered `unavailable`.
-    let sleepers: Vec<_> = (0..9)
+    // One running and a full admission queue (8), so of 20 long calls at least one is answered `unavailable`:
+    // once one is, the actor is at capacity.
+    let (refused, mut unavailable) = tokio::sync::mpsc::unbounded_channel();
+    let sleepers: Vec<_> = (0..20)
         .map(|_| {
-            let (client, actor) = (t.client.clone(), actor.clone());
-            tokio::spawn(async move { call(&client, &actor, "60000").await })
+            let (client, actor, refused) = (t.client.clone(), actor.clone(), refused.clone());
+            tokio::spawn(async move {
+                if let Err(ClientError::Remote(e)) = call(&client, &actor, "60000").await
+                    && e.code == ErrorCode::Unavailable
+                {
+                    let _ = refused.send(());
+                }
+            })
         })
         .collect();
-    lattice_test_harness::wait_for("the actor to be at capacity", CALL_TIMEOUT, || async {
-        match call(&t.client, &actor, "0").await {
-            Err(ClientError::Remote(e)) if e.code == ErrorCode::Unavailable => Some(()),
-            _ => None,
-        }
-    })
-    .await?;
+    tokio::time::timeout(CALL_TIMEOUT, unavailable.recv()).await.context("the actor never reached capacity")?;
 
     let subject = t.client.subjects().invoke(&actor);
     attack(&t.client, &subject, None, b"0").await?;
