@@ -247,7 +247,7 @@ fn fifos_devices_and_huge_files_are_refused_without_reading_them() -> Result<()>
         let output = lattice_bounded(dir.path(), &nats.url(), &args)?;
         let code = output.status.code();
         let error = one_line_error(output)?;
-        assert!(error.contains(&format!("{file} {what}")), "{args:?}: {error}");
+        assert!(error.contains(&format!(": {file} ")) && error.contains(what), "{args:?}: {error}");
         assert_eq!(code, Some(4), "{args:?}: exit code for a refused file (docs/cli.md)");
     }
     Ok(())
