@@ -11,6 +11,7 @@ use lattice_core::http::Route;
 use lattice_core::manifest::{ArtifactSource, Manifest, ManifestError};
 use lattice_core::subject::Name;
 use lattice_core::wire::{AppActor, AppProvider, AppRecord, AppSpec, AppStatus, HostInfo};
+use lattice_host::files::{MAX_COMPONENT_BYTES, MAX_TEXT_BYTES, read_file, read_text};
 use sha2::{Digest, Sha256};
 
 use crate::args::Output;
@@ -135,7 +136,7 @@ fn refuse(file: &Path, errors: &[ManifestError]) -> anyhow::Error {
 /// exist and providers that must be served. Every problem is reported, located in the file.
 async fn prepare(client: &LatticeClient, args: &ManifestArgs) -> anyhow::Result<Prepared> {
     let file = &args.file;
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = read_text(file, MAX_TEXT_BYTES)?;
     let shown = file.display().to_string();
     let manifest = Manifest::parse(&shown, &text).map_err(|e| refuse(file, &e.0))?;
     let mut resolved = manifest.resolve(args.env.as_deref()).map_err(|e| refuse(file, &e.0))?;
@@ -150,7 +151,7 @@ async fn prepare(client: &LatticeClient, args: &ManifestArgs) -> anyhow::Result<
         let artifact = match &actor.source {
             ArtifactSource::Path(relative) => {
                 let full = base.join(relative);
-                match std::fs::read(&full) {
+                match read_file(&full, MAX_COMPONENT_BYTES) {
                     // Bytes no host could run are refused here, like `lattice push` does. Unsigned ones go
                     // through: whether they run is each host's setting, and `lattice status` reports it.
                     Ok(bytes) if let Err(error) = crate::check::pushable(&full, &bytes, true) => {
@@ -168,7 +169,7 @@ async fn prepare(client: &LatticeClient, args: &ManifestArgs) -> anyhow::Result<
                         Some((name, digest))
                     }
                     Err(error) => {
-                        errors.push(located(format!("cannot read artifact file {}: {error}", full.display())));
+                        errors.push(located(format!("artifact file: {error}")));
                         None
                     }
                 }

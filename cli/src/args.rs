@@ -58,7 +58,7 @@ impl PayloadArgs {
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
                 buf
             }
-            (None, Some(f)) => tokio::fs::read(f).await.with_context(|| format!("cannot read {}", f.display()))?,
+            (None, Some(f)) => lattice_host::files::read_file(f, lattice_host::files::MAX_COMPONENT_BYTES)?,
             (None, None) => Vec::new(),
         })
     }

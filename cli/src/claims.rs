@@ -355,7 +355,7 @@ fn default_output(component: &Path) -> PathBuf {
 }
 
 fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    Ok(lattice_host::files::read_file(path, lattice_host::files::MAX_COMPONENT_BYTES)?)
 }
 
 fn unix_now() -> u64 {

@@ -146,7 +146,7 @@ pub struct PushArgs {
 
 pub async fn push(args: PushArgs) -> anyhow::Result<()> {
     let lattice = &args.lattice;
-    let bytes = tokio::fs::read(&args.file).await.with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = lattice_host::files::read_file(&args.file, lattice_host::files::MAX_COMPONENT_BYTES)?;
     crate::check::pushable(&args.file, &bytes, args.allow_unsigned)?;
     let name = match args.name {
         Some(name) => name,
@@ -570,6 +570,7 @@ fn describe(data: &EventData) -> String {
                 operator.as_ref().map(|o| format!(" (operator {o})")).unwrap_or_default()
             )
         }
+        EventData::ReplyRefused { subject, reason } => format!("request on {subject} left unanswered: {reason}"),
         EventData::ProviderStopped { name } => format!("{name}: stopped"),
         EventData::AppDeployed { app, revision, version } => format!("{app} revision {revision} (version {version})"),
         EventData::AppReconciled { app, revision } => format!("{app} revision {revision}: everything runs"),

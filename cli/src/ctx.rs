@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use lattice_client::NatsConfig;
 use lattice_core::subject::Name;
+use lattice_host::files::ReadFileError;
 use serde::{Deserialize, Serialize};
 
 use crate::args::Output;
@@ -207,10 +208,12 @@ impl Contexts {
     /// The saved contexts (none when the file does not exist).
     fn load() -> anyhow::Result<Contexts> {
         let path = Contexts::path()?;
-        match std::fs::read_to_string(&path) {
+        match lattice_host::files::read_text(&path, lattice_host::files::MAX_TEXT_BYTES) {
             Ok(text) => toml::from_str(&text).with_context(|| format!("invalid contexts file {}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Contexts::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(ReadFileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Contexts::default())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

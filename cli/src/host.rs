@@ -282,7 +282,7 @@ impl HostFile {
     }
 
     fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = lattice_host::files::read_text(path, lattice_host::files::MAX_TEXT_BYTES)?;
         toml::from_str(&text).with_context(|| format!("invalid host config {}", path.display()))
     }
 

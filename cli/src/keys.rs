@@ -201,12 +201,12 @@ pub fn load_or_create(path: &Path, kind: KeyKind, what: &str) -> anyhow::Result<
 }
 
 fn is_not_found(error: &anyhow::Error) -> bool {
-    error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == ErrorKind::NotFound)
+    error.chain().any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == ErrorKind::NotFound))
 }
 
 /// Reads the seed in `path` and checks it is of `kind`. The file's text is never part of an error.
 pub fn read_seed(path: &Path, kind: KeyKind) -> anyhow::Result<SeedKey> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read seed file {}", path.display()))?;
+    let text = lattice_host::files::read_text(path, lattice_host::files::MAX_TEXT_BYTES).context("the seed file")?;
     warn_if_readable_by_others(path);
     let key =
         SeedKey::from_seed_str(text.trim()).with_context(|| format!("{} does not hold a seed", path.display()))?;

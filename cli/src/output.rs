@@ -12,6 +12,7 @@ use clap::ArgMatches;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use lattice_client::{ClientError, ConnectError};
 use lattice_core::wire::{ErrorCode, WireError};
+use lattice_host::files::ReadFileError;
 use lattice_host::{InvokeError, LoadError};
 
 use crate::args::Output;
@@ -114,6 +115,7 @@ impl ErrorClass {
             ClientError::Remote(e) => ErrorClass::of_wire(e.code),
             ClientError::Conflict(_) | ClientError::ReservedLink { .. } => ErrorClass::Refused,
             ClientError::UnknownProvider { .. } => ErrorClass::NotFound,
+            ClientError::BadHeader(_) => ErrorClass::Usage,
             _ => ErrorClass::Failure,
         }
     }
@@ -163,6 +165,13 @@ impl ErrorClass {
             }
             if cause.downcast_ref::<tokio::time::error::Elapsed>().is_some() {
                 return ErrorClass::Timeout;
+            }
+            // A FIFO, a device, a file too large or not text: refused; else what the IO error says.
+            if let Some(e) = cause.downcast_ref::<ReadFileError>() {
+                return match e {
+                    ReadFileError::Io { source, .. } => ErrorClass::of_io(source),
+                    _ => ErrorClass::Refused,
+                };
             }
             if let Some(e) = cause.downcast_ref::<std::io::Error>() {
                 return ErrorClass::of_io(e);

@@ -55,8 +55,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let bytes =
-        tokio::fs::read(&args.component).await.with_context(|| format!("cannot read {}", args.component.display()))?;
+    let bytes = lattice_host::files::read_file(&args.component, lattice_host::files::MAX_COMPONENT_BYTES)?;
     crate::check::component(&args.component, &bytes)?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.component.file_stem().map_or_else(|| "actor".into(), |s| s.to_string_lossy().into_owned())

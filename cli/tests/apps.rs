@@ -132,7 +132,7 @@ async fn bad_manifests_are_refused_with_located_errors_and_change_nothing() -> R
             "a missing artifact",
             "[app]\nname = \"counter\"\nversion = \"0.1.0\"\n\n[[actor]]\nname = \"kv-counter\"\nartifact = \"missing/kv_counter.wasm\"\n"
                 .to_owned(),
-            vec!["lattice.toml:5:", "cannot read artifact file", "missing/kv_counter.wasm"],
+            vec!["lattice.toml:5:", "artifact file: cannot read", "missing/kv_counter.wasm"],
         ),
         (
             "an artifact that is not a component",

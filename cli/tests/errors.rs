@@ -183,3 +183,86 @@ async fn start_of_garbage_and_a_route_to_an_actor_without_http_are_refused() -> 
     assert!(stderr.contains("warning: actor `later` runs on no host now"), "{stderr}");
     Ok(())
 }
+
+/// Runs `lattice <args>` like [`lattice`], but fails (and kills it) if it has not exited within 60 s: a FIFO
+/// must not hang it.
+fn lattice_bounded(dir: &Path, nats: &str, args: &[&str]) -> Result<Output> {
+    let child = Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .args(args)
+        .current_dir(dir)
+        .env("LATTICE_NATS", nats)
+        .env("LATTICE_NAME", "errors-cli")
+        .env("LATTICE_CONFIG_DIR", dir.join("config"))
+        .env("LATTICE_CACHE_DIR", dir.join("cache"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id().to_string();
+    let (done, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match exited.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => Ok(output?),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            bail!("`lattice {}` did not exit within 60 s", args.join(" "))
+        }
+    }
+}
+
+#[test]
+fn fifos_devices_and_huge_files_are_refused_without_reading_them() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_fixtures(dir.path())?;
+    for fifo in ["fifo.wasm", "fifo.toml", "fifo.seed"] {
+        anyhow::ensure!(Command::new("mkfifo").arg(dir.path().join(fifo)).status()?.success(), "mkfifo {fifo}");
+    }
+    for zero in ["zero.wasm", "zero.toml", "zero.seed"] {
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join(zero))?;
+    }
+    // Sparse: 65 MiB on paper, nothing on disk; larger than a component may be.
+    std::fs::File::create(dir.path().join("huge.wasm"))?.set_len(65 << 20)?;
+    let nats = NatsServer::start()?;
+    let sign = |file: &'static str, issuer: &'static str| {
+        vec!["claims", "sign", file, "--issuer", issuer, "--name", "x", "--version", "0.1.0"]
+    };
+    let mut cases: Vec<(Vec<&str>, &str, &str)> = Vec::new();
+    for (file, what) in [
+        ("fifo.wasm", "is not a regular file"),
+        ("zero.wasm", "is not a regular file"),
+        ("huge.wasm", "larger than the limit"),
+    ] {
+        for verb in [vec!["push", file], vec!["run", file], vec!["claims", "inspect", file], sign(file, "dev")] {
+            cases.push((verb, file, what));
+        }
+    }
+    for file in ["fifo.seed", "zero.seed"] {
+        cases.push((sign("kv_counter.wasm", file), file, "is not a regular file"));
+    }
+    for file in ["fifo.toml", "zero.toml"] {
+        cases.push((vec!["apply", file], file, "is not a regular file"));
+        cases.push((vec!["host", "--config", file], file, "is not a regular file"));
+    }
+    for (args, file, what) in cases {
+        let output = lattice_bounded(dir.path(), &nats.url(), &args)?;
+        let code = output.status.code();
+        let error = one_line_error(output)?;
+        assert!(error.contains(&format!(": {file} ")) && error.contains(what), "{args:?}: {error}");
+        assert_eq!(code, Some(4), "{args:?}: exit code for a refused file (docs/cli.md)");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_call_topic_or_message_id_with_a_line_break_is_a_usage_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsServer::start()?;
+    for flag in ["--topic", "--msg-id"] {
+        let output = lattice_bounded(dir.path(), &nats.url(), &["call", "anyone", "x", flag, "a\r\nNats-Rollup: all"])?;
+        let code = output.status.code();
+        let error = one_line_error(output)?;
+        assert!(error.contains("control character"), "{flag}: {error}");
+        assert_eq!(code, Some(2), "{flag}: a usage error, not a panic (docs/cli.md)");
+    }
+    Ok(())
+}

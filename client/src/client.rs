@@ -29,6 +29,14 @@ use sha2::{Digest, Sha256};
 use crate::artifacts::{self, ArtifactInfo, DIGEST_KEY};
 use crate::{ConnectError, NatsConfig, now_ms};
 
+/// The value of header `name` (one the lattice names) from the caller's input: refused, not a panic, when it
+/// holds a control character.
+fn header_value(name: &str, value: &str) -> Result<async_nats::HeaderValue, lattice_core::reserved::BadHeader> {
+    let bad = || lattice_core::reserved::BadHeader::Value { name: name.to_owned() };
+    lattice_core::reserved::check_header_value(name, value)?;
+    value.parse().map_err(|_| bad())
+}
+
 /// Why a control call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -78,6 +86,10 @@ pub enum ClientError {
         /// Which pattern and namespace.
         reason: lattice_core::reserved::Reserved,
     },
+    /// A header built from the caller's input (`--topic`, `--msg-id`…) cannot be sent: it holds a control
+    /// character (CR, LF, NUL…).
+    #[error(transparent)]
+    BadHeader(#[from] lattice_core::reserved::BadHeader),
     /// A link names a provider no host (or provider process) in the lattice serves.
     #[error(
         "no host in lattice `{lattice}` serves {interface} provider `{provider}` (served: {})",
@@ -904,14 +916,12 @@ impl LatticeClient {
     ) -> Result<CallReply, ClientError> {
         let (topic, timeout, traceparent) = (options.topic, options.timeout, options.traceparent);
         let mut request_headers = HeaderMap::new();
-        if let Some(topic) = topic {
-            request_headers.insert(headers::TOPIC, topic);
-        }
-        if let Some(traceparent) = traceparent {
-            request_headers.insert(headers::TRACEPARENT, traceparent);
-        }
-        if let Some(id) = message_id {
-            request_headers.insert(headers::MESSAGE_ID, id);
+        for (name, value) in
+            [(headers::TOPIC, topic), (headers::TRACEPARENT, traceparent), (headers::MESSAGE_ID, message_id)]
+        {
+            if let Some(value) = value {
+                request_headers.insert(name, header_value(name, value)?);
+            }
         }
         let reply = self.invocation(actor, payload, request_headers, timeout).await?;
         let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
@@ -994,7 +1004,8 @@ impl LatticeClient {
             map.append(name, value);
         }
         if let Some(id) = message_id {
-            map.insert(headers::MESSAGE_ID, id);
+            let id = header_value(headers::MESSAGE_ID, id)?;
+            map.insert(headers::MESSAGE_ID, id.clone());
             map.insert(headers::NATS_MSG_ID, id);
         }
         let js = jetstream::new(self.client.clone());

@@ -9,6 +9,7 @@
 //!   and check a component's imports against the capabilities its claims allow.
 //! - [`subject`]: every NATS subject, queue group and bucket name, and validated [`subject::Name`]s.
 //! - [`reserved`]: the subject namespaces actors may never publish, request or subscribe on.
+//! - [`reply`]: the reply subjects an answer may be published to (inboxes only).
 //! - [`wire`]: versioned MessagePack control messages, events and invocation headers.
 //! - [`allow`]: the URL patterns a host allows provider backends to connect to.
 //! - [`manifest`]: app manifests (`lattice.toml`): parsing, validation with located errors, environments.
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod link;
 pub mod manifest;
 pub mod nats_config;
+pub mod reply;
 pub mod reserved;
 pub mod subject;
 pub mod units;

@@ -14,23 +14,21 @@
 //! | `$SYS.>` | the server's system account |
 //! | `_INBOX.>` | other clients' replies |
 //!
-//! A reply goes to the reply subject of a message the actor received, which is normally an inbox: replies are
-//! checked with [`check_reply`], which allows `_INBOX.>` and refuses the rest (a sender could otherwise pick
-//! `$JS.API.STREAM.DELETE.…` as its reply subject and have the actor send it).
+//! A reply goes to the reply subject of a message the actor (or the host) received: replies are checked with
+//! [`crate::reply::check`], which allows only inboxes (a sender could otherwise pick
+//! `$JS.API.STREAM.DELETE.…` as its reply subject and have the actor or the host send it).
 //!
 //! A subscription pattern (or an allow-list pattern) is refused when it could match any subject in a reserved
 //! namespace: `>`, `*.>`, `lattice.*`, `*.default.ctl.>` all overlap `lattice.>`. NATS subjects are
 //! case-sensitive: `Lattice.x` is not reserved.
 //!
 //! ```
-//! use lattice_core::reserved::{check_publish, check_reply, check_subscribe};
+//! use lattice_core::reserved::{check_publish, check_subscribe};
 //!
 //! assert!(check_publish("orders.new").is_ok());
 //! assert!(check_publish("$JS.API.STREAM.NAMES").is_err());
 //! assert!(check_subscribe("orders.>").is_ok());
 //! assert!(check_subscribe("*.>").is_err());
-//! assert!(check_reply("_INBOX.abc.1").is_ok());
-//! assert!(check_reply("$KV.lattice_default.links.x").is_err());
 //! ```
 
 /// The reserved namespaces, as subscription patterns.
@@ -43,7 +41,7 @@ pub const INBOX: &str = "_INBOX.>";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{action} `{subject}` is refused: it is in the reserved namespace `{namespace}`")]
 pub struct Reserved {
-    /// What the subject was used for: `publish to`, `subscription to`, `reply to`.
+    /// What the subject was used for: `publish to`, `subscription to`.
     pub action: &'static str,
     /// The subject or pattern, as given.
     pub subject: String,
@@ -61,13 +59,70 @@ pub fn check_subscribe(pattern: &str) -> Result<(), Reserved> {
     check(pattern, RESERVED, "subscription to")
 }
 
-/// Checks the reply subject of a message an actor received before the actor's reply is sent to it: every
-/// reserved namespace but `_INBOX.>`.
-pub fn check_reply(subject: &str) -> Result<(), Reserved> {
-    for namespace in RESERVED.iter().filter(|n| **n != INBOX) {
-        if overlaps(subject, namespace) {
-            return Err(Reserved { action: "reply to", subject: subject.to_owned(), namespace });
-        }
+/// The header-name prefix reserved for NATS and JetStream (`Nats-Msg-Id`, `Nats-Expected-Stream`,
+/// `Nats-Rollup`…), compared case-insensitively.
+pub const NATS_HEADERS: &str = "nats-";
+
+/// A message header (a guest's metadata or content type, a CLI flag) that must not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadHeader {
+    /// The name is empty.
+    #[error("a header name is empty")]
+    EmptyName,
+    /// The name holds something other than printable ASCII, or `:`.
+    #[error("header name `{name}` is refused: only printable ASCII without `:` is allowed")]
+    Name {
+        /// The name (control characters escaped, cut to 80 characters).
+        name: String,
+    },
+    /// The value holds a control character (NUL, CR, LF…; a tab is allowed).
+    #[error("header `{name}` is refused: its value holds a control character (NUL, CR, LF…)")]
+    Value {
+        /// The header's name (escaped and cut as above).
+        name: String,
+    },
+    /// The name is in NATS's reserved `Nats-` namespace.
+    #[error(
+        "header `{name}` is refused: `Nats-` headers are reserved for NATS and JetStream (`Nats-Msg-Id`, \
+         `Nats-Expected-Stream`, `Nats-Rollup`…)"
+    )]
+    Reserved {
+        /// The name (escaped and cut as above).
+        name: String,
+    },
+}
+
+/// Checks a header the sender chose, name and value: a non-empty printable-ASCII name without `:`, outside
+/// `Nats-…`, and a value without control characters. What passes is accepted by async-nats' fallible
+/// constructors (`HeaderName::from_str`, `HeaderValue::from_str`).
+///
+/// ```
+/// use lattice_core::reserved::{BadHeader, check_header};
+///
+/// assert_eq!(check_header("order-id", "42"), Ok(()));
+/// assert!(matches!(check_header("NATS-Msg-Id", "x"), Err(BadHeader::Reserved { .. })));
+/// assert!(matches!(check_header("a", "1\r\nNats-Rollup: all"), Err(BadHeader::Value { .. })));
+/// assert_eq!(check_header("", "x"), Err(BadHeader::EmptyName));
+/// ```
+pub fn check_header(name: &str, value: &str) -> Result<(), BadHeader> {
+    if name.is_empty() {
+        return Err(BadHeader::EmptyName);
+    }
+    if name.chars().any(|c| !c.is_ascii_graphic() || c == ':') {
+        return Err(BadHeader::Name { name: crate::reply::sanitise(name) });
+    }
+    if name.get(..NATS_HEADERS.len()).is_some_and(|start| start.eq_ignore_ascii_case(NATS_HEADERS)) {
+        return Err(BadHeader::Reserved { name: name.to_owned() });
+    }
+    check_header_value(name, value)
+}
+
+/// Checks the value of a header whose name the lattice chose (`Lattice-Topic`, `Content-Type`…): no control
+/// character but tab.
+pub fn check_header_value(name: &str, value: &str) -> Result<(), BadHeader> {
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(BadHeader::Value { name: crate::reply::sanitise(name) });
     }
     Ok(())
 }
@@ -220,22 +275,40 @@ mod tests {
     }
 
     #[test]
-    fn replies_may_go_to_inboxes_only() {
-        for allowed in ["_INBOX.abc", "_INBOX.abc.1", "orders.reply", "_INBOX.inmemory.7"] {
-            assert_eq!(check_reply(allowed), Ok(()), "{allowed}");
-        }
-        for (refused, namespace) in [
-            ("$JS.API.STREAM.DELETE.KV_lattice_x", "$JS.>"),
-            ("$JS.API.STREAM.NAMES", "$JS.>"),
-            ("$KV.lattice_x.links.a", "$KV.>"),
-            ("lattice.x.ctl.host.h.stop", "lattice.>"),
-            ("$SYS.REQ.SERVER.PING", "$SYS.>"),
-            ("$O.b.C.x", "$O.>"),
-            ("$JSC.x", "$JSC.>"),
+    fn headers_are_checked() {
+        for (name, value) in [
+            ("order-id", "42"),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("a", "x\ty"),
+            ("lattice-msg-id", "m1"),
+            ("natsx", "1"),
         ] {
-            let error = check_reply(refused).expect_err(refused);
-            assert_eq!(error.namespace, namespace);
-            assert_eq!(error.action, "reply to");
+            assert_eq!(check_header(name, value), Ok(()), "{name}: {value}");
+        }
+        let table: &[(&str, &str, &str)] = &[
+            ("", "x", "empty"),
+            ("a b", "x", "name"),
+            ("a:b", "x", "name"),
+            ("a\0", "x", "name"),
+            ("é", "x", "name"),
+            ("Nats-Msg-Id", "x", "reserved"),
+            ("nats-expected-stream", "x", "reserved"),
+            ("NATS-ROLLUP", "all", "reserved"),
+            ("a", "x\0", "value"),
+            ("a", "x\r\ny", "value"),
+            ("a", "x\ny", "value"),
+            ("a", "\u{1b}[2J", "value"),
+        ];
+        for (name, value, expected) in table {
+            let bad = check_header(name, value).expect_err(name);
+            let kind = match &bad {
+                BadHeader::EmptyName => "empty",
+                BadHeader::Name { .. } => "name",
+                BadHeader::Value { .. } => "value",
+                BadHeader::Reserved { .. } => "reserved",
+            };
+            assert_eq!(kind, *expected, "{name:?}: {value:?}: {bad}");
+            assert!(!bad.to_string().chars().any(char::is_control), "{bad:?}");
         }
     }
 
@@ -266,7 +339,7 @@ mod tests {
         for subject in subjects {
             assert!(check_publish(&subject).is_err(), "{subject}");
             assert!(check_subscribe(&subject).is_err(), "{subject}");
-            assert!(check_reply(&subject).is_err(), "{subject}");
+            assert!(crate::reply::check(&subject, None).is_err(), "{subject}");
         }
     }
 }

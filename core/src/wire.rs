@@ -770,6 +770,15 @@ pub enum EventData {
         /// The operator the signature named, if any.
         operator: Option<String>,
     },
+    /// A request was refused unanswered because its reply subject is no inbox
+    /// ([`crate::reply::check`]): answering would have published with the host's permissions wherever the
+    /// sender chose (`$JS.API.STREAM.DELETE.…`, `$KV.…`). Live only, like `control.refused`.
+    ReplyRefused {
+        /// The subject the request came on (an actor's invoke subject, a control verb…).
+        subject: String,
+        /// Why, naming the reply subject (sanitised), e.g. ``reply subject `$JS.API…` is refused: …``.
+        reason: String,
+    },
 }
 
 impl EventData {
@@ -787,6 +796,7 @@ impl EventData {
             EventData::ProviderRecovered { .. } => "provider.recovered",
             EventData::ProviderFailed { .. } => "provider.failed",
             EventData::ControlRefused { .. } => "control.refused",
+            EventData::ReplyRefused { .. } => "reply.refused",
             EventData::ProviderStopped { .. } => "provider.stopped",
             EventData::AppDeployed { .. } => "app.deployed",
             EventData::AppReconciled { .. } => "app.reconciled",

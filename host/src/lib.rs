@@ -36,6 +36,7 @@ mod bindings;
 mod cache;
 mod deadletter;
 mod engine;
+pub mod files;
 mod http;
 mod keyvalue;
 pub mod lattice;

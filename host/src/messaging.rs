@@ -25,10 +25,18 @@
 //! **Reserved subjects.** Whatever the provider, `producer.send` and `request-reply.request` to a subject in a
 //! reserved namespace ([`lattice_core::reserved`]: `lattice.>`, `$JS.>`, `$JSC.>`, `$KV.>`, `$O.>`, `$SYS.>`,
 //! `_INBOX.>`) get `permission-denied`, naming the subject and the namespace; so does a reply to a received
-//! message whose reply subject is reserved (only `_INBOX.>` is allowed there), which keeps a sender from
-//! choosing, say, `$JS.API.STREAM.DELETE.…` as its reply subject and having the actor send it. A link with
+//! message whose reply subject is no inbox ([`lattice_core::reply::check`], the check the host applies to its
+//! own answers), which keeps a sender from choosing, say, `$JS.API.STREAM.DELETE.…` as its reply subject and
+//! having the actor send it. A link with
 //! `publish=a|b` also refuses sends and requests to subjects no pattern matches (replies are not subject to
 //! it). A guest cannot set a reply subject: replies go only through the route of a message it received.
+//!
+//! **Headers.** A send, request or reply whose metadata or content type cannot be a message header is refused
+//! before it reaches the provider (so for every provider): an empty name, control characters (NUL, CR, LF…) in
+//! a name or value, or a name outside printable ASCII get `other`; a `Nats-…` name (JetStream's `Nats-Msg-Id`,
+//! `Nats-Expected-Stream`, `Nats-Rollup`…, any case) gets `permission-denied`. `lattice-msg-id` stays the
+//! guest's to set (it names a durable send); the other `Lattice-…` headers mean something only on the
+//! lattice's own subjects, where a guest cannot publish.
 //!
 //! **Host memory.** What the guest makes the host hold for it (messages, request options, clients) is bounded
 //! per invocation: [`MAX_RESOURCES`] resources alive, [`message_bytes_limit`] bytes of messages (data,
@@ -282,11 +290,28 @@ fn to_wit(error: MsgError) -> types::Error {
     }
 }
 
-/// Refuses a reply subject in a reserved namespace (inboxes are allowed).
+/// Refuses a reply subject that is no inbox ([`lattice_core::reply::check`], as for the host's own answers).
 fn check_reply_subject(actor: &str, subject: &str) -> Result<(), types::Error> {
-    lattice_core::reserved::check_reply(subject).map_err(|reserved| {
-        tracing::debug!(%actor, %subject, namespace = reserved.namespace, "reply refused: reserved subject");
-        types::Error::PermissionDenied(reserved.to_string())
+    lattice_core::reply::check(subject, None).map_err(|refused| {
+        tracing::debug!(%actor, reason = %refused, "reply refused: no inbox");
+        types::Error::PermissionDenied(refused.to_string())
+    })
+}
+
+/// Refuses a message whose metadata or content type cannot go out as headers, whatever the provider: an
+/// empty name, a name or value with control characters (`other`), a `Nats-…` name (`permission-denied`:
+/// JetStream acts on `Nats-Msg-Id`, `Nats-Expected-Stream`, `Nats-Rollup`…).
+fn check_headers(actor: &str, content_type: Option<&str>, metadata: &[(String, String)]) -> Result<(), types::Error> {
+    use lattice_core::reserved::{BadHeader, check_header, check_header_value};
+    let checked = content_type
+        .map_or(Ok(()), |value| check_header_value("content-type", value))
+        .and_then(|()| metadata.iter().try_for_each(|(name, value)| check_header(name, value)));
+    checked.map_err(|bad| {
+        tracing::debug!(%actor, reason = %bad, "message refused: bad header");
+        match bad {
+            BadHeader::Reserved { .. } => types::Error::PermissionDenied(bad.to_string()),
+            _ => types::Error::Other(bad.to_string()),
+        }
     })
 }
 
@@ -497,6 +522,9 @@ impl producer::Host for InvocationState {
         if let Err(error) = self.check_size("message", message.data.len()) {
             return Ok(Err(error));
         }
+        if let Err(error) = check_headers(&self.actor, message.content_type.as_deref(), &message.metadata) {
+            return Ok(Err(error));
+        }
         let result = if self.table.get(&client)?.durable {
             let outbound = message.into_outbound();
             let id = self.durable_send_id(&outbound);
@@ -532,6 +560,9 @@ impl request_reply::Host for InvocationState {
         if let Err(error) = self.check_size("request", outbound.data.len()) {
             return Ok(Err(error));
         }
+        if let Err(error) = check_headers(&self.actor, outbound.content_type.as_deref(), &outbound.metadata) {
+            return Ok(Err(error));
+        }
         let replies = match provider.request(&topic, outbound, timeout, expected).await {
             Ok(replies) => replies,
             Err(error) => {
@@ -563,6 +594,9 @@ impl request_reply::Host for InvocationState {
                     return Ok(Err(error));
                 }
                 if let Err(error) = self.check_size("reply", message.data.len()) {
+                    return Ok(Err(error));
+                }
+                if let Err(error) = check_headers(&self.actor, message.content_type.as_deref(), &message.metadata) {
                     return Ok(Err(error));
                 }
                 let result = to.provider.send(&to.subject, message.into_outbound()).await;

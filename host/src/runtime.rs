@@ -53,7 +53,7 @@ impl Default for RuntimeBuilder {
         Self {
             engine: EngineConfig::default(),
             cache_dir: None,
-            max_component_bytes: 64 << 20,
+            max_component_bytes: crate::files::MAX_COMPONENT_BYTES,
             providers,
             policy: Policy::default(),
         }

@@ -179,7 +179,8 @@ impl Drop for Serving {
 }
 
 /// Serves `provider` on `subject` (in a queue group shared with other servers of the same subject) until the
-/// returned [`Serving`] is dropped. Malformed requests and unknown versions get an error answer. At most
+/// returned [`Serving`] is dropped. A call whose reply subject is no inbox ([`lattice_core::reply::check`]) is
+/// refused unanswered, with a rate-limited warning. Malformed requests and unknown versions get an error answer. At most
 /// [`MAX_SERVED_IN_FLIGHT`] calls run at once; the excess is answered at once with a [`KvError::Backend`] error
 /// whose message starts with `unavailable:`.
 pub async fn serve_keyvalue(
@@ -189,9 +190,18 @@ pub async fn serve_keyvalue(
 ) -> Result<Serving, async_nats::SubscribeError> {
     let mut requests = client.queue_subscribe(subject.clone(), QUEUE.to_owned()).await?;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_SERVED_IN_FLIGHT));
+    let mut warnings = lattice_core::reply::Warnings::default();
     let task = tokio::spawn(async move {
         while let Some(message) = requests.next().await {
             let Some(reply) = message.reply.clone() else { continue };
+            // Answers go only to inboxes: a reply subject such as `$JS.API.STREAM.DELETE.…` would have this
+            // server act with its own permissions wherever the caller chose.
+            if let Err(refused) = lattice_core::reply::check(&reply, None) {
+                if let Some(suppressed) = warnings.may_warn(std::time::Instant::now()) {
+                    tracing::warn!(%subject, reason = %refused, suppressed, "remote provider call refused unanswered");
+                }
+                continue;
+            }
             // Admission: a bounded number of calls in flight; the excess is answered at once.
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 tracing::debug!(%subject, "remote provider call refused: too many in flight");

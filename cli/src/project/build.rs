@@ -178,7 +178,7 @@ fn build_python(dir: &Path) -> anyhow::Result<(String, String, PathBuf)> {
 }
 
 fn read_toml(path: &Path) -> anyhow::Result<toml::Table> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = lattice_host::files::read_text(path, lattice_host::files::MAX_TEXT_BYTES)?;
     text.parse::<toml::Table>().map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
 }
 

@@ -3,13 +3,14 @@
 //!
 //! Order of checks: the path is judged lexically first (absolute paths must lie under the directory, `..`
 //! must not climb out of it) without touching the filesystem; then it is canonicalized (symlinks resolved) and
-//! checked again; then it must be a regular file (no FIFO, device or directory) no larger than the host's
-//! component limit; then it is opened without blocking (`O_NONBLOCK`, so a FIFO swapped in meanwhile cannot
-//! hang the open), its type checked again on the open handle, and at most limit + 1 bytes are read. All of it
-//! runs on a blocking thread.
+//! checked again; then it is read with [`crate::files::read_file`] (the reader the CLI uses too): opened
+//! without blocking (`O_NONBLOCK`, so a FIFO cannot hang the open), a regular file (no FIFO, device or
+//! directory) no larger than the host's component limit on the open handle, and at most limit + 1 bytes read.
+//! All of it runs on a blocking thread.
 
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+
+use crate::files::ReadFileError;
 
 /// The directory path artifacts may come from.
 #[derive(Debug, Clone)]
@@ -113,46 +114,18 @@ impl ArtifactDir {
             tracing::debug!(path = requested, "path artifact resolving outside the artifact directory refused");
             return Err(not_found());
         }
-        let not_a_file = || PathArtifactError::NotAFile { path: requested.to_owned(), host: host.to_owned() };
-        let too_large =
-            |size: u64| PathArtifactError::TooLarge { path: requested.to_owned(), host: host.to_owned(), size, limit };
-        let read_error = |e: std::io::Error| PathArtifactError::Read {
-            path: requested.to_owned(),
-            host: host.to_owned(),
-            message: e.to_string(),
-        };
-        let metadata = std::fs::metadata(&resolved).map_err(|_| not_found())?;
-        if !metadata.is_file() {
-            return Err(not_a_file());
-        }
-        if metadata.len() > limit as u64 {
-            return Err(too_large(metadata.len()));
-        }
-        let mut file = open_nonblocking(&resolved).map_err(read_error)?;
-        // The file may have been replaced between the checks and the open: check the opened handle too.
-        let opened = file.metadata().map_err(read_error)?;
-        if !opened.is_file() {
-            return Err(not_a_file());
-        }
-        let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-        let mut bytes = Vec::with_capacity(usize::try_from(opened.len()).unwrap_or(0).min(limit));
-        (&mut file).take(cap).read_to_end(&mut bytes).map_err(read_error)?;
-        if bytes.len() > limit {
-            return Err(too_large(bytes.len() as u64));
-        }
-        Ok(bytes)
+        let (path, host) = (requested.to_owned(), host.to_owned());
+        // The shared reader: opened without blocking, regular files only (checked on the open handle), capped.
+        crate::files::read_file(&resolved, limit).map_err(|error| match error {
+            ReadFileError::NotAFile { .. } => PathArtifactError::NotAFile { path, host },
+            ReadFileError::TooLarge { size, .. } => PathArtifactError::TooLarge { path, host, size, limit },
+            ReadFileError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                PathArtifactError::NotFound { path, host }
+            }
+            ReadFileError::Io { source, .. } => PathArtifactError::Read { path, host, message: source.to_string() },
+            other => PathArtifactError::Read { path, host, message: other.to_string() },
+        })
     }
-}
-
-#[cfg(unix)]
-fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)
-}
-
-#[cfg(not(unix))]
-fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::File::open(path)
 }
 
 /// `path` with `.` dropped and `..` applied, without touching the filesystem; `None` if `..` climbs above the

@@ -61,10 +61,10 @@ pub(crate) const MAX_CONTROL_IN_FLIGHT: usize = 64;
 
 /// Answers a control request the host has no room for. Auctions stay unanswered (a busy host is no candidate).
 async fn refuse_busy(shared: &Shared, kind: Kind, message: Message) {
-    let Some(reply_to) = message.reply else { return };
     if matches!(kind, Kind::Auction) {
         return;
     }
+    let Ok(Some(reply_to)) = shared.replies.inbox(&message).await else { return };
     tracing::debug!(subject = %message.subject, "control request refused: too many in flight");
     let error = WireError::new(
         ErrorCode::Unavailable,
@@ -74,7 +74,7 @@ async fn refuse_busy(shared: &Shared, kind: Kind, message: Message) {
             shared.id
         ),
     );
-    if let Err(error) = shared.client.publish(reply_to, wire::encode::<Reply<Empty>>(&Err(error)).into()).await {
+    if let Err(error) = shared.replies.publish(&reply_to, wire::encode::<Reply<Empty>>(&Err(error)).into()).await {
         tracing::warn!(%error, "cannot send control reply");
     }
 }
@@ -87,12 +87,13 @@ enum Kind {
 }
 
 async fn handle(shared: Arc<Shared>, kind: Kind, message: Message) {
-    let Some(reply_to) = message.reply.clone() else {
-        tracing::debug!(subject = %message.subject, "control request without reply subject ignored");
+    // A reply subject that is no inbox is refused before the request is even authenticated.
+    let Ok(Some(reply_to)) = shared.replies.inbox(&message).await else {
+        tracing::debug!(subject = %message.subject, "control request without an inbox to answer ignored");
         return;
     };
     if let Err(refused) = check_operator(&shared, kind, &message).await {
-        if let Err(error) = shared.client.publish(reply_to, refused.into()).await {
+        if let Err(error) = shared.replies.publish(&reply_to, refused.into()).await {
             tracing::warn!(%error, "cannot send control reply");
         }
         return;
@@ -110,7 +111,7 @@ async fn handle(shared: Arc<Shared>, kind: Kind, message: Message) {
         }),
     };
     if let Some(reply) = reply
-        && let Err(error) = shared.client.publish(reply_to, reply.into()).await
+        && let Err(error) = shared.replies.publish(&reply_to, reply.into()).await
     {
         tracing::warn!(%error, "cannot send control reply");
     }
@@ -378,7 +379,7 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
         tokio::spawn(serve::serve(
             following,
             subscription,
-            shared.client.clone(),
+            shared.replies.clone(),
             shared.id.clone(),
             shared.tracker.clone(),
             stop.clone(),

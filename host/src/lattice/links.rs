@@ -3,8 +3,9 @@
 //! runs on every change, so `lattice link put` takes effect on the next invocation everywhere, without a
 //! restart; invocations already running finish on the links they started with.
 //!
-//! A host that trusts operators applies only records signed by one of them ([`LinkGuard`]); a refused record
-//! removes whatever link its key held (fail closed), with a warning and a `control.refused` event.
+//! A host that trusts operators applies only records signed by one of them ([`LinkGuard`]); a refused record,
+//! and (whatever the policy) one that cannot be decoded, removes whatever link its key held (fail closed), with
+//! a warning and a `control.refused` event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -185,22 +186,25 @@ struct Applied {
 
 impl Applied {
     /// Applies one bucket entry to the table; returns the actor whose links it changed, if any. A record the
-    /// guard refuses removes the link its key held.
+    /// guard refuses, or one that cannot be decoded, removes the link its key held.
     async fn apply_entry(&mut self, entry: &kv::Entry) -> Option<Name> {
         match entry.operation {
             kv::Operation::Put => {
+                // A record that cannot be read says nothing about the link its key held: drop it (fail closed).
                 let record = match wire::decode::<LinkRecord>(&entry.value) {
                     Ok(record) => record,
                     Err(error) => {
-                        tracing::warn!(key = %entry.key, %error, "ignoring undecodable link record");
-                        return None;
+                        let reason = format!("undecodable link record: {error}");
+                        self.guard.refused(&entry.key, None, "link", reason, None).await;
+                        return forget_key(&mut self.table, &entry.key);
                     }
                 };
                 let spec = match record.link.parse::<LinkSpec>() {
                     Ok(spec) => spec,
                     Err(error) => {
-                        tracing::warn!(key = %entry.key, %error, "ignoring invalid link in the state bucket");
-                        return None;
+                        let reason = format!("invalid link in its record: {error}");
+                        self.guard.refused(&entry.key, Some(&record.actor), "link", reason, None).await;
+                        return forget_key(&mut self.table, &entry.key);
                     }
                 };
                 let expected = self.subjects.link_key(&record.actor, spec.interface.as_str(), &spec.name);
@@ -261,10 +265,23 @@ impl LinkGuard {
             }
         });
         let Err(refusal) = verdict else { return true };
-        let reason = refusal.to_string();
+        self.refused(key, Some(&record.actor), verb, refusal.to_string(), operator).await;
+        false
+    }
+
+    /// Reports a record refused (by the policy, or because it cannot be read): a warning and a
+    /// `control.refused` event.
+    pub(crate) async fn refused(
+        &self,
+        key: &str,
+        actor: Option<&Name>,
+        verb: &str,
+        reason: String,
+        operator: Option<String>,
+    ) {
         tracing::warn!(
             %key,
-            actor = %record.actor,
+            actor = actor.map(Name::as_str).unwrap_or("unknown"),
             operator = operator.as_deref().unwrap_or("none"),
             %reason,
             verb,
@@ -273,6 +290,5 @@ impl LinkGuard {
         self.events
             .publish(EventData::ControlRefused { subject: key.to_owned(), verb: verb.into(), reason, operator })
             .await;
-        false
     }
 }

@@ -18,6 +18,7 @@ mod lease;
 mod links;
 mod providers;
 mod reconcile;
+mod reply;
 mod serve;
 mod supervise;
 mod table;
@@ -203,6 +204,8 @@ pub(crate) struct Shared {
     pub(crate) runtime: Runtime,
     pub(crate) table: Table,
     pub(crate) events: Events,
+    /// Answers to requests: only to inboxes.
+    pub(crate) replies: reply::Replies,
     pub(crate) tracker: TaskTracker,
     pub(crate) default_limits: ActorLimits,
     pub(crate) max_component_bytes: usize,
@@ -419,6 +422,8 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         subjects: subjects.clone(),
         runtime,
         table: Table::spawn(labels, pool),
+        // No custom inbox prefix is configured yet: answers go to `_INBOX.…` only.
+        replies: reply::Replies::new(client.clone(), events.clone(), None),
         events,
         app_client,
         tracker: TaskTracker::new(),

@@ -4,11 +4,14 @@
 //! The reply carries `Lattice-Status: ok` and the actor's reply as payload, or `Lattice-Status: error` with
 //! `Lattice-Error-Code` and the error message as payload.
 //!
+//! Reply subjects: a call whose reply subject is no inbox is refused before it is admitted (it never runs):
+//! see [`super::reply`]. A call without a reply subject runs, unanswered.
+//!
 //! Admission: a call is taken into work only when the actor has a free concurrency permit or room in its small
 //! bounded queue ([`crate::runtime::queue_limit`]); otherwise it is answered at once with `unavailable`, so callers get
 //! backpressure and the host never holds an unbounded pile of waiting tasks.
 
-use async_nats::{Client, HeaderMap, Message, Subscriber};
+use async_nats::{HeaderMap, HeaderValue, Message, Subscriber};
 use futures::StreamExt;
 use lattice_core::subject::Name;
 use lattice_core::wire::{ErrorCode, headers};
@@ -18,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::reply::{Inbox, Replies};
 use crate::runtime::Admitted;
 use crate::{Actor, IncomingMessage, InvokeError};
 
@@ -38,7 +42,7 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 pub(crate) async fn serve(
     mut actor_rx: watch::Receiver<Actor>,
     mut subscription: Subscriber,
-    client: Client,
+    replies: Replies,
     host: Name,
     tracker: TaskTracker,
     stop: CancellationToken,
@@ -46,13 +50,13 @@ pub(crate) async fn serve(
     let _serving = tracker.token();
     let mut actor = actor_rx.borrow_and_update().clone();
     let mut received = 0u64;
-    // Admission: run at once with a free permit, else wait in the bounded queue, else hand the message back
-    // to be refused (in this task, so refusals never pile up as tasks either).
-    let spawn = |actor: &Actor, message: Message| -> Option<Message> {
-        let Some(admitted) = actor.admit() else { return Some(message) };
-        let (actor, client, host) = (actor.clone(), client.clone(), host.clone());
-        tracker.spawn(async move { invoke(actor, client, host, message, admitted).await });
-        None
+    // Admission: run at once with a free permit, else wait in the bounded queue, else hand the reply subject
+    // back to be refused (in this task, so refusals never pile up as tasks either).
+    let spawn = |actor: &Actor, message: Message, reply: Option<Inbox>| -> Result<(), Option<Inbox>> {
+        let Some(admitted) = actor.admit() else { return Err(reply) };
+        let (actor, replies, host) = (actor.clone(), replies.clone(), host.clone());
+        tracker.spawn(async move { invoke(actor, replies, host, message, reply, admitted).await });
+        Ok(())
     };
     loop {
         let message = tokio::select! {
@@ -73,21 +77,22 @@ pub(crate) async fn serve(
             },
         };
         received += 1;
-        if let Some(refused) = spawn(&actor, message) {
-            refuse(&actor, &client, &host, refused).await;
-        }
+        take(&actor, &replies, &host, message, &spawn).await;
     }
-    leave(&mut subscription, received, actor.name(), |message| {
-        let refused = spawn(&actor, message);
-        let (actor, client, host) = (&actor, &client, &host);
-        async move {
-            if let Some(refused) = refused {
-                refuse(actor, client, host, refused).await;
-            }
-        }
-    })
-    .await;
+    leave(&mut subscription, received, actor.name(), |message| take(&actor, &replies, &host, message, &spawn)).await;
     tracing::info!(actor = actor.name(), "stopped serving invocations");
+}
+
+/// Takes one call: refused unanswered if its reply subject is no inbox, else run through `spawn`, else (no
+/// room) answered `unavailable`.
+async fn take<F>(actor: &Actor, replies: &Replies, host: &Name, message: Message, spawn: &F)
+where
+    F: Fn(&Actor, Message, Option<Inbox>) -> Result<(), Option<Inbox>>,
+{
+    let Ok(reply) = replies.inbox(&message).await else { return };
+    if let Err(reply) = spawn(actor, message, reply) {
+        refuse(actor, replies, host, reply).await;
+    }
 }
 
 /// Calls the server may still route here after a stop began, over and above those received: more than can
@@ -177,8 +182,8 @@ pub(crate) fn error_code(error: &InvokeError) -> ErrorCode {
 }
 
 /// Answers a call the actor has no room for: `unavailable`, at once.
-async fn refuse(actor: &Actor, client: &Client, host: &Name, message: Message) {
-    let Some(reply_to) = message.reply else {
+async fn refuse(actor: &Actor, replies: &Replies, host: &Name, reply: Option<Inbox>) {
+    let Some(reply_to) = reply else {
         tracing::debug!(actor = actor.name(), "call without a reply subject dropped: actor at capacity");
         return;
     };
@@ -193,21 +198,32 @@ async fn refuse(actor: &Actor, client: &Client, host: &Name, message: Message) {
     let mut reply_headers = HeaderMap::new();
     reply_headers.insert(headers::HOST, host.as_str());
     let payload = failed(&mut reply_headers, ErrorCode::Unavailable, text);
-    if let Err(error) = client.publish_with_headers(reply_to, reply_headers, payload).await {
+    if let Err(error) = replies.publish_with_headers(&reply_to, reply_headers, payload).await {
         tracing::warn!(actor = actor.name(), %error, "cannot send the at-capacity reply");
     }
 }
 
-async fn invoke(actor: Actor, client: Client, host: Name, message: Message, admitted: Admitted) {
-    let traceparent = message.headers.as_ref().and_then(|h| h.get(headers::TRACEPARENT)).map(|v| v.as_str().to_owned());
-    let span = tracing::debug_span!("invoke", actor = actor.name(), traceparent = traceparent.as_deref());
+async fn invoke(
+    actor: Actor,
+    replies: Replies,
+    host: Name,
+    message: Message,
+    reply: Option<Inbox>,
+    admitted: Admitted,
+) {
+    let traceparent = message.headers.as_ref().and_then(|h| h.get(headers::TRACEPARENT)).cloned();
+    let span = tracing::debug_span!(
+        "invoke",
+        actor = actor.name(),
+        traceparent = traceparent.as_ref().map(HeaderValue::as_str)
+    );
     if message.headers.as_ref().is_some_and(|h| h.get(headers::HTTP).is_some()) {
-        return invoke_http(actor, client, host, message, admitted).instrument(span).await;
+        return invoke_http(actor, replies, host, message, reply, admitted).instrument(span).await;
     }
     let permit = admitted.permit(&actor);
     // The instance is torn down after the reply is sent.
     let (outcome, retired) = actor.invoke_retaining_with(permit, incoming(&message)).instrument(span).await;
-    let Some(reply_to) = message.reply else {
+    let Some(reply_to) = reply else {
         if let Err(error) = outcome.result {
             tracing::warn!(actor = actor.name(), %error, "invocation without a reply subject failed");
         }
@@ -217,15 +233,25 @@ async fn invoke(actor: Actor, client: Client, host: Name, message: Message, admi
     let mut reply_headers = HeaderMap::new();
     reply_headers.insert(headers::HOST, host.as_str());
     if let Some(traceparent) = traceparent {
-        reply_headers.insert(headers::TRACEPARENT, traceparent.as_str());
+        reply_headers.insert(headers::TRACEPARENT, traceparent);
     }
     let payload = match outcome.result {
         Ok(Some(reply)) => {
-            reply_headers.insert(headers::STATUS, "ok");
-            if let Some(content_type) = &reply.content_type {
-                reply_headers.insert(headers::CONTENT_TYPE, content_type.as_str());
+            match reply.content_type.as_deref().map(str::parse::<HeaderValue>).transpose() {
+                Ok(content_type) => {
+                    reply_headers.insert(headers::STATUS, "ok");
+                    if let Some(content_type) = content_type {
+                        reply_headers.insert(headers::CONTENT_TYPE, content_type);
+                    }
+                    reply.data.into()
+                }
+                // A guest-chosen content type with CR or LF cannot be a header: the caller gets an error.
+                Err(error) => failed(
+                    &mut reply_headers,
+                    ErrorCode::InvocationFailed,
+                    format!("the actor's reply has an invalid content type: {error}"),
+                ),
             }
-            reply.data.into()
         }
         Ok(None) => {
             reply_headers.insert(headers::STATUS, "ok");
@@ -234,7 +260,7 @@ async fn invoke(actor: Actor, client: Client, host: Name, message: Message, admi
         }
         Err(error) => failed(&mut reply_headers, error_code(&error), error.to_string()),
     };
-    send_reply(&client, actor.name(), reply_to, reply_headers, payload).await;
+    send_reply(&replies, actor.name(), &reply_to, reply_headers, payload).await;
     // Alone, let the connection task (woken by the publish, queued behind this task) write the reply before
     // the instance is torn down. Under load, tear down at once: instances waiting to be torn down would
     // only grow the working set.
@@ -247,8 +273,15 @@ async fn invoke(actor: Actor, client: Client, host: Name, message: Message, admi
 /// Serves an HTTP request forwarded by another host's ingress (`Lattice-Http`): the payload is an
 /// [`HttpRequest`](lattice_core::http::HttpRequest), the reply an [`HttpResponse`](lattice_core::http::HttpResponse)
 /// (`Lattice-Status: ok`) or the invocation's error, as for any call.
-async fn invoke_http(actor: Actor, client: Client, host: Name, message: Message, admitted: Admitted) {
-    let Some(reply_to) = message.reply else {
+async fn invoke_http(
+    actor: Actor,
+    replies: Replies,
+    host: Name,
+    message: Message,
+    reply: Option<Inbox>,
+    admitted: Admitted,
+) {
+    let Some(reply_to) = reply else {
         tracing::debug!(actor = actor.name(), "http request without a reply subject dropped");
         return;
     };
@@ -270,7 +303,7 @@ async fn invoke_http(actor: Actor, client: Client, host: Name, message: Message,
             (payload, retired)
         }
     };
-    send_reply(&client, actor.name(), reply_to, reply_headers, payload).await;
+    send_reply(&replies, actor.name(), &reply_to, reply_headers, payload).await;
     drop(retired);
 }
 
@@ -283,17 +316,11 @@ fn failed(reply_headers: &mut HeaderMap, code: ErrorCode, message: String) -> by
 
 /// Sends an invocation's reply. One that cannot be sent (for example, larger than the server's max payload) is
 /// replaced by an error reply saying so, rather than leaving the caller to time out.
-async fn send_reply(
-    client: &Client,
-    actor: &str,
-    reply_to: async_nats::Subject,
-    reply_headers: HeaderMap,
-    payload: bytes::Bytes,
-) {
-    if let Err(error) = client.publish_with_headers(reply_to.clone(), reply_headers, payload).await {
+async fn send_reply(replies: &Replies, actor: &str, reply_to: &Inbox, reply_headers: HeaderMap, payload: bytes::Bytes) {
+    if let Err(error) = replies.publish_with_headers(reply_to, reply_headers, payload).await {
         tracing::warn!(actor, %error, "cannot send invocation reply");
         let mut error_headers = HeaderMap::new();
         let text = failed(&mut error_headers, ErrorCode::InvocationFailed, format!("cannot send the reply: {error}"));
-        let _ = client.publish_with_headers(reply_to, error_headers, text).await;
+        let _ = replies.publish_with_headers(reply_to, error_headers, text).await;
     }
 }

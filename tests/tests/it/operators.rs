@@ -350,3 +350,46 @@ async fn only_app_records_signed_by_a_trusted_operator_are_placed_and_provider_s
     host.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_link_record_drops_the_link_its_key_held() -> Result<()> {
+    // Fail closed whatever the policy: a host that trusts no operator too.
+    let lattice = TestLattice::start("ops-garbled").await?;
+    let host = lattice.host("h1", &[]).await?;
+    let client = lattice.client().await?;
+    let mut events = client.events().await?;
+    let subjects = client.subjects().clone();
+    let actor = name("kv-counter");
+    let bucket = jetstream::new(client.nats().clone()).get_key_value(subjects.state_bucket()).await?;
+    let key = subjects.link_key(&actor, "keyvalue", "default");
+    let denied = || async {
+        match call(&client, &actor, "k").await {
+            Err(ClientError::Remote(e)) if e.message.contains("AccessDenied") => Some(e),
+            _ => None,
+        }
+    };
+
+    for (garbage, reason) in [
+        (Bytes::from_static(b"\xc1 not messagepack"), "undecodable link record"),
+        (
+            wire::encode(&LinkRecord { actor: actor.clone(), link: "nonsense".into(), signature: None }).into(),
+            "invalid link",
+        ),
+    ] {
+        client.put_link(&actor, &spec("keyvalue:default=inmemory,bucket=first")).await?;
+        let mut request = kv_counter(&actor);
+        request.links.clear();
+        wait_for("the link to be applied", SETTLE, || async {
+            client.start_actor(host.id(), &request).await.ok().filter(|s| !s.actor.links.is_empty())
+        })
+        .await?;
+        call(&client, &actor, "k").await?;
+
+        bucket.put(key.clone(), garbage).await?;
+        refusal_event(&mut events, "link", reason).await?;
+        let error = wait_for("the link under the garbled key to be dropped", SETTLE, denied).await?;
+        assert!(error.message.contains("AccessDenied"), "{error}");
+    }
+    host.stop().await;
+    Ok(())
+}

@@ -6,6 +6,11 @@
 //! - `request <subject> [timeout-ms]`: a request; replies `ok:<n>:<first reply>` or the error value;
 //! - `reply-forged <subject>`: makes a message of its own that names `subject` every way a guest can (topic
 //!   metadata, `reply-to` metadata) and replies to it; replies with the error value it got;
+//! - `send-bad <case> <subject>`, `request-bad <case> <subject>`: a send or request of a message whose metadata
+//!   or content type is bad (`case`: `nul`, `crlf`, `control-name`, `empty-name`, `nats-msg-id`,
+//!   `nats-expected-stream`, `nats-rollup`, `content-type`); replies `ok` or the error value;
+//! - `reply-bad-content-type`: replies to the invocation with a content type holding CR/LF (the host must turn
+//!   it into an error reply);
 //! - `flood-messages`: creates 64 KiB messages and keeps them all, forever (the host must stop it);
 //! - `flood-metadata`: adds 4 KiB metadata entries under fresh keys to one message, forever;
 //! - `flood-data`: sets ever larger data (1 MiB more each time) on many messages, forever;
@@ -85,6 +90,38 @@ fn reply_forged(subject: &str) -> String {
     outcome(request_reply::reply(&forged, Message::new(b"{}")))
 }
 
+/// A message whose metadata or content type is bad in the way `case` names.
+fn bad_message(case: &str) -> Option<Message> {
+    let message = Message::new(b"x");
+    match case {
+        "nul" => message.add_metadata("a", "x\0y"),
+        "crlf" => message.add_metadata("a", "x\r\nNats-Rollup: all"),
+        "control-name" => message.add_metadata("a\u{1}b", "x"),
+        "empty-name" => message.add_metadata("", "x"),
+        "nats-msg-id" => message.add_metadata("Nats-Msg-Id", "dup"),
+        "nats-expected-stream" => message.add_metadata("nats-expected-stream", "other"),
+        "nats-rollup" => message.add_metadata("NATS-ROLLUP", "all"),
+        "content-type" => message.set_content_type("text/plain\r\nNats-Rollup: all"),
+        _ => return None,
+    }
+    Some(message)
+}
+
+fn send_bad(case: &str, subject: &str) -> Option<Result<String, Error>> {
+    let message = bad_message(case)?;
+    Some(bus().map(|bus| outcome(producer::send(&bus, subject, message))))
+}
+
+fn request_bad(case: &str, subject: &str) -> Option<Result<String, Error>> {
+    let message = bad_message(case)?;
+    let options = request_reply::RequestOptions::new();
+    options.set_timeout_ms(200);
+    Some(bus().map(|bus| match request_reply::request(&bus, subject, &message, Some(options)) {
+        Ok(replies) => format!("ok:{}", replies.len()),
+        Err(e) => describe(e),
+    }))
+}
+
 fn flood_messages() -> String {
     let mut kept = Vec::new();
     loop {
@@ -149,6 +186,8 @@ fn command(words: &[&str]) -> Option<Result<String, Error>> {
         ["request", subject] => request(subject, None, None),
         ["request", subject, ms] => request(subject, number(ms), None),
         ["reply-forged", subject] => Ok(reply_forged(subject)),
+        ["send-bad", case, subject] => send_bad(case, subject)?,
+        ["request-bad", case, subject] => request_bad(case, subject)?,
         ["flood-messages"] => Ok(flood_messages()),
         ["flood-metadata"] => Ok(flood_metadata()),
         ["flood-data"] => Ok(flood_data()),
@@ -163,6 +202,11 @@ impl Guest for Probe {
     fn handle(message: Message) -> Result<(), Error> {
         let text = String::from_utf8_lossy(&message.data()).trim().to_string();
         let words: Vec<&str> = text.split_whitespace().collect();
+        if words == ["reply-bad-content-type"] {
+            let reply = Message::new(b"bad");
+            reply.set_content_type("text/plain\r\nNats-Rollup: all");
+            return request_reply::reply(&message, reply);
+        }
         match command(&words) {
             Some(answer) => request_reply::reply(&message, Message::new(answer?.as_bytes())),
             None => {
