@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use lattice_client::NatsConfig;
+use lattice_core::keys::{KeyKind, SeedKey};
 use lattice_core::subject::Name;
 use lattice_host::lattice::{self, HostConfig};
 use lattice_host::{EngineConfig, RuntimeBuilder};
@@ -88,6 +89,18 @@ pub struct HostArgs {
     /// Format of the log lines on stderr: text, or json (one object per line) for log shippers [text]
     #[arg(long, env = "LATTICE_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// This host's key, which signs its heartbeats, host record, bids and replies: a seed (SN…) or a seed file
+    /// (`lattice keys gen --kind host`) [a fresh key each start]
+    #[arg(long, env = "LATTICE_HOST_KEY", hide_env_values = true, value_name = "SEED|FILE")]
+    pub host_key: Option<String>,
+    /// The operator-signed credential for this host's id, lattice, key and labels (`lattice keys
+    /// host-credential`); required when --trusted-operator is set [`lattice up`: issued by the development
+    /// operator]
+    #[arg(long, env = "LATTICE_HOST_CREDENTIAL", value_name = "FILE")]
+    pub host_credential: Option<PathBuf>,
+    /// Issue a development credential with the development operator (set by `lattice up`, not a flag).
+    #[arg(skip)]
+    pub dev_credential: bool,
 }
 
 impl HostArgs {
@@ -264,6 +277,10 @@ pub struct HostFile {
     pub reconciler_key: Option<String>,
     /// Format of the log lines on stderr: "text" or "json" (`--log-format`).
     pub log_format: Option<LogFormat>,
+    /// This host's key (`--host-key`): a seed `SN…` or a seed file.
+    pub host_key: Option<String>,
+    /// The host's operator-signed credential file (`--host-credential`).
+    pub host_credential: Option<PathBuf>,
 }
 
 impl HostFile {
@@ -432,6 +449,7 @@ fn settings(args: &HostArgs, file: &HostFile, extra_provider_allow: &[&str]) -> 
     let reconciler_key = args.reconciler_key.clone().or_else(|| file.reconciler_key.clone());
     config.operator_key =
         crate::operator::OperatorKeyArgs { operator_key: reconciler_key }.key().context("--reconciler-key")?;
+    identity(args, file, &mut config)?;
     let patterns = if args.provider_allow.is_empty() {
         file.provider_allow.clone().unwrap_or_default()
     } else {
@@ -461,6 +479,34 @@ fn settings(args: &HostArgs, file: &HostFile, extra_provider_allow: &[&str]) -> 
         config.http = Some(ingress);
     }
     Ok(Settings { config, policy: args.policy(file)?, engine: args.engine(file)?, cache_dir: args.cache_dir(file) })
+}
+
+/// The host's key and credential: `--host-key` (else the file's, else a fresh key) and `--host-credential`
+/// (else the file's); `lattice up` issues a development credential when none is given.
+fn identity(args: &HostArgs, file: &HostFile, config: &mut HostConfig) -> anyhow::Result<()> {
+    let key = match args.host_key.as_deref().or(file.host_key.as_deref()) {
+        Some(text) => crate::keys::seed_or_file(text, KeyKind::Host).context("--host-key")?,
+        None => SeedKey::generate(KeyKind::Host)?,
+    };
+    let credential = match args.host_credential.as_deref().or(file.host_credential.as_deref()) {
+        Some(path) => Some(crate::keys::read_credential(path).context("--host-credential")?),
+        None if args.dev_credential => {
+            let mut labels = lattice::automatic_labels();
+            labels.extend(config.labels.clone());
+            Some(crate::keys::issue_credential(
+                &crate::keys::dev_operator()?,
+                config.id.clone(),
+                config.lattice.clone(),
+                key.public_key(),
+                labels,
+                crate::keys::DEV_CREDENTIAL_VALIDITY,
+            ))
+        }
+        None => None,
+    };
+    config.host_key = Some(key);
+    config.host_credential = credential;
+    Ok(())
 }
 
 /// A line for the person running the host: on stderr as it is, or an info log line with `--log-format json`
@@ -567,6 +613,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     host.operators.trust_dev = true;
     // Its reconciler places apps' actors with the same operator's signature.
     host.reconciler_key.get_or_insert_with(|| "dev".to_owned());
+    // Its host runs with a credential the same operator issues it (unless one is given).
+    host.dev_credential = true;
     // The lattice's name and NATS server as the host will resolve them: flag or environment, else --config's,
     // else `default` on the local server.
     let file = HostFile::of(&host)?;

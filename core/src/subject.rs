@@ -331,6 +331,16 @@ impl Subjects {
     pub fn hosts_bucket(&self) -> String {
         format!("lattice_{}_hosts", self.lattice)
     }
+
+    /// The subject host `id`'s record is stored on (`$KV.<hosts bucket>.<id>`): what its seal signs.
+    pub fn host_record(&self, id: &Name) -> String {
+        format!("$KV.{}.{id}", self.hosts_bucket())
+    }
+
+    /// The subject the reconciler's lease is stored on (`$KV.<leader bucket>.leader`): what its seal signs.
+    pub fn leader_record(&self) -> String {
+        format!("$KV.{}.{LEADER_KEY}", self.leader_bucket())
+    }
 }
 
 #[cfg(test)]
