@@ -94,13 +94,10 @@ pub struct HostArgs {
     #[arg(long, env = "LATTICE_HOST_KEY", hide_env_values = true, value_name = "SEED|FILE")]
     pub host_key: Option<String>,
     /// The operator-signed credential for this host's id, lattice, key and labels (`lattice keys
-    /// host-credential`); required when --trusted-operator is set [`lattice up`: issued by the development
-    /// operator]
+    /// host-credential`); required when --trusted-operator is set [a host that trusts `dev` (and `lattice
+    /// up`): issued at start by this machine's development operator]
     #[arg(long, env = "LATTICE_HOST_CREDENTIAL", value_name = "FILE")]
     pub host_credential: Option<PathBuf>,
-    /// Issue a development credential with the development operator (set by `lattice up`, not a flag).
-    #[arg(skip)]
-    pub dev_credential: bool,
 }
 
 impl HostArgs {
@@ -482,15 +479,22 @@ fn settings(args: &HostArgs, file: &HostFile, extra_provider_allow: &[&str]) -> 
 }
 
 /// The host's key and credential: `--host-key` (else the file's, else a fresh key) and `--host-credential`
-/// (else the file's); `lattice up` issues a development credential when none is given.
+/// (else the file's); a host that trusts the development operator (`dev`, as `lattice up`'s does) and has no
+/// credential gets one from that operator, whose seed is on this machine.
 fn identity(args: &HostArgs, file: &HostFile, config: &mut HostConfig) -> anyhow::Result<()> {
+    let trusted = if args.operators.trusted_operators.is_empty() {
+        &file.trusted_operators
+    } else {
+        &args.operators.trusted_operators
+    };
+    let trusts_dev = args.operators.trust_dev || trusted.iter().any(|t| t.trim() == "dev");
     let key = match args.host_key.as_deref().or(file.host_key.as_deref()) {
         Some(text) => crate::keys::seed_or_file(text, KeyKind::Host).context("--host-key")?,
         None => SeedKey::generate(KeyKind::Host)?,
     };
     let credential = match args.host_credential.as_deref().or(file.host_credential.as_deref()) {
         Some(path) => Some(crate::keys::read_credential(path).context("--host-credential")?),
-        None if args.dev_credential => {
+        None if trusts_dev => {
             let mut labels = lattice::automatic_labels();
             labels.extend(config.labels.clone());
             Some(crate::keys::issue_credential(
@@ -613,8 +617,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     host.operators.trust_dev = true;
     // Its reconciler places apps' actors with the same operator's signature.
     host.reconciler_key.get_or_insert_with(|| "dev".to_owned());
-    // Its host runs with a credential the same operator issues it (unless one is given).
-    host.dev_credential = true;
     // The lattice's name and NATS server as the host will resolve them: flag or environment, else --config's,
     // else `default` on the local server.
     let file = HostFile::of(&host)?;
