@@ -201,8 +201,11 @@ pub struct CallerCheck {
     /// Checks the caller's seal and credential.
     pub verifier: HostVerifier,
     /// Called with the subject and the reason for each refused call.
-    pub on_refused: Arc<dyn Fn(&str, &HostRefusal) + Send + Sync>,
+    pub on_refused: OnRefused,
 }
+
+/// What a [`CallerCheck`] calls for each refused call: the subject and why.
+pub type OnRefused = Arc<dyn Fn(&str, &HostRefusal) + Send + Sync>;
 
 impl std::fmt::Debug for CallerCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -16,8 +16,8 @@ use lattice_core::host_auth::{HostCredential, HostSigner};
 use lattice_core::keys::{KeyKind, SeedKey};
 use lattice_core::subject::{HostVerb, LEADER_KEY, Name, Subjects};
 use lattice_core::wire::{
-    self, ActorInfo, ActorStarted, AppActor, AppSpec, Bid, ErrorCode, Event, EventData, HostInfo, Labels, LimitsSpec,
-    PutLabel, StartActor, WireError,
+    self, ActorInfo, ActorStarted, AppActor, AppSpec, Bid, ErrorCode, Event, EventData, HostInfo, LimitsSpec, PutLabel,
+    StartActor, WireError,
 };
 use lattice_host::lattice::{self, HostConfig, HostError, LatticeClient, RunningHost};
 use lattice_provider_sdk::remote::RemoteKeyValue;
@@ -48,6 +48,9 @@ async fn credentialed_host(lattice: &TestLattice, id: &str, labels: &[(&str, &st
     config.operator_key = Some(operator());
     lattice::start(credentialed(config, &operator()), runtime()).await.with_context(|| format!("starting host {id}"))
 }
+
+/// Labels as `(key, value)` pairs.
+type Labels<'a> = &'a [(&'a str, &'a str)];
 
 /// A one-actor app of `kv-counter` (pushed to the lattice), one replica.
 async fn counter_app(client: &LatticeClient, app: &str) -> Result<AppSpec> {
@@ -119,7 +122,7 @@ async fn a_host_without_a_valid_credential_refuses_to_start() -> Result<()> {
         now + 3_600_000,
     );
     let hour = now + 3_600_000;
-    let cases: Vec<(Option<HostCredential>, &[(&str, &str)], &str)> = vec![
+    let cases: Vec<(Option<HostCredential>, Labels, &str)> = vec![
         (None, &[], "has no host credential"),
         (Some(issue("h2", "ids", &key, &[], hour)), &[], "is for host `h2`, not `h1`"),
         (Some(issue("h1", "other", &key, &[], hour)), &[], "is for lattice `other`, not `ids`"),
@@ -430,7 +433,7 @@ async fn a_signed_request_captured_before_a_restart_is_refused_after_it() -> Res
             }
             let request = async_nats::Request::new().payload(body.into()).headers(headers).timeout(Some(SETTLE));
             let reply = client.send_request(subject, request).await?;
-            anyhow::Ok(wire::decode_reply::<Labels>(&reply.payload))
+            anyhow::Ok(wire::decode_reply::<wire::Labels>(&reply.payload))
         }
     };
     assert!(send(auth.clone()).await?.is_ok(), "the genuine request is accepted once");
