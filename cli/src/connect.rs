@@ -107,6 +107,18 @@ pub struct LatticeArgs {
     /// Use this saved context (see `lattice ctx`) [the current context]
     #[arg(long, env = "LATTICE_CONTEXT", value_name = "NAME", global = true, help_heading = CONNECTION_HEADING)]
     pub context: Option<String>,
+    /// Believe only hosts vouched for by this operator: its public key (O…), or `dev`. Answers, bids, replies,
+    /// host records and the lease not signed by a host with such a credential are ignored, with a warning.
+    /// Repeatable; comma-separated in LATTICE_TRUSTED_OPERATORS (the hosts' setting) [none: no check]
+    #[arg(
+        long = "trusted-operator",
+        env = "LATTICE_TRUSTED_OPERATORS",
+        value_delimiter = ',',
+        value_name = "KEY|dev",
+        global = true,
+        help_heading = CONNECTION_HEADING
+    )]
+    pub trusted_operators: Vec<String>,
 }
 
 impl LatticeArgs {
@@ -129,7 +141,12 @@ impl LatticeArgs {
             Some(operator) => operator.key_or(context.operator_key.as_deref())?,
             None => None,
         };
-        let client = LatticeClient::connect(&nats, lattice).await?;
+        let trusted =
+            crate::operator::TrustArgs { trusted_operators: self.trusted_operators.clone(), ..Default::default() }
+                .to_policy(&[], false)
+                .context("--trusted-operator")?
+                .trusted;
+        let client = LatticeClient::connect(&nats, lattice).await?.with_trusted_operators(trusted);
         Ok(match key {
             Some(key) => client.with_operator_key(key),
             None => client,

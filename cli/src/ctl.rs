@@ -571,6 +571,11 @@ fn describe(data: &EventData) -> String {
             )
         }
         EventData::ReplyRefused { subject, reason } => format!("request on {subject} left unanswered: {reason}"),
+        EventData::HostRefused { subject, host, reason, suppressed } => format!(
+            "ignored {subject}{}: {reason}{}",
+            host.as_ref().map(|h| format!(" claiming to be host {h}")).unwrap_or_default(),
+            if *suppressed > 0 { format!(" ({suppressed} more not reported)") } else { String::new() }
+        ),
         EventData::ProviderStopped { name } => format!("{name}: stopped"),
         EventData::AppDeployed { app, revision, version } => format!("{app} revision {revision} (version {version})"),
         EventData::AppReconciled { app, revision } => format!("{app} revision {revision}: everything runs"),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use lattice_client::NatsConfig;
+use lattice_core::keys::{KeyKind, SeedKey};
 use lattice_core::subject::Name;
 use lattice_host::lattice::{self, HostConfig};
 use lattice_host::{EngineConfig, RuntimeBuilder};
@@ -92,6 +93,15 @@ pub struct HostArgs {
     /// Format of the log lines on stderr: text, or json (one object per line) for log shippers [text]
     #[arg(long, env = "LATTICE_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// This host's key, which signs its heartbeats, host record, bids and replies: a seed (SN…) or a seed file
+    /// (`lattice keys gen --kind host`) [a fresh key each start]
+    #[arg(long, env = "LATTICE_HOST_KEY", hide_env_values = true, value_name = "SEED|FILE")]
+    pub host_key: Option<String>,
+    /// The operator-signed credential for this host's id, lattice, key and labels (`lattice keys
+    /// host-credential`); required when --trusted-operator is set [a host that trusts `dev` (and `lattice
+    /// up`): issued at start by this machine's development operator]
+    #[arg(long, env = "LATTICE_HOST_CREDENTIAL", value_name = "FILE")]
+    pub host_credential: Option<PathBuf>,
 }
 
 impl HostArgs {
@@ -273,6 +283,10 @@ pub struct HostFile {
     pub reconciler_key: Option<String>,
     /// Format of the log lines on stderr: "text" or "json" (`--log-format`).
     pub log_format: Option<LogFormat>,
+    /// This host's key (`--host-key`): a seed `SN…` or a seed file.
+    pub host_key: Option<String>,
+    /// The host's operator-signed credential file (`--host-credential`).
+    pub host_credential: Option<PathBuf>,
 }
 
 impl HostFile {
@@ -442,6 +456,7 @@ fn settings(args: &HostArgs, file: &HostFile, extra_provider_allow: &[&str]) -> 
     let reconciler_key = args.reconciler_key.clone().or_else(|| file.reconciler_key.clone());
     config.operator_key =
         crate::operator::OperatorKeyArgs { operator_key: reconciler_key }.key().context("--reconciler-key")?;
+    identity(args, file, &mut config)?;
     let patterns = if args.provider_allow.is_empty() {
         file.provider_allow.clone().unwrap_or_default()
     } else {
@@ -475,6 +490,41 @@ fn settings(args: &HostArgs, file: &HostFile, extra_provider_allow: &[&str]) -> 
         config.http = Some(ingress);
     }
     Ok(Settings { config, policy: args.policy(file)?, engine: args.engine(file)?, cache_dir: args.cache_dir(file) })
+}
+
+/// The host's key and credential: `--host-key` (else the file's, else a fresh key) and `--host-credential`
+/// (else the file's); a host that trusts the development operator (`dev`, as `lattice up`'s does) and has no
+/// credential gets one from that operator, whose seed is on this machine.
+fn identity(args: &HostArgs, file: &HostFile, config: &mut HostConfig) -> anyhow::Result<()> {
+    let trusted = if args.operators.trusted_operators.is_empty() {
+        &file.trusted_operators
+    } else {
+        &args.operators.trusted_operators
+    };
+    let trusts_dev = args.operators.trust_dev || trusted.iter().any(|t| t.trim() == "dev");
+    let key = match args.host_key.as_deref().or(file.host_key.as_deref()) {
+        Some(text) => crate::keys::seed_or_file(text, KeyKind::Host).context("--host-key")?,
+        None => SeedKey::generate(KeyKind::Host)?,
+    };
+    let credential = match args.host_credential.as_deref().or(file.host_credential.as_deref()) {
+        Some(path) => Some(crate::keys::read_credential(path).context("--host-credential")?),
+        None if trusts_dev => {
+            let mut labels = lattice::automatic_labels();
+            labels.extend(config.labels.clone());
+            Some(crate::keys::issue_credential(
+                &crate::keys::dev_operator()?,
+                config.id.clone(),
+                config.lattice.clone(),
+                key.public_key(),
+                labels,
+                crate::keys::DEV_CREDENTIAL_VALIDITY,
+            ))
+        }
+        None => None,
+    };
+    config.host_key = Some(key);
+    config.host_credential = credential;
+    Ok(())
 }
 
 /// A line for the person running the host: on stderr as it is, or an info log line with `--log-format json`

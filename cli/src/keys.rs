@@ -1,18 +1,27 @@
-//! `lattice keys`: generate issuer, actor and operator keys; the development issuer and operator; seed files.
+//! `lattice keys`: generate issuer, actor, operator and host keys; the development issuer and operator; seed
+//! files; host credentials (`lattice keys host-credential`).
 //!
 //! Seeds (private keys) are only ever written to files created with mode 0600 and are printed only on request.
 //! The public key is always the last line on stdout, so scripts can take it with `tail -n1`.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use lattice_core::keys::{KeyKind, SeedKey};
+use lattice_core::host_auth::{HostCredential, MAX_CREDENTIAL_TEXT};
+use lattice_core::keys::{KeyKind, PublicKey, SeedKey};
+use lattice_core::subject::Name;
 
-use crate::args::Output;
+use crate::args::{Output, parse_label};
+use crate::operator::OperatorKeyArgs;
 use crate::output::print_json;
+
+/// How long the credential `lattice up` issues its host is valid.
+pub const DEV_CREDENTIAL_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// File name of the development issuer's seed in the config directory.
 const DEV_ISSUER_FILE: &str = "dev-issuer.seed";
@@ -26,6 +35,8 @@ const DEV_OPERATOR_FILE: &str = "dev-operator.seed";
 /// An actor key (`M…`, seed `SM…`) is an actor's identity, the subject of its claims.
 /// An operator key (`O…`, seed `SO…`) signs control requests and link records; hosts started with
 /// --trusted-operator accept changes only from the operators they list.
+/// A host key (`N…`, seed `SN…`) signs what a host publishes; `lattice keys host-credential` has an operator
+/// vouch for it.
 #[derive(Debug, Args)]
 pub struct KeysArgs {
     #[command(subcommand)]
@@ -39,6 +50,42 @@ pub struct KeysArgs {
 enum KeysCommand {
     Gen(GenArgs),
     Dev(DevArgs),
+    HostCredential(HostCredentialArgs),
+}
+
+/// Issue a host credential: an operator's signed statement that host key N… may run as host --id of
+/// --lattice, claiming the --label values given, until --expires. Hosts that trust operators start only with
+/// one (`lattice host --host-credential FILE`), and other hosts and the CLI believe only what hosts with one
+/// sign.
+///
+/// Example: lattice keys host-credential --host-key-public N… --id eu-1 --lattice prod --label zone=eu
+/// --label tier=* --expires 90d --operator-key ops.seed --out eu-1.credential
+#[derive(Debug, Args)]
+struct HostCredentialArgs {
+    /// The host's public key (N…, from `lattice keys gen --kind host`)
+    #[arg(long, value_name = "N…")]
+    host_key_public: String,
+    /// The host id it may run as
+    #[arg(long, value_name = "ID")]
+    id: String,
+    /// The lattice it may join
+    #[arg(long, value_name = "NAME")]
+    lattice: String,
+    /// A label it may claim, KEY=VALUE, or KEY=* for any value (repeatable); os, arch and hostname are always
+    /// allowed
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// How long it is valid, e.g. 30d, 12h
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "30d")]
+    expires: Duration,
+    #[command(flatten)]
+    operator: OperatorKeyArgs,
+    /// Write the credential to this file (refused if it exists, unless --force)
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Replace the --out file if it exists
+    #[arg(long)]
+    force: bool,
 }
 
 /// Generate a new key pair. Writes the seed (the private key) to --out with mode 0600 and prints the public
@@ -47,8 +94,8 @@ enum KeysCommand {
 /// Example: lattice keys gen --kind issuer --out ci-issuer.seed
 #[derive(Debug, Args)]
 struct GenArgs {
-    /// What the key is for: `issuer` (signs actor claims), `actor` (an actor's identity) or `operator` (signs
-    /// control requests)
+    /// What the key is for: `issuer` (signs actor claims), `actor` (an actor's identity), `operator` (signs
+    /// control requests) or `host` (a host's identity)
     #[arg(long, value_enum, default_value_t = Kind::Issuer)]
     kind: Kind,
     /// Write the seed to this file, created with mode 0600 (refused if it exists, unless --force)
@@ -92,6 +139,8 @@ enum Kind {
     Actor,
     /// Signs control requests and link records (public key `O…`, seed `SO…`)
     Operator,
+    /// Identifies a host and signs what it publishes (public key `N…`, seed `SN…`)
+    Host,
 }
 
 impl From<Kind> for KeyKind {
@@ -100,6 +149,7 @@ impl From<Kind> for KeyKind {
             Kind::Issuer => KeyKind::Issuer,
             Kind::Actor => KeyKind::Actor,
             Kind::Operator => KeyKind::Operator,
+            Kind::Host => KeyKind::Host,
         }
     }
 }
@@ -107,6 +157,7 @@ impl From<Kind> for KeyKind {
 pub fn run(args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
         KeysCommand::Gen(gen_args) => generate(gen_args, args.output),
+        KeysCommand::HostCredential(credential_args) => host_credential(credential_args, args.output),
         KeysCommand::Dev(DevArgs { kind }) => {
             let (key, kind) = match kind {
                 DevKind::Issuer => (dev_issuer()?, KeyKind::Issuer),
@@ -152,6 +203,109 @@ fn generate(args: GenArgs, output: Output) -> anyhow::Result<()> {
     }
     println!("{}", key.public_key());
     Ok(())
+}
+
+fn host_credential(args: HostCredentialArgs, output: Output) -> anyhow::Result<()> {
+    let key = PublicKey::parse_as(args.host_key_public.trim(), KeyKind::Host).context("--host-key-public")?;
+    let id = Name::new(args.id).context("invalid --id")?;
+    let lattice = Name::new(args.lattice).context("invalid --lattice")?;
+    let Some(operator) = args.operator.key()? else {
+        bail!("no operator key to sign with: pass --operator-key SEED|FILE|dev (or set LATTICE_OPERATOR_KEY)");
+    };
+    let labels: BTreeMap<String, String> = args.labels.into_iter().collect();
+    let credential = issue_credential(&operator, id, lattice, key, labels, args.expires);
+    if args.force {
+        match fs::remove_file(&args.out) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot replace {}", args.out.display()));
+            }
+            _ => {}
+        }
+    }
+    let mut file = match OpenOptions::new().write(true).create_new(true).open(&args.out) {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            bail!("{} already exists; refusing to overwrite it (pass --force to replace it)", args.out.display())
+        }
+        other => other.with_context(|| format!("cannot write {}", args.out.display()))?,
+    };
+    file.write_all(format!("{}\n", credential.to_text()).as_bytes())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let expires =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(credential.expires_at_ms));
+    if output == Output::Json {
+        return print_json(&serde_json::json!({
+            "host": credential.host,
+            "lattice": credential.lattice,
+            "host_key": credential.key,
+            "labels": credential.labels,
+            "expires": expires.to_string(),
+            "operator": credential.operator,
+            "file": args.out,
+        }));
+    }
+    println!(
+        "wrote the credential of host {} (lattice {}, key {}) signed by operator {}, valid until {expires}, to {}",
+        credential.host,
+        credential.lattice,
+        credential.key,
+        credential.operator,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// A credential signed by `operator` for host `host` of `lattice` with `key` and `labels`, valid for `validity`
+/// from now.
+pub fn issue_credential(
+    operator: &SeedKey,
+    host: Name,
+    lattice: Name,
+    key: PublicKey,
+    labels: BTreeMap<String, String>,
+    validity: Duration,
+) -> HostCredential {
+    let now = now_ms();
+    let until = now.saturating_add(u64::try_from(validity.as_millis()).unwrap_or(u64::MAX));
+    HostCredential::issue(operator, host, lattice, key, labels, now, until)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Reads a host credential file: a regular file (checked before it is opened, so a FIFO or device is refused
+/// rather than read) of at most the credential size limit.
+pub fn read_credential(path: &Path) -> anyhow::Result<HostCredential> {
+    let text =
+        read_small_text(path, MAX_CREDENTIAL_TEXT + 1).with_context(|| format!("cannot read {}", path.display()))?;
+    HostCredential::parse(&text).with_context(|| format!("{} does not hold a host credential", path.display()))
+}
+
+/// The text of the regular file `path`, refused when it is not one or is larger than `limit` bytes.
+fn read_small_text(path: &Path, limit: usize) -> anyhow::Result<String> {
+    if !fs::metadata(path)?.is_file() {
+        bail!("not a regular file");
+    }
+    let mut bytes = Vec::new();
+    File::open(path)?.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        bail!("larger than {limit} bytes");
+    }
+    String::from_utf8(bytes).context("not UTF-8 text")
+}
+
+/// A seed given as its text (`S…`) or as a file holding it, checked to be of `kind`. The seed's text is never
+/// part of an error.
+pub fn seed_or_file(text: &str, kind: KeyKind) -> anyhow::Result<SeedKey> {
+    let text = text.trim();
+    if text.starts_with('S') && !Path::new(text).exists() {
+        let key = SeedKey::from_seed_str(text).context("not a valid seed")?;
+        key.public_key().require_kind(kind)?;
+        return Ok(key);
+    }
+    read_seed(Path::new(text), kind)
 }
 
 pub use crate::dirs::config_dir;

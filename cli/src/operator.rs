@@ -1,8 +1,6 @@
 //! Operator keys on both sides: the key the control verbs sign with (`--operator-key`), and the operators a
 //! host trusts (`--trusted-operator`, `--require-signed-reads`).
 
-use std::path::Path;
-
 use anyhow::Context;
 use clap::Args;
 use lattice_core::control_auth::OperatorPolicy;
@@ -42,13 +40,7 @@ impl OperatorKeyArgs {
         if text == "dev" {
             return keys::dev_operator().map(Some);
         }
-        if text.starts_with('S') && !Path::new(text).exists() {
-            // A seed's text is never repeated in an error.
-            let key = SeedKey::from_seed_str(text).context("--operator-key is not a valid seed")?;
-            key.public_key().require_kind(KeyKind::Operator).context("--operator-key")?;
-            return Ok(Some(key));
-        }
-        keys::read_seed(Path::new(text), KeyKind::Operator).context("--operator-key").map(Some)
+        keys::seed_or_file(text, KeyKind::Operator).context("--operator-key").map(Some)
     }
 }
 

@@ -113,7 +113,9 @@ impl ErrorClass {
             ClientError::NoResponders(_) | ClientError::NoJetStream(_) => ErrorClass::Unavailable,
             ClientError::Timeout { .. } => ErrorClass::Timeout,
             ClientError::Remote(e) => ErrorClass::of_wire(e.code),
-            ClientError::Conflict(_) | ClientError::ReservedLink { .. } => ErrorClass::Refused,
+            ClientError::Conflict(_) | ClientError::ReservedLink { .. } | ClientError::UnverifiedHost { .. } => {
+                ErrorClass::Refused
+            }
             ClientError::UnknownProvider { .. } => ErrorClass::NotFound,
             ClientError::BadHeader(_) => ErrorClass::Usage,
             _ => ErrorClass::Failure,
@@ -152,6 +154,14 @@ impl ErrorClass {
             }
             if let Some(e) = cause.downcast_ref::<ConnectError>() {
                 return ErrorClass::of_connect(e);
+            }
+            // A host whose credential does not let it run as configured.
+            if let Some(
+                lattice_host::lattice::HostError::NoCredential { .. }
+                | lattice_host::lattice::HostError::Credential { .. },
+            ) = cause.downcast_ref::<lattice_host::lattice::HostError>()
+            {
+                return ErrorClass::Refused;
             }
             // Policy, claims, limits, links, or a component that does not compile or fit.
             if cause.downcast_ref::<LoadError>().is_some() {

@@ -143,3 +143,90 @@ async fn lattice_up_trusts_the_development_operator_the_plain_verbs_sign_with() 
     assert_eq!(labels.get("zone").map(String::as_str), Some("shared"));
     dev.ok(&["stop", "kv-counter"]);
 }
+
+/// Host keys and credentials from the command line: a host whose credential does not fit refuses to start with
+/// one line; one that fits joins; `lattice hosts --trusted-operator` lists only hosts that prove who they are and
+/// says how many records it ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_run_only_with_a_fitting_credential_and_the_cli_ignores_forged_host_records() {
+    let nats = tokio::task::spawn_blocking(NatsServer::start).await.unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ops = Machine::new(dir.path(), "ops", &nats);
+    let host_key = ops.ok(&["keys", "gen", "--kind", "host", "--out", "ops/edge.nk"]);
+    let host_key = host_key.lines().last().unwrap().trim().to_owned();
+    assert!(host_key.starts_with('N'), "{host_key}");
+    let operator = ops.ok(&["keys", "gen", "--kind", "operator", "--out", "ops/op.seed"]);
+    let operator = operator.lines().last().unwrap().trim().to_owned();
+    let issued = ops.ok(&[
+        "keys",
+        "host-credential",
+        "--host-key-public",
+        &host_key,
+        "--id",
+        "edge-1",
+        "--lattice",
+        "demo",
+        "--label",
+        "zone=eu",
+        "--expires",
+        "1h",
+        "--operator-key",
+        "ops/op.seed",
+        "--out",
+        "ops/edge-1.credential",
+    ]);
+    assert!(issued.contains("edge-1"), "{issued}");
+    let host = |label: &str| {
+        let args = [
+            "host",
+            "--host-id",
+            "edge-1",
+            "--host-key",
+            "ops/edge.nk",
+            "--host-credential",
+            "ops/edge-1.credential",
+            "--trusted-operator",
+            operator.as_str(),
+            "--label",
+            label,
+        ];
+        args.map(str::to_owned)
+    };
+    let refused = host("zone=us");
+    let error = ops.refused(&refused.each_ref().map(String::as_str));
+    assert!(error.contains("does not allow label `zone=us`"), "{error}");
+
+    let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
+    let fitting = host("zone=eu");
+    let _host = UpProcess(
+        ops.command(&fitting.each_ref().map(String::as_str))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let client = LatticeClient::connect(&NatsConfig::new([nats.url()]), Name::new("demo").unwrap()).await.unwrap();
+    let host_log = || std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default();
+    wait_for("the host to join", Duration::from_secs(60), || async {
+        client.hosts().await.ok().filter(|hosts| !hosts.is_empty())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; host log:\n{}", host_log()));
+
+    // A forged record of a host that does not exist.
+    let mut ghost = client.hosts().await.unwrap().remove(0).info;
+    ghost.id = Name::new("ghost").unwrap();
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let bucket = js.get_key_value(client.subjects().hosts_bucket()).await.unwrap();
+    bucket.put("ghost", lattice_core::wire::encode(&ghost).into()).await.unwrap();
+
+    let out = ops.run(&["hosts", "--trusted-operator", &operator]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert!(stdout.contains("edge-1") && !stdout.contains("ghost"), "{stdout}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("ignored 1 host record")).collect();
+    assert_eq!(warnings.len(), 1, "one warning line: {stderr}");
+    // Without trusting the operator, nothing is checked.
+    assert!(ops.ok(&["hosts"]).contains("ghost"));
+}

@@ -4,16 +4,23 @@
 //!
 //! With an operator key ([`LatticeClient::with_operator_key`]) every control request carries the operator's
 //! signature in headers and every link record it stores is signed; hosts that trust no operator ignore both.
+//!
+//! With trusted operators ([`LatticeClient::with_trusted_operators`]) the client believes only hosts that prove
+//! it: ping answers, bids, control replies, host records and the lease must carry a host signature whose
+//! credential a trusted operator signed (`lattice_core::host_auth`). What does not verify is ignored, logged as
+//! one warning per call with the count, and kept for [`LatticeClient::take_host_refusals`].
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store};
 use async_nats::{Client, HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use lattice_core::control_auth::{self, RequestAuth};
-use lattice_core::keys::SeedKey;
+use lattice_core::control_auth::{self, MAX_SKEW_MS, RequestAuth};
+use lattice_core::host_auth::{self, HostRefusal, HostVerifier};
+use lattice_core::keys::{PublicKey, SeedKey};
 use lattice_core::link::{Interface, LinkSpec};
 use lattice_core::subject::{HostVerb, Name, Subjects};
 use lattice_core::wire::{
@@ -64,6 +71,15 @@ pub enum ClientError {
     /// The request could not be signed with the operator key.
     #[error("cannot sign the request: {0}")]
     Sign(String),
+    /// A reply claiming to be from a host does not carry that host's valid signature (the client trusts
+    /// operators, see [`LatticeClient::with_trusted_operators`]); it was ignored.
+    #[error("the reply from host `{host}` was ignored: {reason}")]
+    UnverifiedHost {
+        /// The host that was asked.
+        host: Name,
+        /// Why its reply did not verify.
+        reason: HostRefusal,
+    },
     /// Reading or writing apps in the state bucket failed.
     #[error(transparent)]
     State(#[from] crate::apps::AppStateError),
@@ -176,6 +192,27 @@ pub struct Pushed {
     pub size: u64,
 }
 
+/// A message claiming to be a host's that the client ignored (see [`LatticeClient::take_host_refusals`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRefused {
+    /// The subject it came on, or the record's key.
+    pub subject: String,
+    /// The host it claimed to be from.
+    pub host: Option<Name>,
+    /// Why it did not verify.
+    pub reason: HostRefusal,
+}
+
+/// Host refusals kept for [`LatticeClient::take_host_refusals`] at most (the rest are only counted).
+const MAX_KEPT_REFUSALS: usize = 64;
+
+/// What the client ignored since the last [`LatticeClient::take_host_refusals`].
+#[derive(Debug, Default)]
+struct Refusals {
+    kept: Vec<HostRefused>,
+    dropped: u64,
+}
+
 /// A connection to one lattice for control and invocation.
 #[derive(Debug, Clone)]
 pub struct LatticeClient {
@@ -184,6 +221,9 @@ pub struct LatticeClient {
     timeout: Duration,
     /// Signs control requests and link records when set.
     operator: Option<SeedKey>,
+    /// Checks what hosts say, when operators are trusted.
+    hosts: Option<Arc<HostVerifier>>,
+    refusals: Arc<Mutex<Refusals>>,
 }
 
 impl LatticeClient {
@@ -195,7 +235,64 @@ impl LatticeClient {
 
     /// Uses an existing NATS connection.
     pub fn new(client: Client, lattice: Name) -> Self {
-        Self { client, subjects: Subjects::new(lattice), timeout: Duration::from_secs(30), operator: None }
+        Self {
+            client,
+            subjects: Subjects::new(lattice),
+            timeout: Duration::from_secs(30),
+            operator: None,
+            hosts: None,
+            refusals: Arc::default(),
+        }
+    }
+
+    /// Believes only hosts whose credential one of `trusted` signed: answers, bids, replies, host records and
+    /// the lease that do not verify are ignored (see the module docs). Empty: nothing is checked.
+    pub fn with_trusted_operators(mut self, trusted: Vec<PublicKey>) -> Self {
+        let verifier = HostVerifier::new(self.subjects.lattice().clone(), trusted);
+        self.hosts = verifier.enforced().then(|| Arc::new(verifier));
+        self
+    }
+
+    /// The host verifier, when operators are trusted.
+    pub fn host_verifier(&self) -> Option<&HostVerifier> {
+        self.hosts.as_deref()
+    }
+
+    /// What was ignored as not verifiably a host's since the last call (at most 64 kept), and how many more.
+    pub fn take_host_refusals(&self) -> (Vec<HostRefused>, u64) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = std::mem::take(&mut *refusals);
+        (taken.kept, taken.dropped)
+    }
+
+    /// Whether a message on `subject` with `payload` and `headers` is host `claimed`'s (always true when no
+    /// operator is trusted); records what does not verify. `max_age_ms` bounds how old its signature may be.
+    fn believe(
+        &self,
+        claimed: &Name,
+        subject: &str,
+        payload: &[u8],
+        headers: Option<&HeaderMap>,
+        max_age_ms: Option<u64>,
+    ) -> Result<(), HostRefusal> {
+        let Some(verifier) = &self.hosts else { return Ok(()) };
+        let checked =
+            host_auth::seal_from_headers(|name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned()))
+                .and_then(|seal| verifier.verify_as(claimed, subject, payload, seal.as_ref(), now_ms(), max_age_ms));
+        if let Err(reason) = &checked {
+            self.refused(subject, Some(claimed), reason.clone());
+        }
+        checked
+    }
+
+    /// Records one ignored message.
+    fn refused(&self, subject: &str, host: Option<&Name>, reason: HostRefusal) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        if refusals.kept.len() < MAX_KEPT_REFUSALS {
+            refusals.kept.push(HostRefused { subject: subject.to_owned(), host: host.cloned(), reason });
+        } else {
+            refusals.dropped += 1;
+        }
     }
 
     /// Signs every control request (and every link record stored) with this operator key, so hosts that
@@ -305,15 +402,24 @@ impl LatticeClient {
             )),
             _ => Self::request_error(&what, self.timeout, e),
         })?;
+        self.believe(host, reply.subject.as_str(), &reply.payload, reply.headers.as_ref(), Some(MAX_SKEW_MS)).map_err(
+            |reason| {
+                tracing::warn!(%host, %reason, "ignored a control reply that is not verifiably the host's");
+                ClientError::UnverifiedHost { host: host.clone(), reason }
+            },
+        )?;
         wire::decode_reply(&reply.payload).map_err(ClientError::Remote)
     }
 
-    /// Publishes `request` on `subject` and gathers every reply until `wait` passes.
+    /// Publishes `request` on `subject` and gathers every reply until `wait` passes. With trusted operators, an
+    /// answer counts only when signed by the host `host_of` says it is from; the others are ignored with one
+    /// warning for the call.
     async fn gather<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         subject: String,
         request: &Req,
         wait: Duration,
+        host_of: fn(&Resp) -> &Name,
     ) -> Result<Vec<Reply<Resp>>, ClientError> {
         let nats =
             |what: &str, e: &dyn std::fmt::Display| ClientError::Nats { what: what.to_owned(), message: e.to_string() };
@@ -329,15 +435,39 @@ impl LatticeClient {
         .map_err(|e| nats(&subject, &e))?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut out = Vec::new();
+        let mut ignored: Vec<HostRefusal> = Vec::new();
         while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
-            out.push(wire::decode_reply(&message.payload));
+            let reply = wire::decode_reply::<Resp>(&message.payload);
+            if let Ok(answer) = &reply {
+                let headers = message.headers.as_ref();
+                let checked = self.believe(
+                    host_of(answer),
+                    message.subject.as_str(),
+                    &message.payload,
+                    headers,
+                    Some(MAX_SKEW_MS),
+                );
+                if let Err(reason) = checked {
+                    ignored.push(reason);
+                    continue;
+                }
+            }
+            out.push(reply);
+        }
+        if let Some(first) = ignored.first() {
+            tracing::warn!(
+                %subject,
+                ignored = ignored.len(),
+                "ignored {} answer(s) not verifiably from a host of the lattice (first: {first})",
+                ignored.len()
+            );
         }
         Ok(out)
     }
 
     /// Every live host, answering a ping within `wait`.
     pub async fn ping(&self, wait: Duration) -> Result<Vec<HostInfo>, ClientError> {
-        let replies = self.gather(self.subjects.ping(), &Empty {}, wait).await?;
+        let replies = self.gather(self.subjects.ping(), &Empty {}, wait, |info: &HostInfo| &info.id).await?;
         let mut hosts: Vec<HostInfo> = only_answers(replies)?;
         hosts.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(hosts)
@@ -360,20 +490,54 @@ impl LatticeClient {
             Err(e) => return Err(self.jetstream_or(storage(&e)).await),
         };
         let mut out = Vec::new();
+        let mut ignored = 0usize;
         let now = time::OffsetDateTime::now_utc();
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| storage(&e))?;
             let Some(entry) = bucket.entry(key).await.map_err(|e| storage(&e))? else {
                 continue;
             };
-            let Ok(info) = wire::decode::<HostInfo>(&entry.value) else {
+            let (body, seal) = host_auth::split_seal(&entry.value);
+            let Ok(info) = wire::decode::<HostInfo>(body) else {
                 continue;
             };
+            if let Err(reason) = self.check_record(&entry, &info, body, seal) {
+                ignored += 1;
+                tracing::debug!(key = %entry.key, %reason, "ignored a host record");
+                continue;
+            }
             let since = u64::try_from((now - entry.created).whole_milliseconds().max(0)).unwrap_or(u64::MAX);
             out.push(HostStatus { lost: since > 3 * info.heartbeat_ms, since_heartbeat_ms: since, info });
         }
+        if ignored > 0 {
+            tracing::warn!(ignored, "ignored {ignored} host record(s) not verifiably written by their host");
+        }
         out.sort_by(|a, b| a.info.id.cmp(&b.info.id));
         Ok(out)
+    }
+
+    /// Whether a host record is its host's (always, without trusted operators): stored under its id, sealed
+    /// by that host, and sealed when it was written (a record put back later is a replay).
+    fn check_record(
+        &self,
+        entry: &kv::Entry,
+        info: &HostInfo,
+        body: &[u8],
+        seal: Result<Option<host_auth::HostSeal>, HostRefusal>,
+    ) -> Result<(), HostRefusal> {
+        let Some(verifier) = &self.hosts else { return Ok(()) };
+        let subject = self.subjects.host_record(&info.id);
+        let checked = seal.and_then(|seal| {
+            if entry.key != info.id.as_str() {
+                return Err(HostRefusal::Malformed(format!("stored under `{}`, not its id", entry.key)));
+            }
+            let written_ms = u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            verifier.verify_as(&info.id, &subject, body, seal.as_ref(), written_ms, Some(MAX_SKEW_MS))
+        });
+        if let Err(reason) = &checked {
+            self.refused(&subject, Some(&info.id), reason.clone());
+        }
+        checked
     }
 
     /// What `host` runs.
@@ -387,7 +551,8 @@ impl LatticeClient {
         constraints: BTreeMap<String, String>,
         wait: Duration,
     ) -> Result<Vec<Bid>, ClientError> {
-        let replies = self.gather(self.subjects.auction(), &Auction { constraints }, wait).await?;
+        let replies =
+            self.gather(self.subjects.auction(), &Auction { constraints }, wait, |bid: &Bid| &bid.host).await?;
         let mut bids: Vec<Bid> = only_answers(replies)?;
         bids.sort_by(|a, b| a.actors.cmp(&b.actors).then_with(|| a.host.cmp(&b.host)));
         Ok(bids)
@@ -684,7 +849,15 @@ impl LatticeClient {
             .get(lattice_core::subject::LEADER_KEY)
             .await
             .map_err(|e| ClientError::Nats { what: "reading the leader lease".into(), message: e.to_string() })?;
-        Ok(value.and_then(|v| Name::new(String::from_utf8_lossy(&v).into_owned()).ok()))
+        let Some(value) = value else { return Ok(None) };
+        match lease_holder(&self.subjects, self.hosts.as_deref(), &value, now_ms()) {
+            Ok(holder) => Ok(holder),
+            Err(reason) => {
+                tracing::warn!(%reason, "ignored a reconciler lease not verifiably written by its holder");
+                self.refused(&self.subjects.leader_record(), None, reason);
+                Ok(None)
+            }
+        }
     }
 
     /// Stores `spec` as the app's next revision (signed with the operator key, if set); a spec equal to the
@@ -1128,6 +1301,28 @@ pub struct Published {
 
 /// The successful replies of a scatter/gather; when there is none but some host refused the request as
 /// unauthorized, that refusal (so a caller learns why nobody answered).
+/// The holder a lease value names (`None`: free). With a verifier, the value must be sealed by the host it
+/// names within [`MAX_SKEW_MS`] of `now_ms` (the leader renews it every few hundred ms), else it is refused.
+pub fn lease_holder(
+    subjects: &Subjects,
+    verifier: Option<&HostVerifier>,
+    value: &[u8],
+    now_ms: u64,
+) -> Result<Option<Name>, HostRefusal> {
+    let (body, seal) = host_auth::split_seal(value);
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let holder = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| Name::new(text).ok())
+        .ok_or_else(|| HostRefusal::Malformed("the lease does not name a host".into()))?;
+    if let Some(verifier) = verifier {
+        verifier.verify_as(&holder, &subjects.leader_record(), body, seal?.as_ref(), now_ms, Some(MAX_SKEW_MS))?;
+    }
+    Ok(Some(holder))
+}
+
 fn only_answers<T>(replies: Vec<Reply<T>>) -> Result<Vec<T>, ClientError> {
     let mut refusal = None;
     let mut out = Vec::new();

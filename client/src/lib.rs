@@ -39,8 +39,8 @@ pub mod state;
 pub use apps::AppStateError;
 pub use artifacts::{ArtifactError, ArtifactInfo, DIGEST_KEY};
 pub use client::{
-    Applied, CallOptions, CallReply, ClientError, HostStatus, LatticeClient, ProviderInstance, Published, Pushed,
-    check_traceparent, new_traceparent,
+    Applied, CallOptions, CallReply, ClientError, HostRefused, HostStatus, LatticeClient, ProviderInstance, Published,
+    Pushed, check_traceparent, lease_holder, new_traceparent,
 };
 pub use dlq::DeadLetterRecord;
 pub use nats::{ConnectError, NatsConfig};

@@ -9,7 +9,9 @@
 //!    issued-at time and a random 16-byte nonce,
 //! 3. fresh: issued at most [`MAX_SKEW_MS`] before or after the host's clock,
 //! 4. not a replay: its nonce was not seen within that window ([`NonceCache`]; a nonce is recorded only after
-//!    the signature verified, so forgeries cannot fill the cache).
+//!    the signature verified, so forgeries cannot fill the cache), and it was not issued before the host started
+//!    ([`NonceCache::starting_at`]): the cache lives in memory, so a request captured before a restart would
+//!    otherwise be new to it.
 //!
 //! Link records in the state bucket carry a [`LinkSignature`] over [`link_message`] instead (no freshness: they
 //! are state, not requests).
@@ -105,6 +107,18 @@ pub enum Refusal {
     /// Its nonce was already used within the window.
     #[error("replayed: its nonce was already used within the last {} s", MAX_SKEW_MS / 1000)]
     Replayed,
+    /// Issued before the host started: the host cannot know whether it was already used (its nonces of before
+    /// the restart are gone), so it is refused; sign a new one.
+    #[error(
+        "issued before this host started: signed at unix ms {issued_at_ms}, the host started at {started_at_ms} \
+         (a request from before a restart may be a replay; sign a new one)"
+    )]
+    BeforeStart {
+        /// When the request was signed.
+        issued_at_ms: u64,
+        /// When the host started.
+        started_at_ms: u64,
+    },
     /// More signed requests within one window than the host remembers nonces for.
     #[error("too many signed requests: {capacity} already within the replay window; retry later")]
     NonceCacheFull {
@@ -371,6 +385,8 @@ pub fn check_fresh(issued_at_ms: u64, now_ms: u64) -> Result<(), Refusal> {
 #[derive(Debug, Clone)]
 pub struct NonceCache {
     capacity: usize,
+    /// Requests issued before this (unix ms) are refused: their nonces may have been seen before a restart.
+    started_at_ms: u64,
     /// nonce -> unix ms after which it can be forgotten.
     expiry: HashMap<[u8; NONCE_LEN], u64>,
     /// (expiry, nonce), to prune the oldest first.
@@ -380,7 +396,15 @@ pub struct NonceCache {
 impl NonceCache {
     /// An empty cache remembering at most `capacity` nonces.
     pub fn new(capacity: usize) -> NonceCache {
-        NonceCache { capacity, expiry: HashMap::new(), by_expiry: BTreeSet::new() }
+        NonceCache::starting_at(capacity, 0)
+    }
+
+    /// An empty cache of a host that started at `started_at_ms`: it refuses requests issued before then
+    /// ([`Refusal::BeforeStart`]), whose nonces it cannot have seen, so a request captured before a restart
+    /// cannot be replayed after it. No skew is allowed here on purpose: any allowance would accept exactly the
+    /// requests of the last moments before the restart again.
+    pub fn starting_at(capacity: usize, started_at_ms: u64) -> NonceCache {
+        NonceCache { capacity, started_at_ms, expiry: HashMap::new(), by_expiry: BTreeSet::new() }
     }
 
     /// How many nonces are remembered.
@@ -396,6 +420,9 @@ impl NonceCache {
     /// Records the nonce of a request whose signature verified and which is fresh; refuses it if the nonce was
     /// already recorded and has not expired.
     pub fn record(&mut self, auth: &RequestAuth, now_ms: u64) -> Result<(), Refusal> {
+        if auth.issued_at_ms < self.started_at_ms {
+            return Err(Refusal::BeforeStart { issued_at_ms: auth.issued_at_ms, started_at_ms: self.started_at_ms });
+        }
         self.prune(now_ms);
         if self.expiry.contains_key(&auth.nonce) {
             return Err(Refusal::Replayed);
@@ -550,6 +577,27 @@ mod tests {
         // Once the window of a and b has passed they are pruned (and a request that old is expired anyway).
         assert_eq!(cache.record(&c, NOW + MAX_SKEW_MS + 1), Ok(()));
         assert_eq!(cache.len(), 1);
+    }
+
+    /// A request captured before a restart is new to the restarted host's empty cache: it is refused because it
+    /// was issued before the host started, even within the freshness window.
+    #[test]
+    fn requests_issued_before_the_host_started_are_refused_after_a_restart() {
+        let captured = signed(&operator(), NOW, 7);
+        let mut before = NonceCache::starting_at(16, NOW - 5_000);
+        assert_eq!(before.record(&captured, NOW), Ok(()));
+        assert_eq!(before.record(&captured, NOW + 1_000), Err(Refusal::Replayed));
+        // The host restarts 2 s later with an empty cache; the replay is still fresh.
+        let mut after = NonceCache::starting_at(16, NOW + 2_000);
+        assert!(policy().verify_request(SUBJECT, b"payload", Some(&captured), NOW + 3_000).is_ok());
+        assert_eq!(
+            after.record(&captured, NOW + 3_000),
+            Err(Refusal::BeforeStart { issued_at_ms: NOW, started_at_ms: NOW + 2_000 })
+        );
+        assert!(Refusal::BeforeStart { issued_at_ms: 1, started_at_ms: 2 }.to_string().starts_with("issued before"));
+        // A request signed after the start is accepted once.
+        let fresh = signed(&operator(), NOW + 2_500, 8);
+        assert_eq!(after.record(&fresh, NOW + 3_000), Ok(()));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Ed25519 keys of issuers, actors and operators, with printable, checksummed encodings.
+//! Ed25519 keys of issuers, actors, operators and hosts, with printable, checksummed encodings.
 //!
 //! The encoding is the NATS nkeys one, read and written with the `nkeys` crate, so keys can be read and made by
 //! NATS tooling (`nk`) as well: base32 (RFC 4648, upper case, no padding) of a prefix byte, the 32 key bytes and
@@ -9,9 +9,11 @@
 //! | `A`         | an issuer's public key (signs actor claims)  | account        |
 //! | `M`         | an actor's public key (the claims' subject)  | module         |
 //! | `O`         | an operator's public key (signs control requests and link records) | operator |
+//! | `N`         | a host's public key (signs what a host publishes, see [`crate::host_auth`]) | server |
 //! | `SA`        | an issuer's seed (private key)               | account seed   |
 //! | `SM`        | an actor's seed                              | module seed    |
 //! | `SO`        | an operator's seed                           | operator seed  |
+//! | `SN`        | a host's seed                                | server seed    |
 //!
 //! ```
 //! use lattice_core::keys::{KeyKind, PublicKey, SeedKey};
@@ -50,6 +52,8 @@ const PREFIX_ISSUER: u8 = 0;
 const PREFIX_ACTOR: u8 = 12 << 3;
 /// nkeys prefix byte of an operator key (`O`), used for operators (who sign control requests).
 const PREFIX_OPERATOR: u8 = 14 << 3;
+/// nkeys prefix byte of a server key (`N`), used for hosts (who sign heartbeats, bids and replies).
+const PREFIX_HOST: u8 = 13 << 3;
 
 /// Characters of a public key's text: base32 of prefix, key and checksum (35 bytes).
 const PUBLIC_TEXT_LEN: usize = 56;
@@ -66,15 +70,29 @@ pub enum KeyKind {
     Actor,
     /// Signs control requests and link records; trusted (or not) by hosts. Encoded with an `O` (seed `SO`).
     Operator,
+    /// Identifies a host: signs its heartbeats, host record, bids and replies; named by its operator-signed
+    /// host credential. Encoded with an `N` (seed `SN`), nkeys' server kind.
+    Host,
 }
 
 impl KeyKind {
-    /// The first character of a public key of this kind (`A`, `M` or `O`).
+    /// The first character of a public key of this kind (`A`, `M`, `O` or `N`).
     pub fn prefix_char(self) -> char {
         match self {
             KeyKind::Issuer => 'A',
             KeyKind::Actor => 'M',
             KeyKind::Operator => 'O',
+            KeyKind::Host => 'N',
+        }
+    }
+
+    /// The kind's name with its indefinite article (`an issuer`, `a host`), for messages.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            KeyKind::Issuer => "an issuer",
+            KeyKind::Actor => "an actor",
+            KeyKind::Operator => "an operator",
+            KeyKind::Host => "a host",
         }
     }
 
@@ -83,6 +101,7 @@ impl KeyKind {
             KeyKind::Issuer => PREFIX_ISSUER,
             KeyKind::Actor => PREFIX_ACTOR,
             KeyKind::Operator => PREFIX_OPERATOR,
+            KeyKind::Host => PREFIX_HOST,
         }
     }
 
@@ -92,6 +111,7 @@ impl KeyKind {
             KeyKind::Issuer => nkeys::KeyPairType::Account,
             KeyKind::Actor => nkeys::KeyPairType::Module,
             KeyKind::Operator => nkeys::KeyPairType::Operator,
+            KeyKind::Host => nkeys::KeyPairType::Server,
         }
     }
 
@@ -100,6 +120,7 @@ impl KeyKind {
             PREFIX_ISSUER => Some(KeyKind::Issuer),
             PREFIX_ACTOR => Some(KeyKind::Actor),
             PREFIX_OPERATOR => Some(KeyKind::Operator),
+            PREFIX_HOST => Some(KeyKind::Host),
             _ => None,
         }
     }
@@ -111,6 +132,7 @@ impl fmt::Display for KeyKind {
             KeyKind::Issuer => "issuer",
             KeyKind::Actor => "actor",
             KeyKind::Operator => "operator",
+            KeyKind::Host => "host",
         })
     }
 }
@@ -135,10 +157,10 @@ pub enum KeyError {
     /// The checksum does not match: a character was mistyped or the key was truncated or edited.
     #[error("key checksum mismatch (the key was mistyped or altered)")]
     Checksum,
-    /// The prefix is not that of an issuer, actor or operator key.
+    /// The prefix is not that of an issuer, actor, operator or host key.
     #[error(
-        "unknown key prefix `{prefix}` (expected `A` for an issuer key, `M` for an actor key or `O` for an \
-         operator key)"
+        "unknown key prefix `{prefix}` (expected `A` for an issuer key, `M` for an actor key, `O` for an \
+         operator key or `N` for a host key)"
     )]
     UnknownPrefix {
         /// The first character of the key (or of the key after `S`, for a seed).
@@ -151,8 +173,8 @@ pub enum KeyError {
     #[error("this is a public key, expected a seed (starting with `S`)")]
     PublicKeyNotSeed,
     /// A key of another kind was given (e.g. an actor key where an issuer key is required).
-    #[error("expected an {expected} key (starting with `{}`), found an {found} key (starting with `{}`)",
-        expected.prefix_char(), found.prefix_char())]
+    #[error("expected {} key (starting with `{}`), found {} key (starting with `{}`)",
+        expected.with_article(), expected.prefix_char(), found.with_article(), found.prefix_char())]
     WrongKind {
         /// The kind required here.
         expected: KeyKind,
@@ -170,7 +192,7 @@ pub enum KeyError {
     },
 }
 
-/// A public key of an issuer, an actor or an operator.
+/// A public key of an issuer, an actor, an operator or a host.
 ///
 /// Printed (`Display`) and parsed (`FromStr`) as its checksummed nkeys text (`A…`, `M…` or `O…`, 56 characters);
 /// serialised the same way.
@@ -201,7 +223,7 @@ impl PublicKey {
         if self.kind == kind { Ok(()) } else { Err(KeyError::WrongKind { expected: kind, found: self.kind }) }
     }
 
-    /// Issuer, actor or operator.
+    /// Issuer, actor, operator or host.
     pub fn kind(&self) -> KeyKind {
         self.kind
     }
@@ -265,7 +287,7 @@ impl<'de> serde::Deserialize<'de> for PublicKey {
     }
 }
 
-/// A private key of an issuer, an actor or an operator, with its kind.
+/// A private key of an issuer, an actor, an operator or a host, with its kind.
 ///
 /// Written out only through [`SeedKey::to_seed_string`] (`SA…`, `SM…` or `SO…`, 58 characters). `Debug` shows the
 /// kind and public key, never the seed; there is no `Serialize`. The secret bytes are zeroed on drop.
@@ -318,7 +340,7 @@ impl SeedKey {
         pair.and_then(|pair| pair.seed()).unwrap_or_default()
     }
 
-    /// Issuer, actor or operator.
+    /// Issuer, actor, operator or host.
     pub fn kind(&self) -> KeyKind {
         self.kind
     }
@@ -395,6 +417,10 @@ mod tests {
         SeedKey::from_seed_bytes(KeyKind::Operator, &[5; 32])
     }
 
+    fn host() -> SeedKey {
+        SeedKey::from_seed_bytes(KeyKind::Host, &[6; 32])
+    }
+
     #[test]
     fn crc16_matches_xmodem_check_value() {
         assert_eq!(crc16(b"123456789"), 0x31C3);
@@ -402,7 +428,7 @@ mod tests {
 
     #[test]
     fn public_keys_round_trip_with_kind_prefix() {
-        for (seed, prefix) in [(issuer(), 'A'), (actor(), 'M'), (operator(), 'O')] {
+        for (seed, prefix) in [(issuer(), 'A'), (actor(), 'M'), (operator(), 'O'), (host(), 'N')] {
             let public = seed.public_key();
             let text = public.to_string();
             assert_eq!(text.len(), 56);
@@ -415,7 +441,7 @@ mod tests {
 
     #[test]
     fn seeds_round_trip_and_start_with_s() {
-        for (seed, prefix) in [(issuer(), "SA"), (actor(), "SM"), (operator(), "SO")] {
+        for (seed, prefix) in [(issuer(), "SA"), (actor(), "SM"), (operator(), "SO"), (host(), "SN")] {
             let text = seed.to_seed_string();
             assert_eq!(text.len(), 58);
             assert!(text.starts_with(prefix), "{text}");
@@ -456,6 +482,7 @@ mod tests {
             (KeyKind::Issuer, nkeys::KeyPairType::Account),
             (KeyKind::Actor, nkeys::KeyPairType::Module),
             (KeyKind::Operator, nkeys::KeyPairType::Operator),
+            (KeyKind::Host, nkeys::KeyPairType::Server),
         ] {
             let ours = SeedKey::from_seed_bytes(kind, &[3; 32]);
             let theirs = nkeys::KeyPair::new_from_raw(nkeys_type, [3; 32]).unwrap();

@@ -2,9 +2,11 @@
 //!
 //! Plain functions over data, driven by unit tests without a server:
 //! - [`link`]: link specifications (`(interface, name) -> (provider, config)`) and their parsing.
-//! - [`keys`]: issuer, actor and operator ed25519 keys with checksummed, nkeys-compatible text forms (`A…`, `M…`,
-//!   `O…`, `S…`).
+//! - [`keys`]: issuer, actor, operator and host ed25519 keys with checksummed, nkeys-compatible text forms (`A…`,
+//!   `M…`, `O…`, `N…`, `S…`).
 //! - [`control_auth`]: operator signatures on control requests and link records, freshness and replay checks.
+//! - [`host_auth`]: host identity: operator-signed host credentials and host signatures on heartbeats, records,
+//!   bids, replies, the lease and remote-provider calls.
 //! - [`claims`]: signed actor claims in a component custom section: sign, inspect, verify against a policy,
 //!   and check a component's imports against the capabilities its claims allow.
 //! - [`subject`]: every NATS subject, queue group and bucket name, and validated [`subject::Name`]s.
@@ -21,6 +23,7 @@
 pub mod allow;
 pub mod claims;
 pub mod control_auth;
+pub mod host_auth;
 pub mod http;
 pub mod keys;
 pub mod link;

@@ -332,6 +332,16 @@ impl Subjects {
         format!("lattice_{}_hosts", self.lattice)
     }
 
+    /// The subject host `id`'s record is stored on (`$KV.<hosts bucket>.<id>`): what its seal signs.
+    pub fn host_record(&self, id: &Name) -> String {
+        jetstream::kv_keys(&self.hosts_bucket(), id.as_str())
+    }
+
+    /// The subject the reconciler's lease is stored on (`$KV.<leader bucket>.leader`): what its seal signs.
+    pub fn leader_record(&self) -> String {
+        jetstream::kv_keys(&self.leader_bucket(), LEADER_KEY)
+    }
+
     // Patterns for NATS permissions (`lattice nats-config`, `nats_config`): each names a family of the
     // subjects above.
 

@@ -192,6 +192,9 @@ pub mod headers {
     pub const AUTH_NONCE: &str = "Lattice-Auth-Nonce";
     /// On signed control requests: the ed25519 signature, hex (see `control_auth::request_message`).
     pub const AUTH_SIG: &str = "Lattice-Auth-Sig";
+    /// On what a host publishes (events, bids, ping answers, control replies, remote-provider calls): its
+    /// signature and credential, `crate::host_auth::HostSeal::to_text`.
+    pub const HOST_SEAL: &str = "Lattice-Host-Seal";
     /// A message's id, stable across deliveries (at-least-once delivery, `lattice call --retry`).
     pub const MESSAGE_ID: &str = "lattice-msg-id";
     /// The id JetStream deduplicates published messages on.
@@ -779,6 +782,18 @@ pub enum EventData {
         /// Why, naming the reply subject (sanitised), e.g. ``reply subject `$JS.API…` is refused: …``.
         reason: String,
     },
+    /// A message or record claiming to be a host's was ignored: its host signature or credential does not
+    /// verify (see `crate::host_auth`). Published by the host that ignored it, rate-limited.
+    HostRefused {
+        /// The subject it came on, or the record's key.
+        subject: String,
+        /// The host it claimed to be from, if it said.
+        host: Option<String>,
+        /// Why, e.g. `unsigned: no host signature`.
+        reason: String,
+        /// How many more were ignored since the last such event (not published one by one).
+        suppressed: u64,
+    },
 }
 
 impl EventData {
@@ -797,6 +812,7 @@ impl EventData {
             EventData::ProviderFailed { .. } => "provider.failed",
             EventData::ControlRefused { .. } => "control.refused",
             EventData::ReplyRefused { .. } => "reply.refused",
+            EventData::HostRefused { .. } => "host.refused",
             EventData::ProviderStopped { .. } => "provider.stopped",
             EventData::AppDeployed { .. } => "app.deployed",
             EventData::AppReconciled { .. } => "app.reconciled",

@@ -6,6 +6,13 @@
 //! error. Every remote call has a timeout; "nobody serves this provider" and "timed out" are
 //! [`KvError::Backend`] errors naming the provider, never a hang.
 //!
+//! **Authentication.** A host calls with its host signature ([`RemoteKeyValue::with_signer`]: the
+//! `Lattice-Host-Seal` header, over the subject, the payload and the time, with its credential); a server given
+//! a [`CallerCheck`] ([`serve_keyvalue_checked`]) answers only calls whose seal a trusted operator's host
+//! credential for this lattice vouches for, signed within `MAX_SKEW_MS`, and refuses the others with the typed
+//! error `Unauthorized` (the caller sees [`KvError::AccessDenied`]) without decoding them. [`serve_keyvalue`]
+//! checks nothing: for standalone providers in lattices that trust no operator.
+//!
 //! ```no_run
 //! # async fn demo(client: async_nats::Client) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
@@ -27,8 +34,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::{Client, RequestErrorKind};
+use async_nats::{Client, HeaderMap, RequestErrorKind};
 use futures::StreamExt;
+use lattice_core::control_auth::MAX_SKEW_MS;
+use lattice_core::host_auth::{self, HostRefusal, HostSigner, HostVerifier};
+use lattice_core::wire::headers;
 use serde::{Deserialize, Serialize};
 
 use crate::{CasOutcome, KeyPage, KeyValue, KvError, async_trait};
@@ -75,6 +85,8 @@ enum WireError {
     Overflow(String),
     Backend(String, String),
     Other(String),
+    /// The call is not signed by a host the server trusts (the reason).
+    Unauthorized(String),
 }
 
 impl From<KvError> for WireError {
@@ -99,6 +111,10 @@ impl From<WireError> for KvError {
             WireError::Overflow(key) => KvError::Overflow { key },
             WireError::Backend(backend, message) => KvError::Backend { backend, message },
             WireError::Other(message) => KvError::Other(message),
+            WireError::Unauthorized(reason) => {
+                tracing::warn!(%reason, "remote provider refused the call");
+                KvError::AccessDenied
+            }
         }
     }
 }
@@ -178,15 +194,65 @@ impl Drop for Serving {
     }
 }
 
+/// Which callers a server answers: those whose host signature `verifier` accepts. `on_refused` hears about
+/// every refused call (the host reports them, rate-limited).
+#[derive(Clone)]
+pub struct CallerCheck {
+    /// Checks the caller's seal and credential.
+    pub verifier: HostVerifier,
+    /// Called with the subject and the reason for each refused call.
+    pub on_refused: OnRefused,
+}
+
+/// What a [`CallerCheck`] calls for each refused call: the subject and why.
+pub type OnRefused = Arc<dyn Fn(&str, &HostRefusal) + Send + Sync>;
+
+impl std::fmt::Debug for CallerCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallerCheck").field("verifier", &self.verifier).finish_non_exhaustive()
+    }
+}
+
+impl CallerCheck {
+    /// `Ok` when `message` carries a fresh host seal the verifier accepts.
+    fn check(&self, message: &async_nats::Message) -> Result<(), HostRefusal> {
+        let headers = message.headers.as_ref();
+        let seal =
+            host_auth::seal_from_headers(|name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned()))?;
+        let now = now_ms();
+        self.verifier
+            .verify(message.subject.as_str(), &message.payload, seal.as_ref(), now, Some(MAX_SKEW_MS))
+            .map(drop)
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Serves `provider` on `subject` (in a queue group shared with other servers of the same subject) until the
-/// returned [`Serving`] is dropped. A call whose reply subject is no inbox ([`lattice_core::reply::check`]) is
-/// refused unanswered, with a rate-limited warning. Malformed requests and unknown versions get an error answer. At most
+/// returned [`Serving`] is dropped, answering every caller (see [`serve_keyvalue_checked`] for a server that
+/// answers only hosts). A call whose reply subject is no inbox ([`lattice_core::reply::check`]) is refused
+/// unanswered, with a rate-limited warning. Malformed requests and unknown versions get an error answer. At most
 /// [`MAX_SERVED_IN_FLIGHT`] calls run at once; the excess is answered at once with a [`KvError::Backend`] error
 /// whose message starts with `unavailable:`.
 pub async fn serve_keyvalue(
     client: Client,
     subject: String,
     provider: Arc<dyn KeyValue>,
+) -> Result<Serving, async_nats::SubscribeError> {
+    serve_keyvalue_checked(client, subject, provider, None).await
+}
+
+/// [`serve_keyvalue`], answering only the calls `check` accepts (with `Some`); a refused call gets the error
+/// `Unauthorized` before its body is decoded, and the provider never sees it.
+pub async fn serve_keyvalue_checked(
+    client: Client,
+    subject: String,
+    provider: Arc<dyn KeyValue>,
+    check: Option<CallerCheck>,
 ) -> Result<Serving, async_nats::SubscribeError> {
     let mut requests = client.queue_subscribe(subject.clone(), QUEUE.to_owned()).await?;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_SERVED_IN_FLIGHT));
@@ -213,17 +279,26 @@ pub async fn serve_keyvalue(
             };
             let provider = provider.clone();
             let client = client.clone();
+            let check = check.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let result = match rmp_serde::from_slice::<Request>(&message.payload) {
-                    Ok(request) if request.v == REMOTE_VERSION => {
+                let refused = check.as_ref().and_then(|check| {
+                    let reason = check.check(&message).err()?;
+                    (check.on_refused)(message.subject.as_str(), &reason);
+                    Some(reason)
+                });
+                let result = match (refused, rmp_serde::from_slice::<Request>(&message.payload)) {
+                    (Some(reason), _) => {
+                        Err(WireError::Unauthorized(format!("remote provider call refused: {reason}")))
+                    }
+                    (None, Ok(request)) if request.v == REMOTE_VERSION => {
                         answer(provider.as_ref(), request.call).await.map_err(WireError::from)
                     }
-                    Ok(request) => Err(WireError::Other(format!(
+                    (None, Ok(request)) => Err(WireError::Other(format!(
                         "unsupported remote provider protocol version {} (this provider speaks {REMOTE_VERSION})",
                         request.v
                     ))),
-                    Err(error) => Err(WireError::Other(format!("malformed remote provider request: {error}"))),
+                    (None, Err(error)) => Err(WireError::Other(format!("malformed remote provider request: {error}"))),
                 };
                 let response = Response { v: REMOTE_VERSION, result };
                 if let Err(error) = client.publish(reply, encode(&response).into()).await {
@@ -255,12 +330,19 @@ pub struct RemoteKeyValue {
     client: Client,
     subject: String,
     timeout: Duration,
+    signer: Option<Arc<HostSigner>>,
 }
 
 impl RemoteKeyValue {
     /// Calls the provider served on `subject`, each call bounded by `timeout`.
     pub fn new(client: Client, subject: String, timeout: Duration) -> Self {
-        Self { client, subject, timeout }
+        Self { client, subject, timeout, signer: None }
+    }
+
+    /// Signs every call with this host's key and credential, for servers that answer only hosts.
+    pub fn with_signer(mut self, signer: Arc<HostSigner>) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     fn backend(&self, message: String) -> KvError {
@@ -268,9 +350,14 @@ impl RemoteKeyValue {
     }
 
     async fn call(&self, call: Call) -> Result<Answer, KvError> {
-        let request = async_nats::Request::new()
-            .payload(encode(&Request { v: REMOTE_VERSION, call }).into())
-            .timeout(Some(self.timeout));
+        let payload = encode(&Request { v: REMOTE_VERSION, call });
+        let mut request = async_nats::Request::new().timeout(Some(self.timeout));
+        if let Some(signer) = &self.signer {
+            let mut map = HeaderMap::new();
+            map.insert(headers::HOST_SEAL, signer.seal(&self.subject, &payload, now_ms()).to_text().as_str());
+            request = request.headers(map);
+        }
+        let request = request.payload(payload.into());
         let reply = self.client.send_request(self.subject.clone(), request).await.map_err(|e| match e.kind() {
             RequestErrorKind::NoResponders => self.backend("no host serves this provider".into()),
             RequestErrorKind::TimedOut => self.backend(format!("timed out after {:?}", self.timeout)),

@@ -8,6 +8,11 @@
 //! cargo run -p provider-standalone &
 //! lattice link put kv-counter keyvalue default --provider standalone
 //! ```
+//!
+//! It answers every caller (`serve_keyvalue_in` checks no host signature): run it only in a lattice that trusts
+//! no operator, or where NATS permissions let only hosts request its subject. A provider that must answer only
+//! hosts serves with `lattice_provider_sdk::remote::serve_keyvalue_checked` and a `CallerCheck` trusting the
+//! lattice's operators (`docs/security.md` §11).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

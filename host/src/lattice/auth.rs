@@ -1,10 +1,13 @@
 //! The operator gate: which control requests a host accepts when it trusts operators (see
-//! `lattice_core::control_auth` for the signature, the freshness window and the replay cache).
+//! `lattice_core::control_auth` for the signature, the freshness window and the replay cache), and the
+//! rate limit on reports of messages that claimed to be a host's and did not verify (`host.refused`).
 //!
 //! The gate holds the policy (read-only) and the nonce cache behind a mutex taken only for a lookup and an
-//! insert, never across an await.
+//! insert, never across an await. The cache refuses requests issued before the host started, so a request
+//! captured before a restart is not accepted again after it.
 
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_nats::Message;
 use lattice_core::control_auth::{DEFAULT_NONCE_CAPACITY, NonceCache, OperatorPolicy, Refusal, RequestAuth};
@@ -25,8 +28,9 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    pub(crate) fn new(policy: OperatorPolicy) -> Self {
-        Self { policy, nonces: Mutex::new(NonceCache::new(DEFAULT_NONCE_CAPACITY)) }
+    /// The gate of a host that started at `started_at_ms`.
+    pub(crate) fn new(policy: OperatorPolicy, started_at_ms: u64) -> Self {
+        Self { policy, nonces: Mutex::new(NonceCache::starting_at(DEFAULT_NONCE_CAPACITY, started_at_ms)) }
     }
 
     /// The policy the gate applies.
@@ -53,5 +57,57 @@ impl Gate {
             self.nonces.lock().unwrap_or_else(PoisonError::into_inner).record(auth, now).map_err(refused)?;
         }
         Ok(())
+    }
+}
+
+/// How many `host.refused` reports (a warning and an event) a host makes per second at most; the others are
+/// counted and the count goes with the next report.
+const MAX_REPORTS_PER_SECOND: u32 = 5;
+
+/// A rate limit for reports: at most [`MAX_REPORTS_PER_SECOND`], counting what it holds back.
+#[derive(Debug)]
+pub(crate) struct ReportLimit {
+    /// Start of the current one-second window, reports made in it, and reports held back since the last made.
+    state: Mutex<(Instant, u32, u64)>,
+}
+
+impl Default for ReportLimit {
+    fn default() -> Self {
+        Self { state: Mutex::new((Instant::now(), 0, 0)) }
+    }
+}
+
+impl ReportLimit {
+    /// `Some(held back before this one)` when a report may be made now, `None` when it is held back.
+    pub(crate) fn admit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (since, made, held) = &mut *state;
+        if since.elapsed() >= Duration::from_secs(1) {
+            *since = Instant::now();
+            *made = 0;
+        }
+        if *made >= MAX_REPORTS_PER_SECOND {
+            *held += 1;
+            return None;
+        }
+        *made += 1;
+        Some(std::mem::take(held))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_beyond_the_rate_are_counted_not_made() {
+        let limit = ReportLimit::default();
+        for _ in 0..MAX_REPORTS_PER_SECOND {
+            assert_eq!(limit.admit(), Some(0));
+        }
+        assert_eq!(limit.admit(), None);
+        assert_eq!(limit.admit(), None);
+        limit.state.lock().unwrap_or_else(PoisonError::into_inner).0 -= Duration::from_secs(1);
+        assert_eq!(limit.admit(), Some(2));
     }
 }

@@ -74,9 +74,7 @@ async fn refuse_busy(shared: &Shared, kind: Kind, message: Message) {
             shared.id
         ),
     );
-    if let Err(error) = shared.replies.publish(&reply_to, wire::encode::<Reply<Empty>>(&Err(error)).into()).await {
-        tracing::warn!(%error, "cannot send control reply");
-    }
+    shared.reply(&reply_to, wire::encode::<Reply<Empty>>(&Err(error))).await;
 }
 
 #[derive(Clone, Copy)]
@@ -93,9 +91,7 @@ async fn handle(shared: Arc<Shared>, kind: Kind, message: Message) {
         return;
     };
     if let Err(refused) = check_operator(&shared, kind, &message).await {
-        if let Err(error) = shared.replies.publish(&reply_to, refused.into()).await {
-            tracing::warn!(%error, "cannot send control reply");
-        }
+        shared.reply(&reply_to, refused).await;
         return;
     }
     let payload = &message.payload;
@@ -110,10 +106,8 @@ async fn handle(shared: Arc<Shared>, kind: Kind, message: Message) {
             ))),
         }),
     };
-    if let Some(reply) = reply
-        && let Err(error) = shared.replies.publish(&reply_to, reply.into()).await
-    {
-        tracing::warn!(%error, "cannot send control reply");
+    if let Some(reply) = reply {
+        shared.reply(&reply_to, reply).await;
     }
 }
 
@@ -656,7 +650,8 @@ async fn check_remote_providers(shared: &Shared, links: &[LinkSpec]) -> Result<(
             shared.client.clone(),
             shared.subjects.provider(&name, "keyvalue"),
             REMOTE_CHECK_TIMEOUT,
-        );
+        )
+        .with_signer(shared.signer.clone());
         remote.ping().await.map_err(|_| missing())?;
     }
     Ok(())

@@ -6,7 +6,13 @@
 //! [`Lease::ttl`] by its own monotonic clock, so no host's wall clock matters. A leader that cannot renew for
 //! `ttl - renew` steps down before anyone may take over; a leader that stops gracefully releases the lease
 //! (writes an empty value) so another host takes over at its next read.
+//!
+//! The value is sealed with the leader's host key (`lattice_core::host_auth::append_seal`, over the subject
+//! `$KV.lattice_<l>_leader.leader`). When operators are trusted, a value whose seal does not verify for the host
+//! it names, or is older than the allowed skew, is not followed: it counts as a free lease (and is reported),
+//! so a forged holder cannot keep the lattice without a leader.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -14,7 +20,7 @@ use lattice_core::subject::{LEADER_KEY, Name, Subjects};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::HostError;
+use super::{HostError, Shared, now_ms};
 
 /// Timing of the lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +62,7 @@ pub(crate) enum Change {
 pub(crate) struct Election {
     bucket: kv::Store,
     id: Name,
+    shared: Arc<Shared>,
     timing: Lease,
     /// While leading: the key's revision after our last write, and when that write succeeded.
     held: Option<(u64, Instant)>,
@@ -64,8 +71,29 @@ pub(crate) struct Election {
 }
 
 impl Election {
-    pub(crate) fn new(bucket: kv::Store, id: Name, timing: Lease) -> Self {
-        Self { bucket, id, timing, held: None, seen: None }
+    pub(crate) fn new(bucket: kv::Store, shared: Arc<Shared>, timing: Lease) -> Self {
+        Self { bucket, id: shared.id.clone(), shared, timing, held: None, seen: None }
+    }
+
+    /// This host's lease value: its id, sealed.
+    fn value(&self) -> bytes::Bytes {
+        self.shared
+            .signer
+            .seal_record(&self.shared.subjects.leader_record(), self.id.as_str().as_bytes(), now_ms())
+            .into()
+    }
+
+    /// The holder a lease value names; a value that does not verify (operators trusted) counts as free and is
+    /// reported.
+    fn holder(&self, value: &[u8]) -> Option<Name> {
+        let verifier = self.shared.hosts.enforced().then_some(&self.shared.hosts);
+        match lattice_client::lease_holder(&self.shared.subjects, verifier, value, now_ms()) {
+            Ok(holder) => holder,
+            Err(reason) => {
+                self.shared.report_refused(&self.shared.subjects.leader_record(), None, &reason);
+                None
+            }
+        }
     }
 
     /// One round: renew, or look and take over if due. Returns a change of leadership, if any.
@@ -77,12 +105,18 @@ impl Election {
     }
 
     async fn renew(&mut self, revision: u64, renewed: Instant) -> Option<Change> {
-        match self.bucket.update(LEADER_KEY, self.id.as_str().to_owned().into(), revision).await {
+        match self.bucket.update(LEADER_KEY, self.value(), revision).await {
             Ok(next) => {
                 self.held = Some((next, Instant::now()));
                 None
             }
             Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                // Overwritten: by another host that took it (follow it), or with a value that does not verify
+                // (take it back at once, rather than step down for a forgery).
+                if let Some(next) = self.retake_forged().await {
+                    self.held = Some((next, Instant::now()));
+                    return None;
+                }
                 tracing::warn!(host = %self.id, "reconciler lease taken by another host: no longer the leader");
                 self.held = None;
                 Some(Change::Deposed)
@@ -100,6 +134,23 @@ impl Election {
         }
     }
 
+    /// When operators are trusted and the lease now holds a value naming no verified other host, writes this
+    /// host's value over it (compare-and-set) and returns the new revision.
+    async fn retake_forged(&self) -> Option<u64> {
+        if !self.shared.hosts.enforced() {
+            return None;
+        }
+        let entry = self.bucket.entry(LEADER_KEY).await.ok()??;
+        let other = (entry.operation == kv::Operation::Put)
+            .then(|| self.holder(&entry.value))
+            .flatten()
+            .filter(|holder| holder != &self.id);
+        if other.is_some() {
+            return None;
+        }
+        self.bucket.update(LEADER_KEY, self.value(), entry.revision).await.ok()
+    }
+
     async fn look(&mut self) -> Option<Change> {
         let entry = match self.bucket.entry(LEADER_KEY).await {
             Ok(entry) => entry,
@@ -110,7 +161,7 @@ impl Election {
         };
         let (holder, revision) = match &entry {
             Some(e) if e.operation == kv::Operation::Put && !e.value.is_empty() => {
-                (Name::new(String::from_utf8_lossy(&e.value).into_owned()).ok(), Some(e.revision))
+                (self.holder(&e.value), Some(e.revision))
             }
             // Free: never taken, released, or deleted.
             Some(e) => (None, Some(e.revision)),
@@ -132,7 +183,7 @@ impl Election {
         if !due {
             return None;
         }
-        let value: bytes::Bytes = self.id.as_str().to_owned().into();
+        let value = self.value();
         let taken = match (&entry, revision) {
             (Some(e), Some(revision)) if e.operation == kv::Operation::Put => {
                 self.bucket.update(LEADER_KEY, value, revision).await.map_err(|e| e.to_string())

@@ -43,6 +43,8 @@ use async_nats::Client;
 use async_nats::jetstream::{self, kv};
 use lattice_core::allow::AllowList;
 use lattice_core::control_auth::OperatorPolicy;
+use lattice_core::host_auth::{CredentialError, HostCredential, HostRefusal, HostSigner, HostVerifier};
+use lattice_core::keys::{KeyKind, SeedKey};
 use lattice_core::subject::{Name, Subjects};
 use lattice_core::wire::{self, ActorInfo, EventData, HostInfo};
 use tokio::task::JoinHandle;
@@ -99,6 +101,11 @@ pub struct HostConfig {
     pub operator_key: Option<lattice_core::keys::SeedKey>,
     /// Timing of the reconciler's lease.
     pub lease: Lease,
+    /// This host's key (`SN…`), which signs what it publishes; `None`: a fresh one is made at start (fine in a
+    /// lattice that trusts no operator, where nobody checks it).
+    pub host_key: Option<SeedKey>,
+    /// The operator-signed credential for `host_key`, required when operators are trusted.
+    pub host_credential: Option<HostCredential>,
     /// Serve HTTP for the lattice's routes (`--http`); `None`: no ingress on this host.
     pub http: Option<IngressConfig>,
 }
@@ -124,6 +131,8 @@ impl HostConfig {
             operator_key: None,
             lease: Lease::default(),
             http: None,
+            host_key: None,
+            host_credential: None,
         }
     }
 }
@@ -189,6 +198,47 @@ pub enum HostError {
     /// The NATS server (or the account) has no JetStream, which holds the lattice's state.
     #[error("{0}")]
     NoJetStream(String),
+    /// The host trusts operators but has no host credential.
+    #[error(
+        "host {host} trusts operators but has no host credential: issue one with `lattice keys host-credential` \
+         and pass it with --host-credential"
+    )]
+    NoCredential {
+        /// The host's id.
+        host: Name,
+    },
+    /// The host's credential does not let it run as configured.
+    #[error("host {host} cannot start with its credential: {error}")]
+    Credential {
+        /// The host's id.
+        host: Name,
+        /// What is wrong with it.
+        #[source]
+        error: CredentialError,
+    },
+}
+
+/// The host's signer: its key (or a fresh one) and credential, which must fit its id, lattice and labels and be
+/// signed by a trusted operator when any is trusted.
+fn host_signer(config: &HostConfig, labels: &BTreeMap<String, String>) -> Result<HostSigner, HostError> {
+    let key = match &config.host_key {
+        Some(key) => key.clone(),
+        None => SeedKey::generate(KeyKind::Host).map_err(|e| HostError::InvalidConfig(e.to_string()))?,
+    };
+    if key.kind() != KeyKind::Host {
+        return Err(HostError::InvalidConfig(format!(
+            "the host key is {} key, not a host key",
+            key.kind().with_article()
+        )));
+    }
+    if config.operators.enforced() {
+        let credential =
+            config.host_credential.as_ref().ok_or_else(|| HostError::NoCredential { host: config.id.clone() })?;
+        let refused = |error| HostError::Credential { host: config.id.clone(), error };
+        credential.verify(&config.operators.trusted, now_ms()).map_err(refused)?;
+        credential.check_host(&config.id, &config.lattice, &key.public_key(), labels).map_err(refused)?;
+    }
+    Ok(HostSigner::new(key, config.host_credential.clone()))
 }
 
 /// What the host's tasks share (read-only after start, apart from handles).
@@ -223,6 +273,12 @@ pub(crate) struct Shared {
     pub(crate) gate: auth::Gate,
     /// Artifacts fetched recently (digest-checked), so many starts of one artifact read the store once.
     pub(crate) recent_artifacts: artifacts::RecentArtifacts,
+    /// Signs what the host publishes.
+    pub(crate) signer: Arc<HostSigner>,
+    /// Checks what other hosts publish (enforced when operators are trusted).
+    pub(crate) hosts: HostVerifier,
+    /// Rate limit of `host.refused` reports.
+    pub(crate) reports: Arc<auth::ReportLimit>,
     grace: Duration,
     stop: CancellationToken,
     requested_grace: Mutex<Option<Duration>>,
@@ -248,6 +304,21 @@ impl Shared {
         }
     }
 
+    /// Publishes a control reply to `to` (an inbox [`reply::Replies::inbox`] accepted), sealed with the host's
+    /// key over that subject.
+    pub(crate) async fn reply(&self, to: &reply::Inbox, payload: Vec<u8>) {
+        let headers = events::seal_headers(&self.signer, to.as_str(), &payload, now_ms());
+        if let Err(error) = self.replies.publish_with_headers(to, headers, payload.into()).await {
+            tracing::warn!(%error, "cannot send control reply");
+        }
+    }
+
+    /// Reports a message or record that claimed to be `host`'s and did not verify: a warning and a
+    /// `host.refused` event, at most a few per second (the rest are counted in the next report).
+    pub(crate) fn report_refused(&self, subject: &str, host: Option<&Name>, reason: &HostRefusal) {
+        report_refused(&self.events, &self.reports, subject, host, reason);
+    }
+
     /// Cancelled when the host begins to stop.
     pub(crate) fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
@@ -260,6 +331,22 @@ impl Shared {
         }
         self.stop.cancel();
     }
+}
+
+/// [`Shared::report_refused`], for tasks that hold the events and the limit rather than the host.
+pub(crate) fn report_refused(
+    events: &Events,
+    limit: &auth::ReportLimit,
+    subject: &str,
+    host: Option<&Name>,
+    reason: &HostRefusal,
+) {
+    let Some(suppressed) = limit.admit() else { return };
+    let host = host.map(ToString::to_string);
+    tracing::warn!(%subject, host = host.as_deref().unwrap_or("unknown"), %reason, suppressed, "ignored a message not verifiably from a host");
+    let events = events.clone();
+    let data = EventData::HostRefused { subject: subject.to_owned(), host, reason: reason.to_string(), suppressed };
+    tokio::spawn(async move { events.publish(data).await });
 }
 
 /// A started host. Dropping it does not stop it; call [`RunningHost::stop`] or [`RunningHost::wait`].
@@ -364,6 +451,11 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
             "signed reads are required but no operator is trusted: add at least one trusted operator".into(),
         ));
     }
+    let mut labels = automatic_labels();
+    labels.extend(config.labels.clone());
+    // A host that may not run as configured says so before it touches NATS.
+    let signer = Arc::new(host_signer(&config, &labels)?);
+    let started_at_ms = now_ms();
     let client = config.nats.connect(&format!("lattice-host-{}", config.id)).await?;
     // Without JetStream every bucket below fails with a message that does not say why; say it first.
     if let Err(ClientError::NoJetStream(message)) =
@@ -378,8 +470,6 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     dlq::stream(&jetstream, &subjects).await?;
     let state = links::state_bucket(&jetstream, &subjects).await?;
     let (links_tx, links_rx) = tokio::sync::watch::channel(Arc::new(links::LinkTable::new()));
-    let mut labels = automatic_labels();
-    labels.extend(config.labels.clone());
 
     // Messaging links to `nats` publish and subscribe on the application connection if there is one, else on
     // the lattice's own (the runtime refuses the reserved subjects either way).
@@ -393,7 +483,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     };
     let messaging = NatsMessaging::new(app_client.clone()).with_namespace(&subjects.delivery_namespace());
     runtime.insert_messaging_provider(NATS_MESSAGING_PROVIDER, Arc::new(messaging));
-    let events = Events::new(client.clone(), subjects.clone(), config.id.clone());
+    let events = Events::new(client.clone(), subjects.clone(), config.id.clone(), signer.clone());
     runtime.set_dead_letters(Arc::new(dlq::Sink {
         js: jetstream.clone(),
         subjects: subjects.clone(),
@@ -403,13 +493,15 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
     // Links to providers no local instance has go to the host serving them, over the lattice.
     let remote_client = client.clone();
     let remote_subjects = subjects.clone();
+    let remote_signer = signer.clone();
     runtime.set_remote_keyvalue(Arc::new(move |name: &str| {
         let name = Name::new(name).ok()?;
         let remote = lattice_provider_sdk::remote::RemoteKeyValue::new(
             remote_client.clone(),
             remote_subjects.provider(&name, "keyvalue"),
             REMOTE_PROVIDER_TIMEOUT,
-        );
+        )
+        .with_signer(remote_signer.clone());
         Some(Arc::new(remote) as Arc<dyn lattice_provider_sdk::KeyValue>)
     }));
 
@@ -429,15 +521,18 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         tracker: TaskTracker::new(),
         default_limits: config.default_limits.clone(),
         max_component_bytes: config.max_component_bytes,
-        started_at_ms: now_ms(),
+        started_at_ms,
         heartbeat: config.heartbeat,
         supervision: config.supervision.clone(),
         provider_allow: config.provider_allow.clone(),
         links: links_rx,
         artifact_dir,
         kv_quota: config.kv_quota,
-        gate: auth::Gate::new(config.operators.clone()),
+        gate: auth::Gate::new(config.operators.clone(), started_at_ms),
         recent_artifacts: artifacts::RecentArtifacts::default(),
+        hosts: HostVerifier::new(config.lattice.clone(), config.operators.trusted.clone()),
+        signer,
+        reports: Arc::default(),
         grace: config.grace,
         stop: CancellationToken::new(),
         requested_grace: Mutex::new(None),
@@ -482,7 +577,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         .map_err(|e| HostError::Setup { what: "control subscriptions", message: e.to_string() })?;
     let info =
         control::host_info(&shared).await.map_err(|e| HostError::Setup { what: "host info", message: e.message })?;
-    put_record(&hosts, &subjects, &info).await;
+    put_record(&shared, &hosts, &info).await;
     shared.events.publish(EventData::HostStarted(info)).await;
     tracing::info!(host = %shared.id, lattice = %shared.lattice, "host joined the lattice");
 
@@ -500,11 +595,12 @@ async fn elect(
     store: lattice_client::apps::AppStore,
 ) -> Result<JoinHandle<()>, HostError> {
     let bucket = lease::bucket(&shared.jetstream, &shared.subjects).await?;
-    let mut client = LatticeClient::new(shared.client.clone(), shared.lattice.clone());
+    let mut client = LatticeClient::new(shared.client.clone(), shared.lattice.clone())
+        .with_trusted_operators(shared.hosts.trusted().to_vec());
     if let Some(key) = &config.operator_key {
         client = client.with_operator_key(key.clone());
     }
-    let election = lease::Election::new(bucket, shared.id.clone(), config.lease);
+    let election = lease::Election::new(bucket, shared.clone(), config.lease);
     let leading: Mutex<Option<CancellationToken>> = Mutex::new(None);
     let leader_shared = shared.clone();
     let on_change = move |change: lease::Change| {
@@ -527,9 +623,11 @@ async fn elect(
     Ok(tokio::spawn(lease::run(election, shared.stop_token(), on_change)))
 }
 
-async fn put_record(hosts: &kv::Store, subjects: &Subjects, info: &HostInfo) {
-    if let Err(error) = hosts.put(info.id.as_str(), wire::encode(info).into()).await {
-        tracing::warn!(host = %info.id, %error, bucket = %subjects.hosts_bucket(), "cannot write host record");
+/// Writes the host's record, sealed over its key's subject (`$KV.<hosts bucket>.<id>`).
+async fn put_record(shared: &Shared, hosts: &kv::Store, info: &HostInfo) {
+    let value = shared.signer.seal_record(&shared.subjects.host_record(&info.id), &wire::encode(info), now_ms());
+    if let Err(error) = hosts.put(info.id.as_str(), value.into()).await {
+        tracing::warn!(host = %info.id, %error, bucket = %shared.subjects.hosts_bucket(), "cannot write host record");
     }
 }
 
@@ -543,7 +641,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, hosts: kv::Store, stop: Cancellatio
             _ = ticker.tick() => {}
         }
         let Ok(info) = control::host_info(&shared).await else { break };
-        put_record(&hosts, &shared.subjects, &info).await;
+        put_record(&shared, &hosts, &info).await;
         shared.events.publish(EventData::HostHeartbeat(info)).await;
     }
 }

@@ -2,7 +2,8 @@
 //! per-bucket quota), and `redis` (config `url`, `prefix`, `timeout`; see `lattice-keyvalue-redis`).
 //!
 //! Which names a started instance may not take ([`BUILTIN_PROVIDERS`]) and which config values are backend
-//! URLs checked against the host's allow-list ([`backend_urls`]) are kept here, next to the kinds.
+//! URLs checked against the host's allow-list ([`backend_urls`]) are kept here, next to the kinds, and who may
+//! call the instances this host serves over the lattice ([`caller_check`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +11,21 @@ use std::sync::Arc;
 use lattice_keyvalue_inmemory::{InMemoryKeyValue, Quota};
 use lattice_keyvalue_redis::{RedisConfig, RedisKeyValue};
 use lattice_provider_sdk::KeyValue;
+use lattice_provider_sdk::remote::CallerCheck;
+
+/// Who may call a provider instance this host serves on `lattice.<l>.provider.<name>.keyvalue`: with trusted
+/// operators, only hosts with a valid host signature and credential for this lattice (refusals are reported as
+/// `host.refused`); otherwise anyone (`None`).
+pub(crate) fn caller_check(shared: &super::Shared) -> Option<CallerCheck> {
+    if !shared.hosts.enforced() {
+        return None;
+    }
+    let (events, limit) = (shared.events.clone(), shared.reports.clone());
+    Some(CallerCheck {
+        verifier: shared.hosts.clone(),
+        on_refused: Arc::new(move |subject, reason| super::report_refused(&events, &limit, subject, None, reason)),
+    })
+}
 
 /// The key-value provider kinds this host can create.
 pub const KEYVALUE_KINDS: &[&str] = &["inmemory", "redis"];

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lattice_core::control_auth::OperatorPolicy;
+use lattice_core::control_auth::{MAX_SKEW_MS, OperatorPolicy};
+use lattice_core::host_auth::{self, HostRefusal};
 use lattice_core::link::LinkSpec;
 use lattice_core::subject::Name;
 use lattice_core::wire::{
@@ -156,6 +157,8 @@ struct Leader {
     deleted: BTreeSet<Name>,
     /// App revisions refused by the operator policy (reported once).
     refused: BTreeSet<(Name, u64)>,
+    /// Per host, when its last accepted heartbeat (or start) was signed: an older one is a replay.
+    beats: HashMap<Name, u64>,
     actions: Arc<Semaphore>,
     outcomes: mpsc::UnboundedSender<Outcome>,
 }
@@ -186,6 +189,7 @@ pub(crate) async fn lead(shared: Arc<Shared>, client: LatticeClient, store: AppS
         deployed: HashMap::new(),
         deleted: BTreeSet::new(),
         refused: BTreeSet::new(),
+        beats: HashMap::new(),
         actions: Arc::new(Semaphore::new(MAX_ACTIONS)),
         outcomes,
     };
@@ -199,6 +203,7 @@ pub(crate) async fn lead(shared: Arc<Shared>, client: LatticeClient, store: AppS
         }
         Err(error) => tracing::warn!(%error, "leader cannot ping the hosts; waiting for heartbeats"),
     }
+    leader.report_client_refusals();
     leader.resync().await;
     for app in leader.apps.keys().cloned().collect::<Vec<_>>() {
         if let Ok(Some(status)) = leader.store.status(&app).await {
@@ -215,7 +220,7 @@ pub(crate) async fn lead(shared: Arc<Shared>, client: LatticeClient, store: AppS
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            Some(message) = events.next() => leader.event(&message.payload),
+            Some(message) = events.next() => leader.event(&message),
             Some(outcome) = results.recv() => leader.outcome(outcome),
             entry = next_entry(&mut watch) => match entry {
                 Some(entry) => leader.app_entry(entry),
@@ -331,8 +336,62 @@ impl Leader {
         tokio::spawn(async move { events.publish(data).await });
     }
 
-    fn event(&mut self, payload: &[u8]) {
-        let Ok(event) = wire::decode::<Event>(payload) else { return };
+    /// Reports what the leader's client ignored as not verifiably a host's (bids, ping answers, replies).
+    fn report_client_refusals(&self) {
+        let (refused, _) = self.client.take_host_refusals();
+        for refusal in refused {
+            self.shared.report_refused(&refusal.subject, refusal.host.as_ref(), &refusal.reason);
+        }
+    }
+
+    /// Whether an event is its host's (always, without trusted operators): sealed by the host it names, signed
+    /// within the allowed skew, and for heartbeats and starts signed after the last one accepted from that host
+    /// (so a replayed old one changes nothing). What does not verify is reported and ignored.
+    fn believe(&mut self, event: &Event, message: &async_nats::Message) -> bool {
+        let verifier = &self.shared.hosts;
+        if !verifier.enforced() {
+            return true;
+        }
+        let (subject, headers) = (message.subject.as_str(), message.headers.as_ref());
+        let now = super::now_ms();
+        let checked =
+            host_auth::seal_from_headers(|name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned()))
+                .and_then(|seal| {
+                    verifier.verify_as(
+                        &event.host,
+                        subject,
+                        &message.payload,
+                        seal.as_ref(),
+                        now,
+                        Some(MAX_SKEW_MS),
+                    )?;
+                    Ok(seal.map_or(0, |seal| seal.issued_at_ms))
+                })
+                .and_then(|issued_at_ms| {
+                    if !matches!(event.data, EventData::HostHeartbeat(_) | EventData::HostStarted(_)) {
+                        return Ok(());
+                    }
+                    let last = self.beats.entry(event.host.clone()).or_default();
+                    if issued_at_ms <= *last {
+                        return Err(HostRefusal::Replayed { issued_at_ms, last_ms: *last });
+                    }
+                    *last = issued_at_ms;
+                    Ok(())
+                });
+        match checked {
+            Ok(()) => true,
+            Err(reason) => {
+                self.shared.report_refused(subject, Some(&event.host), &reason);
+                false
+            }
+        }
+    }
+
+    fn event(&mut self, message: &async_nats::Message) {
+        let Ok(event) = wire::decode::<Event>(&message.payload) else { return };
+        if !self.believe(&event, message) {
+            return;
+        }
         let now = Instant::now();
         match event.data {
             EventData::HostHeartbeat(info) | EventData::HostStarted(info) => {
@@ -408,7 +467,9 @@ impl Leader {
     async fn reconcile(&mut self) {
         if self.pass().await {
             // Hold the auction the plan needs, then place with its bids at once rather than a tick later.
-            match self.client.auction(BTreeMap::new(), AUCTION_WAIT).await {
+            let auction = self.client.auction(BTreeMap::new(), AUCTION_WAIT).await;
+            self.report_client_refusals();
+            match auction {
                 Ok(bids) => {
                     self.bids = Some((Instant::now(), bids.into_iter().map(|b| (b.host.clone(), b)).collect()));
                     self.pass().await;

@@ -21,6 +21,13 @@ use super::events::Events;
 #[derive(Debug, Clone)]
 pub(crate) struct Inbox(Subject);
 
+impl Inbox {
+    /// The subject.
+    pub(crate) fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
 /// The request's reply subject was refused (already logged and reported as an event).
 #[derive(Debug)]
 pub(crate) struct Refused;
@@ -55,11 +62,6 @@ impl Replies {
         }
         self.events.publish(EventData::ReplyRefused { subject, reason }).await;
         Err(Refused)
-    }
-
-    /// Publishes an answer to `to`.
-    pub(crate) async fn publish(&self, to: &Inbox, payload: bytes::Bytes) -> Result<(), PublishError> {
-        self.client.publish(to.0.clone(), payload).await
     }
 
     /// Publishes an answer with headers to `to`.

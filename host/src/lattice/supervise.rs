@@ -67,10 +67,11 @@ impl Default for Supervision {
 
 /// Swaps `provider` in under `name`: registry, lattice serving, and every running actor's links.
 pub(crate) async fn install(shared: &Shared, name: &Name, provider: Arc<dyn KeyValue>) -> Result<(), String> {
-    let serving = lattice_provider_sdk::remote::serve_keyvalue(
+    let serving = lattice_provider_sdk::remote::serve_keyvalue_checked(
         shared.client.clone(),
         shared.subjects.provider(name, "keyvalue"),
         provider.clone(),
+        super::providers::caller_check(shared),
     )
     .await
     .map_err(|e| format!("cannot serve provider `{name}`: {e}"))?;

@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod exhaustion;
 mod headers;
+mod host_identity;
 mod http;
 mod ingress;
 mod isolation;
@@ -160,6 +161,34 @@ where
             Ok(Some(Ok(_))) => {}
         }
     }
+}
+
+/// Makes `config` trust `operator` and gives it a fresh host key with a credential `operator` issued for its id,
+/// lattice and labels (valid for an hour). Call it once the id, lattice and labels are set.
+pub fn credentialed(mut config: HostConfig, operator: &lattice_core::keys::SeedKey) -> HostConfig {
+    use lattice_core::keys::{KeyKind, SeedKey};
+    let key = SeedKey::generate(KeyKind::Host).unwrap_or_else(|e| panic!("{e}"));
+    let now = now_ms();
+    config.host_credential = Some(lattice_core::host_auth::HostCredential::issue(
+        operator,
+        config.id.clone(),
+        config.lattice.clone(),
+        key.public_key(),
+        config.labels.clone(),
+        now,
+        now + 3_600_000,
+    ));
+    config.host_key = Some(key);
+    if !config.operators.trusted.contains(&operator.public_key()) {
+        config.operators.trusted.push(operator.public_key());
+    }
+    config
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `key=value` pairs as a map.

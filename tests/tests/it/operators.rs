@@ -15,7 +15,7 @@ use lattice_core::wire::{self, ErrorCode, Event, EventData, Labels, LinkRecord, 
 use lattice_host::lattice::{self, ClientError, HostConfig, LatticeClient, RunningHost};
 use lattice_test_harness::wait_for;
 
-use crate::{GATHER, TestLattice, call, expect_event, kv_counter, name, runtime, text};
+use crate::{GATHER, TestLattice, call, credentialed, expect_event, kv_counter, name, runtime, text};
 
 /// How long to wait for an event or a change to reach a host (generous for a loaded machine).
 const SETTLE: Duration = Duration::from_secs(15);
@@ -42,7 +42,7 @@ async fn guarded_host(lattice: &TestLattice, lattice_name: &str, id: &str, signe
     let mut config: HostConfig = lattice.host_config(id, &[]);
     config.lattice = name(lattice_name);
     config.operators = OperatorPolicy { trusted: vec![operator().public_key()], require_signed_reads: signed_reads };
-    lattice::start(config, runtime()).await.with_context(|| format!("starting host {id}"))
+    lattice::start(credentialed(config, &operator()), runtime()).await.with_context(|| format!("starting host {id}"))
 }
 
 async fn client_of(lattice: &TestLattice, lattice_name: &str) -> Result<LatticeClient> {
@@ -306,7 +306,7 @@ async fn only_app_records_signed_by_a_trusted_operator_are_placed_and_provider_s
     config.lattice = name("ops-apps");
     config.operators = OperatorPolicy { trusted: vec![operator().public_key()], require_signed_reads: false };
     config.operator_key = Some(operator());
-    let host = lattice::start(config, runtime()).await?;
+    let host = lattice::start(credentialed(config, &operator()), runtime()).await?;
     let anonymous = client_of(&lattice, "ops-apps").await?;
     let signed = client_of(&lattice, "ops-apps").await?.with_operator_key(operator());
     let mut events = anonymous.events().await?;
