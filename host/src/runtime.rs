@@ -363,7 +363,7 @@ impl Runtime {
         let claims = admission::admit(name, &bytes, &rt.policy)?;
         admission::check_links(name, claims.as_ref(), &config.links)?;
         config.limits.validate(rt.host_memory_cap)?;
-        let links = LinkSet::resolve(&config.links, &rt.providers.load())?;
+        let links = LinkSet::resolve(name, &config.links, &rt.providers.load())?;
 
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let compiled = rt.compiled(&digest);
@@ -734,7 +734,7 @@ impl Actor {
     /// a tokio runtime; errors are logged); await [`Actor::resubscribe`] to wait for them and see errors.
     pub fn set_links(&self, specs: &[LinkSpec]) -> Result<(), LinkError> {
         admission::check_links(&self.inner.name, self.claims(), specs)?;
-        let set = LinkSet::resolve(specs, &self.inner.runtime.inner.providers.load())?;
+        let set = LinkSet::resolve(&self.inner.name, specs, &self.inner.runtime.inner.providers.load())?;
         self.inner.links.store(Arc::new(set));
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {

@@ -90,6 +90,30 @@ async fn links_with_different_buckets_never_collide_and_same_bucket_shares() {
 }
 
 #[tokio::test]
+async fn two_actors_linking_default_do_not_share_keys_unless_they_name_a_bucket() {
+    let rt = runtime();
+    let config = |spec: &str| ActorConfig { links: vec![spec.parse().expect("link")], ..ActorConfig::default() };
+    let start = |name: &'static str, spec: &'static str| {
+        let rt = rt.clone();
+        async move { rt.load(name, crate::component(KV_COUNTER), config(spec)).await.expect("load") }
+    };
+    // Both link `default` with no bucket: each counts in its own (`a/default`, `b/default`).
+    let a = start("a", "keyvalue:default=inmemory").await;
+    let b = start("b", "keyvalue:default=inmemory").await;
+    assert_eq!(call(&a, "k").await, "1");
+    assert_eq!(call(&a, "k").await, "2");
+    assert_eq!(call(&b, "k").await, "1", "b saw a's key");
+    // Another instance of `a` (a replica) shares a's data.
+    let a_again = start("a", "keyvalue:default=inmemory").await;
+    assert_eq!(call(&a_again, "k").await, "3");
+    // `bucket=shared` shares deliberately, whichever actors say it.
+    let c = start("c", "keyvalue:default=inmemory,bucket=shared").await;
+    let d = start("d", "keyvalue:default=inmemory,bucket=shared").await;
+    assert_eq!(call(&c, "k").await, "1");
+    assert_eq!(call(&d, "k").await, "2");
+}
+
+#[tokio::test]
 async fn relinking_applies_to_the_next_invocation() {
     let rt = runtime();
     let actor = load(&rt, KV_COUNTER, kv_default()).await;
