@@ -531,11 +531,11 @@ pub enum InvokeError {
         limit: usize,
     },
     /// The guest made the host hold more for it than one invocation may (messages, their bytes, request
-    /// options): at most [`MAX_RESOURCES`](crate::MAX_RESOURCES) resources and
-    /// [`message_bytes_limit`](crate::message_bytes_limit) bytes of messages alive.
+    /// options, by a call that cannot return an error value): at most [`MAX_RESOURCES`](crate::MAX_RESOURCES)
+    /// resources and [`message_bytes_limit`](crate::message_bytes_limit) bytes held for the guest.
     #[error("host resource limit exceeded: the actor held more than {limit} {bound} in one invocation")]
     HostResources {
-        /// What is bounded (`messaging resources alive`, `bytes of messages alive`, `metadata entries in one
+        /// What is bounded (`host resources alive`, `bytes held for the guest`, `metadata entries in one
         /// message`).
         bound: &'static str,
         /// The bound.
