@@ -153,7 +153,12 @@ async fn over_quota_writes_are_error_values_and_the_host_keeps_serving() {
         .inmemory_keyvalue_quota(KeyValueQuota { max_bytes: 1 << 20, max_keys: 2 })
         .build()
         .expect("runtime");
-    let probe = load(&rt, KV_PROBE, kv_default()).await;
+    // Both actors name one bucket, so the quota is shared between them.
+    let shared = || ActorConfig {
+        links: vec!["keyvalue:default=inmemory,bucket=quota".parse().expect("link")],
+        ..ActorConfig::default()
+    };
+    let probe = load(&rt, KV_PROBE, shared()).await;
     // `batch` writes three keys at once: over a two-key quota, set-many gets an error value (which the guest
     // returns as its handler error), not a trap, and nothing is written.
     let outcome = probe.invoke(IncomingMessage::new("batch")).await;
@@ -161,7 +166,7 @@ async fn over_quota_writes_are_error_values_and_the_host_keeps_serving() {
     assert!(error.contains("set-many") && error.contains("quota exceeded") && error.contains("2 keys"), "{error}");
     // The host keeps serving, within the quota: one key here, a second one from another actor.
     assert_eq!(call(&probe, "cas").await, "seen=v1;conflict-current=v2;final=v3");
-    let counter = load(&rt, KV_COUNTER, kv_default()).await;
+    let counter = load(&rt, KV_COUNTER, shared()).await;
     assert_eq!(call(&counter, "hits").await, "1");
     assert_eq!(call(&counter, "hits").await, "2", "overwriting a key at the key limit is allowed");
     let third = counter.invoke(IncomingMessage::new("more")).await.result.expect_err("a third key").to_string();

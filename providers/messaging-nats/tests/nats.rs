@@ -202,9 +202,12 @@ async fn an_actor_answers_requests_over_nats_through_the_provider_it_came_from()
     let server = server();
     let kv = InMemoryKeyValue::new();
     let runtime = host(&server, "host", &kv).await;
-    let _counter =
-        load(&runtime, KV_COUNTER, config(&["keyvalue:default=inmemory,bucket=default", "messaging:in=nats,subscribe=counter.*"]))
-            .await;
+    let _counter = load(
+        &runtime,
+        KV_COUNTER,
+        config(&["keyvalue:default=inmemory,bucket=default", "messaging:in=nats,subscribe=counter.*"]),
+    )
+    .await;
     let requester = provider(&server, "requester").await;
     for expected in ["1", "2"] {
         let replies = requester

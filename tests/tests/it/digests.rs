@@ -102,9 +102,12 @@ async fn a_replaced_artifact_is_refused_by_digest_and_the_genuine_actor_keeps_ru
     };
     assert_eq!(error.code, ErrorCode::DigestMismatch, "{error}");
     assert!(error.message.contains(&genuine.digest) && error.message.contains(&impostor.digest), "{error}");
-    let failed = expect_event(&mut events, "actor.failed", SETTLE, |e| {
-        matches!(&e.data, EventData::ActorFailed { name, .. } if name == &actor)
-    })
+    let failed = expect_event(
+        &mut events,
+        "actor.failed",
+        SETTLE,
+        |e| matches!(&e.data, EventData::ActorFailed { name, .. } if name == &actor),
+    )
     .await?;
     let EventData::ActorFailed { error: event_error, .. } = failed.data else { bail!("not actor.failed") };
     assert_eq!(event_error.code, ErrorCode::DigestMismatch, "{event_error}");

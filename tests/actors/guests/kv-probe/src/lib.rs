@@ -97,12 +97,12 @@ fn amplify(bucket: &store::Bucket, command: &str) -> Option<Result<String, Error
     };
     let set_big = || bucket.set("big", &vec![b'x'; number(1)]).map_err(fail("set big"));
     let result = match words.first().copied() {
-        Some("amplify-get-many") => set_big().map(|()| {
-            match batch::get_many(bucket, &vec!["big".to_string(); number(2)]) {
+        Some("amplify-get-many") => {
+            set_big().map(|()| match batch::get_many(bucket, &vec!["big".to_string(); number(2)]) {
                 Ok(values) => format!("got {}", values.len()),
                 Err(e) => format!("error: {e:?}"),
-            }
-        }),
+            })
+        }
         Some("amplify-cas") => set_big().map(|()| {
             let mut handles = Vec::new();
             let error = (0..number(2)).find_map(|_| atomics::Cas::new(bucket, "big").map(|h| handles.push(h)).err());
