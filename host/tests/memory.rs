@@ -38,8 +38,7 @@ async fn key_value_amplification_stops_at_the_invocation_budget_and_host_memory_
     let limits =
         ActorLimits { cpu_time: Duration::from_secs(20), timeout: Duration::from_secs(60), ..ActorLimits::default() };
     let budget = message_bytes_limit(limits.max_reply_bytes);
-    let config =
-        ActorConfig { links: vec!["keyvalue:default=inmemory".parse().expect("link")], limits, ..Default::default() };
+    let config = ActorConfig { links: vec!["keyvalue:default=inmemory".parse().expect("link")], limits };
     let bytes = std::fs::read(KV_PROBE).expect("component");
     let probe = runtime.load("probe", bytes, config).await.expect("load");
     let call = |command: String| {

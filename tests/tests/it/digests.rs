@@ -124,7 +124,7 @@ async fn a_replaced_artifact_is_refused_by_digest_and_the_genuine_actor_keeps_ru
     }
 
     // The genuine actor keeps running and serving; the impostor never ran.
-    assert_eq!(running_digests(&anonymous, &[&host], &actor).await?, [genuine.digest.clone()]);
+    assert_eq!(running_digests(&anonymous, &[&host], &actor).await?, [genuine.digest.as_str()]);
     assert_eq!(text(&call(&anonymous, &actor, "k").await?)?, "2");
     host.stop().await;
     Ok(())
@@ -173,7 +173,7 @@ async fn the_reconciler_never_places_a_replaced_artifact() -> Result<()> {
     .await?;
     assert!(!status.reconciled, "{status:?}");
     let digests = running_digests(&anonymous, &[&h1, &h2], &actor).await?;
-    assert_eq!(digests, [genuine.digest.clone()], "only the genuine replica runs");
+    assert_eq!(digests, [genuine.digest.as_str()], "only the genuine replica runs");
     assert_eq!(text(&call(&anonymous, &actor, "k").await?)?, "1");
     h1.stop().await;
     h2.stop().await;
