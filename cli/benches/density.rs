@@ -116,6 +116,7 @@ fn run() -> Result<()> {
                         limits: LimitsSpec::default(),
                         links: vec!["keyvalue:default=inmemory".into()],
                         owner: None,
+                        digest: None,
                     };
                     client.start_actor(&host, &request).await.map(|_| i).map_err(|e| format!("kv-{i}: {e}"))
                 }

@@ -175,6 +175,14 @@ async fn prepare(client: &LatticeClient, args: &ManifestArgs) -> anyhow::Result<
                 }
             }
             ArtifactSource::Pushed(name) => match client.artifact_digest(name).await? {
+                // A name `apply` gave (`sha256-<hex>`) says its digest: an object recording another was replaced.
+                Some(digest) if name.strip_prefix("sha256-").is_some_and(|named| named != digest) => {
+                    errors.push(located(format!(
+                        "artifact `{name}` records sha256 {digest}, not the one its name gives: the object was \
+                         replaced; give the path to the .wasm file to push it again"
+                    )));
+                    None
+                }
                 Some(digest) => Some((name.clone(), digest)),
                 None => {
                     errors.push(located(format!(

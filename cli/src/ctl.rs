@@ -208,6 +208,10 @@ pub struct StartArgs {
     /// the host's --artifact-dir; hosts without one refuse path starts
     #[arg(long)]
     pub path: Option<PathBuf>,
+    /// Run only a component with this sha256 (64 hex digits; hosts refuse other bytes) [a pushed artifact:
+    /// the digest the artifact store records for it now; --path: none]
+    #[arg(long, value_parser = parse_digest, value_name = "SHA256")]
+    pub digest: Option<String>,
     /// Start on this host (repeatable)
     #[arg(long = "host", value_name = "ID")]
     pub hosts: Vec<Name>,
@@ -225,6 +229,15 @@ pub struct StartArgs {
     /// Output format
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
+}
+
+/// A sha256 as hosts compare it: 64 hex digits, lowercased.
+fn parse_digest(text: &str) -> Result<String, String> {
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err("expected a sha256: 64 hex digits".to_owned())
+    }
 }
 
 fn limits_spec(limits: &LimitArgs) -> LimitsSpec {
@@ -272,9 +285,20 @@ async fn placement(
 
 pub async fn start(args: StartArgs) -> anyhow::Result<()> {
     let client = args.lattice.signed_client(&args.operator).await?;
-    let artifact = match &args.path {
-        Some(path) => ArtifactRef::Path(path.display().to_string()),
-        None => ArtifactRef::Lattice(args.artifact.clone().unwrap_or_else(|| args.actor.to_string())),
+    // A pushed artifact is started by digest: the one the store records now, so the request the operator signs
+    // names these bytes and no later replacement of the object under that name runs in their place.
+    let (artifact, digest) = match &args.path {
+        Some(path) => (ArtifactRef::Path(path.display().to_string()), args.digest.clone()),
+        None => {
+            let name = args.artifact.clone().unwrap_or_else(|| args.actor.to_string());
+            let digest = match &args.digest {
+                Some(digest) => digest.clone(),
+                None => client.artifact_digest(&name).await?.ok_or_else(|| {
+                    not_found(format!("artifact `{name}` is not in the lattice or has no recorded sha256 (push it with `lattice push`)"))
+                })?,
+            };
+            (ArtifactRef::Lattice(name), Some(digest))
+        }
     };
     let request = StartActor {
         name: args.actor.clone(),
@@ -282,6 +306,7 @@ pub async fn start(args: StartArgs) -> anyhow::Result<()> {
         limits: limits_spec(&args.limits),
         links: args.links.iter().map(ToString::to_string).collect(),
         owner: None,
+        digest,
     };
     // Links given at start become the lattice's links for the actor, so later `lattice link` changes and
     // every host agree on one table.

@@ -335,10 +335,10 @@ kind = "inmemory"
     );
     let text = |v: Option<Vec<u8>>| v.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
     wait_for("every order to be counted", Duration::from_secs(30), || async {
-        (text(totals.get("default", "orders").await.ok()?) == ORDERS.to_string()).then_some(())
+        (text(totals.get("order-total/default", "orders").await.ok()?) == ORDERS.to_string()).then_some(())
     })
     .await
     .with_context(|| lattice.logs())?;
-    assert_eq!(text(totals.get("default", "total").await?), expected.to_string());
+    assert_eq!(text(totals.get("order-total/default", "total").await?), expected.to_string());
     Ok(())
 }

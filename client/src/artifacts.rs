@@ -28,6 +28,20 @@ pub enum ArtifactError {
         /// The digest of the bytes read.
         actual: String,
     },
+    /// The artifact is not the one the request asked for: its sha256 differs from the request's expected
+    /// digest (the object behind the name was replaced, or the request pinned another version).
+    #[error(
+        "artifact `{name}` has sha256 {actual}, but the request expects {expected}: refusing to run it (was it \
+         replaced after the digest was taken?)"
+    )]
+    NotExpected {
+        /// The artifact (a name in the store, or a path on the host).
+        name: String,
+        /// The digest the request expects.
+        expected: String,
+        /// The digest of what the host found.
+        actual: String,
+    },
     /// The artifact is larger than the host accepts.
     #[error("artifact `{name}` is {size} bytes, larger than the host's limit of {limit} bytes")]
     TooLarge {

@@ -5,9 +5,11 @@
 //! name. No link: the call fails with the interface's access-denied error; there is no default.
 //!
 //! A link's config is free-form `key=value` pairs interpreted by the provider. One key is common to key-value
-//! providers: `bucket`, the provider-side namespace the link maps to (default: the link's name). Two links
-//! with different buckets never see each other's keys; two links (even of different actors) naming the same
-//! provider and bucket share data.
+//! providers: `bucket`, the provider-side namespace the link maps to. Without it the bucket is the actor's own,
+//! `<actor>/<link name>` ([`LinkSpec::bucket`]): two actors that both link `default` never see each other's
+//! keys, while every replica of one actor shares its data. `bucket=NAME` shares deliberately: every link
+//! (of any actor) naming the same provider and bucket sees the same keys. Actor names cannot hold `/`, so no
+//! actor's default bucket is another's.
 //!
 //! On the command line a link is written `<interface>:<name>=<provider>[,key=value...]`:
 //!
@@ -18,7 +20,9 @@
 //! assert_eq!(link.interface, Interface::KeyValue);
 //! assert_eq!(link.name, "default");
 //! assert_eq!(link.provider, "inmemory");
-//! assert_eq!(link.bucket(), "counters");
+//! assert_eq!(link.bucket("orders"), "counters");
+//! let own: LinkSpec = "keyvalue:default=inmemory".parse().unwrap();
+//! assert_eq!(own.bucket("orders"), "orders/default");
 //! ```
 
 use std::collections::BTreeMap;
@@ -95,9 +99,13 @@ pub struct LinkSpec {
 }
 
 impl LinkSpec {
-    /// The provider-side bucket (namespace) this link maps to: config `bucket`, else the link's name.
-    pub fn bucket(&self) -> &str {
-        self.config.get("bucket").map_or(&self.name, String::as_str)
+    /// The provider-side bucket (namespace) this link of `actor` maps to: config `bucket` (shared with every
+    /// link naming it), else the actor's own `<actor>/<link name>`.
+    pub fn bucket(&self, actor: &str) -> String {
+        match self.config.get("bucket") {
+            Some(bucket) => bucket.clone(),
+            None => format!("{actor}/{}", self.name),
+        }
     }
 }
 
@@ -185,7 +193,17 @@ mod tests {
         let link: LinkSpec = "wasi:keyvalue:cache=inmemory".parse().expect("wasi prefix");
         assert_eq!(link.interface, Interface::KeyValue);
         assert_eq!(link.name, "cache");
-        assert_eq!(link.bucket(), "cache");
+        assert_eq!(link.bucket("a"), "a/cache");
+    }
+
+    #[test]
+    fn buckets_are_the_actors_own_unless_named() {
+        let own: LinkSpec = "keyvalue:default=inmemory".parse().expect("link");
+        assert_eq!(own.bucket("a"), "a/default");
+        assert_ne!(own.bucket("a"), own.bucket("b"));
+        let shared: LinkSpec = "keyvalue:default=inmemory,bucket=shared".parse().expect("link");
+        assert_eq!(shared.bucket("a"), "shared");
+        assert_eq!(shared.bucket("b"), "shared");
     }
 
     #[test]

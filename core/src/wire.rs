@@ -253,6 +253,12 @@ pub struct StartActor {
     /// The app placing it (set by the reconciler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
+    /// The sha256 the component's bytes must have, lowercase hex: the host refuses any other bytes, whatever
+    /// the artifact store holds under the name (`ErrorCode::DigestMismatch`). Part of the signed payload, so an
+    /// operator's signature covers it. Absent (older clients): a host that trusts operators refuses to start an
+    /// [`ArtifactRef::Lattice`] artifact without it; a path artifact needs none (it is on the host's own disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// What a host runs of one actor.
@@ -836,8 +842,12 @@ mod tests {
             limits: LimitsSpec { max_concurrency: Some(4), ..LimitsSpec::default() },
             links: vec!["keyvalue:default=inmemory".into()],
             owner: None,
+            digest: None,
         };
-        assert_eq!(decode::<StartActor>(&encode(&start)), Ok(start));
+        assert_eq!(decode::<StartActor>(&encode(&start)), Ok(start.clone()));
+        // Without a digest the field is left out (older hosts read the request); with one it round-trips.
+        let pinned = StartActor { digest: Some("ab".repeat(32)), ..start };
+        assert_eq!(decode::<StartActor>(&encode(&pinned)), Ok(pinned));
         let reply: Reply<Empty> = Err(WireError::new(ErrorCode::NotFound, "no actor `x`"));
         assert_eq!(decode_reply::<Empty>(&encode(&reply)), reply);
     }

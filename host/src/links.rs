@@ -291,8 +291,9 @@ impl std::fmt::Debug for LinkSet {
 }
 
 impl LinkSet {
-    /// Resolves `specs` against `providers`.
-    pub fn resolve(specs: &[LinkSpec], providers: &Providers) -> Result<Self, LinkError> {
+    /// Resolves `actor`'s links `specs` against `providers` (a key-value link's bucket is the actor's own
+    /// unless it names one: [`LinkSpec::bucket`]).
+    pub fn resolve(actor: &str, specs: &[LinkSpec], providers: &Providers) -> Result<Self, LinkError> {
         let mut set = LinkSet { specs: specs.to_vec(), ..LinkSet::default() };
         for spec in specs {
             match spec.interface {
@@ -310,7 +311,7 @@ impl LinkSet {
                             available: names.join(", "),
                         }
                     })?;
-                    let link = KeyValueLink { provider, bucket: spec.bucket().into() };
+                    let link = KeyValueLink { provider, bucket: spec.bucket(actor).into() };
                     if set.keyvalue.insert(spec.name.clone(), link).is_some() {
                         return Err(LinkError::Duplicate { interface: spec.interface, name: spec.name.clone() });
                     }

@@ -64,7 +64,8 @@ use crate::state::InvocationState;
 /// How long `request-reply.request` waits when the guest sets no timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Messaging resources (messages, request options, clients) one invocation may hold at once.
+/// Host resources (messages, request options, clients, key-value buckets and compare-and-swap handles) one
+/// invocation may hold at once.
 pub const MAX_RESOURCES: usize = 1024;
 
 /// Metadata entries one message may carry when the guest sets them (each `add-metadata` looks through them).
@@ -73,9 +74,10 @@ pub const MAX_METADATA_ENTRIES: usize = 1024;
 /// The least [`message_bytes_limit`] is, whatever the actor's `max_reply_bytes`.
 pub const MIN_MESSAGE_BYTES: usize = 16 << 20;
 
-/// Bytes of messages (data, metadata, topic, content type) one invocation may hold at once: four times the
-/// actor's `max_reply_bytes`, at least [`MIN_MESSAGE_BYTES`] (so a reply too large to send is still refused as
-/// [`InvokeError::ReplyTooLarge`](crate::InvokeError::ReplyTooLarge)).
+/// Bytes one invocation may make the host hold for it at once (messages' data, metadata, topic and content
+/// type; values held by compare-and-swap handles; and, while a call returns them, key-value results): four
+/// times the actor's `max_reply_bytes`, at least [`MIN_MESSAGE_BYTES`] (so a reply too large to send is still
+/// refused as [`InvokeError::ReplyTooLarge`](crate::InvokeError::ReplyTooLarge)).
 pub fn message_bytes_limit(max_reply_bytes: usize) -> usize {
     max_reply_bytes.saturating_mul(4).max(MIN_MESSAGE_BYTES)
 }
@@ -91,7 +93,8 @@ pub(crate) struct HostResourceLimit {
     pub(crate) limit: usize,
 }
 
-/// What an invocation's messaging resources hold now, against the bounds.
+/// What the host holds for one invocation now (messaging and key-value resources, and their bytes), against
+/// the bounds: one budget per invocation, whichever interface takes from it.
 #[derive(Debug)]
 pub(crate) struct Budget {
     alive: usize,
@@ -107,15 +110,21 @@ impl Budget {
     }
 
     /// Takes `count` more resources and `bytes` more bytes, or refuses (and takes nothing).
-    fn take(&mut self, count: usize, bytes: usize) -> Result<(), HostResourceLimit> {
+    pub(crate) fn take(&mut self, count: usize, bytes: usize) -> Result<(), HostResourceLimit> {
         if self.alive.saturating_add(count) > MAX_RESOURCES {
-            return Err(HostResourceLimit { bound: "messaging resources alive", limit: MAX_RESOURCES });
+            return Err(HostResourceLimit { bound: "host resources alive", limit: MAX_RESOURCES });
         }
-        if self.bytes.saturating_add(bytes) > self.max_bytes {
-            return Err(HostResourceLimit { bound: "bytes of messages alive", limit: self.max_bytes });
-        }
+        self.fits(bytes)?;
         self.alive += count;
         self.bytes += bytes;
+        Ok(())
+    }
+
+    /// Whether `bytes` more fit beside what is held, taking nothing (a result handed to the guest at once).
+    pub(crate) fn fits(&self, bytes: usize) -> Result<(), HostResourceLimit> {
+        if self.bytes.saturating_add(bytes) > self.max_bytes {
+            return Err(HostResourceLimit { bound: "bytes held for the guest", limit: self.max_bytes });
+        }
         Ok(())
     }
 
@@ -125,7 +134,7 @@ impl Budget {
         self.bytes = self.bytes.saturating_add(bytes);
     }
 
-    fn release(&mut self, count: usize, bytes: usize) {
+    pub(crate) fn release(&mut self, count: usize, bytes: usize) {
         self.alive = self.alive.saturating_sub(count);
         self.bytes = self.bytes.saturating_sub(bytes);
     }

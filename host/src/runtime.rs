@@ -363,7 +363,7 @@ impl Runtime {
         let claims = admission::admit(name, &bytes, &rt.policy)?;
         admission::check_links(name, claims.as_ref(), &config.links)?;
         config.limits.validate(rt.host_memory_cap)?;
-        let links = LinkSet::resolve(&config.links, &rt.providers.load())?;
+        let links = LinkSet::resolve(name, &config.links, &rt.providers.load())?;
 
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let compiled = rt.compiled(&digest);
@@ -531,11 +531,11 @@ pub enum InvokeError {
         limit: usize,
     },
     /// The guest made the host hold more for it than one invocation may (messages, their bytes, request
-    /// options): at most [`MAX_RESOURCES`](crate::MAX_RESOURCES) resources and
-    /// [`message_bytes_limit`](crate::message_bytes_limit) bytes of messages alive.
+    /// options, by a call that cannot return an error value): at most [`MAX_RESOURCES`](crate::MAX_RESOURCES)
+    /// resources and [`message_bytes_limit`](crate::message_bytes_limit) bytes held for the guest.
     #[error("host resource limit exceeded: the actor held more than {limit} {bound} in one invocation")]
     HostResources {
-        /// What is bounded (`messaging resources alive`, `bytes of messages alive`, `metadata entries in one
+        /// What is bounded (`host resources alive`, `bytes held for the guest`, `metadata entries in one
         /// message`).
         bound: &'static str,
         /// The bound.
@@ -734,7 +734,7 @@ impl Actor {
     /// a tokio runtime; errors are logged); await [`Actor::resubscribe`] to wait for them and see errors.
     pub fn set_links(&self, specs: &[LinkSpec]) -> Result<(), LinkError> {
         admission::check_links(&self.inner.name, self.claims(), specs)?;
-        let set = LinkSet::resolve(specs, &self.inner.runtime.inner.providers.load())?;
+        let set = LinkSet::resolve(&self.inner.name, specs, &self.inner.runtime.inner.providers.load())?;
         self.inner.links.store(Arc::new(set));
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {

@@ -30,7 +30,8 @@ pub(crate) struct InvocationState {
     pub(crate) reply: Option<Reply>,
     /// Set when the guest tried to reply with more than `max_reply_bytes`.
     pub(crate) reply_refused: Option<usize>,
-    /// Messaging resources the guest holds, against the per-invocation bounds.
+    /// What the host holds for the guest (messaging resources, key-value buckets and compare-and-swap handles,
+    /// and their bytes), against the per-invocation bounds: one budget for every interface.
     pub(crate) resources: Budget,
     pub(crate) logs: Vec<LogLine>,
     /// Bytes of `logs` (context and message), against the per-invocation bound.

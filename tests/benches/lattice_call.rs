@@ -185,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
                 limits: LimitsSpec::default(),
                 links: vec!["keyvalue:default=inmemory".into()],
                 owner: None,
+                digest: None,
             },
         )
         .await

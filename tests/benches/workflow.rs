@@ -617,6 +617,7 @@ impl Driver {
             limits: LimitsSpec { max_concurrency: Some(CONCURRENCY), ..LimitsSpec::default() },
             links: vec!["keyvalue:default=inmemory".into(), messaging],
             owner: None,
+            digest: None,
         };
         self.control.start_actor(&self.host, &request).await.context("starting the actor")?;
         Ok(())

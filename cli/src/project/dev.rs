@@ -137,6 +137,7 @@ async fn deploy(args: &DevArgs) -> anyhow::Result<()> {
         actor: name.clone(),
         artifact: None,
         path: None,
+        digest: None,
         hosts,
         constraints: Vec::new(),
         replicas: 1,

@@ -30,7 +30,7 @@ fn parse(text: &str) -> Result<(), TestCaseError> {
     within_bound(text.len(), || {
         let _ = text.parse::<Interface>();
         if let Ok(spec) = text.parse::<LinkSpec>() {
-            let _ = (spec.bucket(), reserved::check_link(&spec), spec.to_string());
+            let _ = (spec.bucket("actor"), reserved::check_link(&spec), spec.to_string());
             let _ = lattice_core::http::OutgoingPolicy::from_link(&spec);
         }
         let route = text.strip_prefix("route:").unwrap_or(text);

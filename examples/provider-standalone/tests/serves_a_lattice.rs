@@ -42,6 +42,7 @@ async fn a_standalone_provider_process_serves_an_actor_on_a_host() -> anyhow::Re
         limits: LimitsSpec::default(),
         links: vec!["keyvalue:default=maps".to_owned()],
         owner: None,
+        digest: None,
     };
     // The start succeeds once the provider process is up and answers the host's ping.
     wait_for("the provider process to serve", Duration::from_secs(20), || async {

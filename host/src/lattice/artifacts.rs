@@ -36,17 +36,30 @@ impl RecentArtifacts {
     }
 }
 
-/// Reads artifact `name`, refusing it unless its bytes match the recorded digest; served from `recent` when
-/// the same object was fetched before.
+/// Reads artifact `name`, refusing it unless its bytes match the recorded digest and, when the request names
+/// one, the `expected` digest (checked against the recorded one before anything is downloaded: an object
+/// replaced after the caller resolved its digest is refused whatever it holds); served from `recent` when the
+/// same object was fetched before.
 pub(crate) async fn fetch(
     js: &jetstream::Context,
     bucket: &str,
     name: &str,
+    expected: Option<&str>,
     limit: usize,
     recent: &RecentArtifacts,
 ) -> Result<Vec<u8>, ArtifactError> {
     let store = js.get_object_store(bucket).await.map_err(|_| ArtifactError::NotFound(name.to_owned()))?;
     let info = store.info(name).await.map_err(|_| ArtifactError::NotFound(name.to_owned()))?;
+    let recorded = info.metadata.get(DIGEST_KEY).cloned().ok_or_else(|| ArtifactError::NoDigest(name.to_owned()))?;
+    if let Some(expected) = expected
+        && expected != recorded
+    {
+        return Err(ArtifactError::NotExpected {
+            name: name.to_owned(),
+            expected: expected.to_owned(),
+            actual: recorded,
+        });
+    }
     if info.size > limit {
         return Err(ArtifactError::TooLarge { name: name.to_owned(), size: info.size as u64, limit });
     }
@@ -54,14 +67,13 @@ pub(crate) async fn fetch(
     if let Some(bytes) = recent.get(&key) {
         return Ok(bytes.to_vec());
     }
-    let expected = info.metadata.get(DIGEST_KEY).cloned().ok_or_else(|| ArtifactError::NoDigest(name.to_owned()))?;
     let mut object = store.get(name).await.map_err(|e| ArtifactError::Store(e.to_string()))?;
     let mut bytes = Vec::with_capacity(info.size);
     // The object store checks its own chunk digest at the end of the read; our digest is checked below.
     object.read_to_end(&mut bytes).await.map_err(|e| ArtifactError::Store(format!("reading `{name}`: {e}")))?;
     let actual = hex::encode(Sha256::digest(&bytes));
-    if actual != expected {
-        return Err(ArtifactError::DigestMismatch { name: name.to_owned(), expected, actual });
+    if actual != recorded {
+        return Err(ArtifactError::DigestMismatch { name: name.to_owned(), expected: recorded, actual });
     }
     recent.put(key, bytes.as_slice().into());
     Ok(bytes)

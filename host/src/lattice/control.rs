@@ -16,6 +16,7 @@ use lattice_core::wire::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::artifact_dir::PathArtifactError;
@@ -237,7 +238,9 @@ fn apply_limits(defaults: &ActorLimits, spec: &LimitsSpec) -> ActorLimits {
 fn artifact_error(error: ArtifactError) -> WireError {
     let code = match &error {
         ArtifactError::NotFound(_) => ErrorCode::NotFound,
-        ArtifactError::NoDigest(_) | ArtifactError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
+        ArtifactError::NoDigest(_) | ArtifactError::DigestMismatch { .. } | ArtifactError::NotExpected { .. } => {
+            ErrorCode::DigestMismatch
+        }
         ArtifactError::TooLarge { .. } => ErrorCode::InvalidConfig,
         _ => ErrorCode::Unavailable,
     };
@@ -271,12 +274,44 @@ fn load_error_message(host: &Name, error: &LoadError) -> String {
     }
 }
 
-async fn read_artifact(shared: &Shared, artifact: &ArtifactRef) -> Result<Vec<u8>, WireError> {
+/// Reads the component `artifact` names, refusing bytes whose sha256 is not `expected` (when given). A start
+/// of a pushed artifact without an expected digest is refused on a host that trusts operators: the name alone
+/// would let whoever can write the artifact store choose what runs under an operator's signature.
+async fn read_artifact(shared: &Shared, artifact: &ArtifactRef, expected: Option<&str>) -> Result<Vec<u8>, WireError> {
+    if let Some(expected) = expected
+        && (expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            "the expected digest is not a sha256: 64 lowercase hex digits",
+        ));
+    }
     match artifact {
-        ArtifactRef::Path(path) => read_path_artifact(shared, path).await,
+        ArtifactRef::Path(path) => {
+            let bytes = read_path_artifact(shared, path).await?;
+            if let Some(expected) = expected {
+                let actual = hex::encode(Sha256::digest(&bytes));
+                if actual != expected {
+                    let (name, expected) = (path.clone(), expected.to_owned());
+                    return Err(artifact_error(ArtifactError::NotExpected { name, expected, actual }));
+                }
+            }
+            Ok(bytes)
+        }
         ArtifactRef::Lattice(name) => {
+            if expected.is_none() && shared.gate.policy().enforced() {
+                return Err(WireError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "start of artifact `{name}` names no digest, and host {} trusts operators: it runs pushed \
+                         artifacts only by digest (`lattice start` resolves it; update the client)",
+                        shared.id
+                    ),
+                ));
+            }
             let bucket = shared.subjects.artifact_bucket();
-            artifacts::fetch(&shared.jetstream, &bucket, name, shared.max_component_bytes, &shared.recent_artifacts)
+            let recent = &shared.recent_artifacts;
+            artifacts::fetch(&shared.jetstream, &bucket, name, expected, shared.max_component_bytes, recent)
                 .await
                 .map_err(artifact_error)
         }
@@ -331,7 +366,7 @@ async fn start_inner(shared: &Arc<Shared>, request: StartActor, started: Instant
     check_remote_providers(shared, &links).await?;
     let limits = apply_limits(&shared.default_limits, &request.limits);
     check_pool(shared, limits.max_concurrency)?;
-    let bytes = read_artifact(shared, &request.artifact).await?;
+    let bytes = read_artifact(shared, &request.artifact, request.digest.as_deref()).await?;
     let issuer = lattice_core::claims::inspect(&bytes).ok().flatten().map(|signed| signed.claims.issuer.to_string());
     let config_links = links.clone();
     let config = ActorConfig { limits, links };

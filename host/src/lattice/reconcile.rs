@@ -700,6 +700,8 @@ impl Leader {
                 limits: actor.limits.clone(),
                 links: actor.links.clone(),
                 owner: Some(Owner { app: app.clone(), spec: fingerprint.clone() }),
+                // The digest `apply` recorded: a host refuses whatever else the store holds under the name.
+                digest: Some(actor.digest.clone()).filter(|d| !d.is_empty()),
             };
             plan.push(target(app, &actor.name, host), Verb::StartActor, Action::StartActor(request));
         };

@@ -60,10 +60,10 @@ async fn message_floods_stop_at_the_per_invocation_bounds() {
     let actor = probe(&runtime).await;
     let bytes = message_bytes_limit(actor.limits().max_reply_bytes);
     // 64 KiB messages: the byte bound comes first (1024 of them would be 64 MiB).
-    assert_bounded(&actor, "flood-messages", "bytes of messages alive", bytes).await;
+    assert_bounded(&actor, "flood-messages", "bytes held for the guest", bytes).await;
     assert_bounded(&actor, "flood-metadata", "metadata entries in one message", MAX_METADATA_ENTRIES).await;
-    assert_bounded(&actor, "flood-data", "bytes of messages alive", bytes).await;
-    assert_bounded(&actor, "flood-options", "messaging resources alive", MAX_RESOURCES).await;
+    assert_bounded(&actor, "flood-data", "bytes held for the guest", bytes).await;
+    assert_bounded(&actor, "flood-options", "host resources alive", MAX_RESOURCES).await;
 }
 
 #[tokio::test]

@@ -90,6 +90,30 @@ async fn links_with_different_buckets_never_collide_and_same_bucket_shares() {
 }
 
 #[tokio::test]
+async fn two_actors_linking_default_do_not_share_keys_unless_they_name_a_bucket() {
+    let rt = runtime();
+    let config = |spec: &str| ActorConfig { links: vec![spec.parse().expect("link")], ..ActorConfig::default() };
+    let start = |name: &'static str, spec: &'static str| {
+        let rt = rt.clone();
+        async move { rt.load(name, crate::component(KV_COUNTER), config(spec)).await.expect("load") }
+    };
+    // Both link `default` with no bucket: each counts in its own (`a/default`, `b/default`).
+    let a = start("a", "keyvalue:default=inmemory").await;
+    let b = start("b", "keyvalue:default=inmemory").await;
+    assert_eq!(call(&a, "k").await, "1");
+    assert_eq!(call(&a, "k").await, "2");
+    assert_eq!(call(&b, "k").await, "1", "b saw a's key");
+    // Another instance of `a` (a replica) shares a's data.
+    let a_again = start("a", "keyvalue:default=inmemory").await;
+    assert_eq!(call(&a_again, "k").await, "3");
+    // `bucket=shared` shares deliberately, whichever actors say it.
+    let c = start("c", "keyvalue:default=inmemory,bucket=shared").await;
+    let d = start("d", "keyvalue:default=inmemory,bucket=shared").await;
+    assert_eq!(call(&c, "k").await, "1");
+    assert_eq!(call(&d, "k").await, "2");
+}
+
+#[tokio::test]
 async fn relinking_applies_to_the_next_invocation() {
     let rt = runtime();
     let actor = load(&rt, KV_COUNTER, kv_default()).await;
@@ -129,7 +153,12 @@ async fn over_quota_writes_are_error_values_and_the_host_keeps_serving() {
         .inmemory_keyvalue_quota(KeyValueQuota { max_bytes: 1 << 20, max_keys: 2 })
         .build()
         .expect("runtime");
-    let probe = load(&rt, KV_PROBE, kv_default()).await;
+    // Both actors name one bucket, so the quota is shared between them.
+    let shared = || ActorConfig {
+        links: vec!["keyvalue:default=inmemory,bucket=quota".parse().expect("link")],
+        ..ActorConfig::default()
+    };
+    let probe = load(&rt, KV_PROBE, shared()).await;
     // `batch` writes three keys at once: over a two-key quota, set-many gets an error value (which the guest
     // returns as its handler error), not a trap, and nothing is written.
     let outcome = probe.invoke(IncomingMessage::new("batch")).await;
@@ -137,7 +166,7 @@ async fn over_quota_writes_are_error_values_and_the_host_keeps_serving() {
     assert!(error.contains("set-many") && error.contains("quota exceeded") && error.contains("2 keys"), "{error}");
     // The host keeps serving, within the quota: one key here, a second one from another actor.
     assert_eq!(call(&probe, "cas").await, "seen=v1;conflict-current=v2;final=v3");
-    let counter = load(&rt, KV_COUNTER, kv_default()).await;
+    let counter = load(&rt, KV_COUNTER, shared()).await;
     assert_eq!(call(&counter, "hits").await, "1");
     assert_eq!(call(&counter, "hits").await, "2", "overwriting a key at the key limit is allowed");
     let third = counter.invoke(IncomingMessage::new("more")).await.result.expect_err("a third key").to_string();

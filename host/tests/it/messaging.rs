@@ -191,7 +191,7 @@ async fn a_disconnected_client_fails_with_connection() {
 #[tokio::test]
 async fn subscriptions_follow_link_changes_and_stop_with_the_actor() {
     let Bus { runtime, messaging, kv } = bus();
-    let subscribed = ["keyvalue:default=inmemory", "messaging:in=inmemory,subscribe=hits.*|misses.>"];
+    let subscribed = ["keyvalue:default=inmemory,bucket=default", "messaging:in=inmemory,subscribe=hits.*|misses.>"];
     let actor: Actor = load(&runtime, KV_COUNTER, links(&subscribed)).await;
     assert_eq!((messaging.interest("hits.a"), messaging.interest("misses.a.b")), (1, 1));
     publish(&messaging, "hits.a", "seen").await;

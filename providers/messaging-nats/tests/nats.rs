@@ -158,7 +158,7 @@ async fn order_pipeline_across_two_hosts_counts_10000_orders_exactly() {
         &host_a,
         ORDER_STORE,
         config(&[
-            "keyvalue:default=inmemory",
+            "keyvalue:default=inmemory,bucket=default",
             "messaging:orders=nats,subscribe=orders.new,queue=order-store",
             "messaging:events=nats",
         ]),
@@ -167,7 +167,7 @@ async fn order_pipeline_across_two_hosts_counts_10000_orders_exactly() {
     let _total = load(
         &host_b,
         ORDER_TOTAL,
-        config(&["keyvalue:default=inmemory", "messaging:stored=nats,subscribe=orders.stored"]),
+        config(&["keyvalue:default=inmemory,bucket=default", "messaging:stored=nats,subscribe=orders.stored"]),
     )
     .await;
 
@@ -202,9 +202,12 @@ async fn an_actor_answers_requests_over_nats_through_the_provider_it_came_from()
     let server = server();
     let kv = InMemoryKeyValue::new();
     let runtime = host(&server, "host", &kv).await;
-    let _counter =
-        load(&runtime, KV_COUNTER, config(&["keyvalue:default=inmemory", "messaging:in=nats,subscribe=counter.*"]))
-            .await;
+    let _counter = load(
+        &runtime,
+        KV_COUNTER,
+        config(&["keyvalue:default=inmemory,bucket=default", "messaging:in=nats,subscribe=counter.*"]),
+    )
+    .await;
     let requester = provider(&server, "requester").await;
     for expected in ["1", "2"] {
         let replies = requester

@@ -29,6 +29,7 @@ fn probe(links: &[&str]) -> StartActor {
         limits: LimitsSpec { max_concurrency: Some(8), ..LimitsSpec::default() },
         links: links.iter().map(|l| (*l).to_owned()).collect(),
         owner: None,
+        digest: None,
     }
 }
 

@@ -31,6 +31,7 @@ async fn start_probe(
         limits: LimitsSpec { max_concurrency: Some(concurrency), ..LimitsSpec::default() },
         links: all,
         owner: None,
+        digest: None,
     };
     client.start_actor(host, &request).await?;
     Ok(())
@@ -240,6 +241,7 @@ async fn durable_sends_return_once_stored_report_failures_and_repeat_as_duplicat
         limits: LimitsSpec::default(),
         links: vec!["messaging:bus=nats,delivery=at-least-once".to_owned()],
         owner: None,
+        digest: None,
     };
     client.start_actor(host.id(), &request).await?;
     let send = |id: &'static str| {

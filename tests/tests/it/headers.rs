@@ -36,6 +36,7 @@ async fn bad_guest_metadata_is_refused_for_every_provider_and_reaches_nobody() -
             limits: LimitsSpec::default(),
             links: vec![format!("messaging:bus={bus}")],
             owner: None,
+            digest: None,
         };
         client.start_actor(host.id(), &request).await?;
         for verb in ["send-bad", "request-bad"] {
@@ -66,6 +67,7 @@ async fn a_reply_content_type_with_crlf_is_an_error_reply() -> Result<()> {
         limits: LimitsSpec::default(),
         links: vec!["messaging:bus=nats".to_owned()],
         owner: None,
+        digest: None,
     };
     client.start_actor(host.id(), &request).await?;
     match call(&client, &actor, "reply-bad-content-type").await {

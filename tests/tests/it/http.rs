@@ -83,6 +83,7 @@ fn start(actor: &str, path: &str, links: &[&str], limits: LimitsSpec) -> StartAc
         limits,
         links: links.iter().map(|l| (*l).to_owned()).collect(),
         owner: None,
+        digest: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn probe(actor: &Name, links: &[&str]) -> StartActor {
         limits: LimitsSpec::default(),
         links: links.iter().map(|l| (*l).to_owned()).collect(),
         owner: None,
+        digest: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod artifacts;
 mod cluster;
 mod control;
 mod delivery;
+mod digests;
 mod errors;
 mod events;
 mod exhaustion;
@@ -127,6 +128,7 @@ pub fn start_request(actor: &Name, artifact: ArtifactRef) -> StartActor {
         limits: LimitsSpec::default(),
         links: vec!["keyvalue:default=inmemory".to_owned()],
         owner: None,
+        digest: None,
     }
 }
 

@@ -63,7 +63,7 @@ async fn live_swap_from_inmemory_to_redis_fails_no_call() -> Result<()> {
     client.put_link(&actor, &link).await?;
     // The swap has happened once a reply restarts from 1 (Redis starts empty) ...
     wait_for("the first call on Redis", Duration::from_secs(10), || async {
-        raw_get(&redis.url(), "lattice:default:visits").await.ok().flatten()
+        raw_get(&redis.url(), "lattice:kv-counter/default:visits").await.ok().flatten()
     })
     .await?;
     // ... and keeps going there for a while.
@@ -78,7 +78,7 @@ async fn live_swap_from_inmemory_to_redis_fails_no_call() -> Result<()> {
         assert!(failures.is_empty(), "calls failed during the swap: {failures:?}");
     }
     // The counter lives in Redis now, readable without lattice; the next call continues from it.
-    let stored: u64 = raw_get(&redis.url(), "lattice:default:visits").await?.unwrap_or_default().parse()?;
+    let stored: u64 = raw_get(&redis.url(), "lattice:kv-counter/default:visits").await?.unwrap_or_default().parse()?;
     assert!(stored >= 50, "Redis holds {stored}");
     assert_eq!(text(&call(&client, &actor, "visits").await?)?, (stored + 1).to_string());
     host.stop().await;
@@ -144,7 +144,7 @@ async fn redis_outage_fails_calls_promptly_and_loses_no_acknowledged_increment()
     }
     // Every acknowledged increment is in Redis; a call that failed may or may not have applied (its reply
     // was lost with the connection), so Redis holds at least the successes and at most all attempts.
-    let stored: u64 = raw_get(&redis.url(), "lattice:default:visits").await?.unwrap_or_default().parse()?;
+    let stored: u64 = raw_get(&redis.url(), "lattice:kv-counter/default:visits").await?.unwrap_or_default().parse()?;
     let acknowledged = ok.load(Ordering::Relaxed);
     assert!(stored >= acknowledged, "Redis holds {stored}, but {acknowledged} increments were acknowledged");
     assert!(

@@ -24,6 +24,7 @@ fn start(actor: &str, path: &str, links: &[&str]) -> StartActor {
         limits: LimitsSpec::default(),
         links: links.iter().map(|l| (*l).to_owned()).collect(),
         owner: None,
+        digest: None,
     }
 }
 
@@ -75,11 +76,11 @@ async fn ten_thousand_orders_flow_across_two_hosts_and_the_total_is_exact() -> R
     );
     let text = |v: Option<Vec<u8>>| v.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
     wait_for("every order to be counted", Duration::from_secs(60), || async {
-        let orders = text(totals.get("default", "orders").await.ok()?);
+        let orders = text(totals.get("order-total/default", "orders").await.ok()?);
         (orders == ORDERS.to_string()).then_some(())
     })
     .await?;
-    assert_eq!(text(totals.get("default", "total").await?), expected_total.to_string());
+    assert_eq!(text(totals.get("order-total/default", "total").await?), expected_total.to_string());
     a.stop().await;
     b.stop().await;
     Ok(())

@@ -14,6 +14,12 @@
 //!   replies `<n>:<reply>|<reply>…;reply-to-reply=<outcome>`, where the last part is what replying to the
 //!   first reply gave (it must be an error).
 //!
+//! - `amplify-get-many <bytes> <n>`: sets `big` to that many bytes, then asks get-many for `big` n times;
+//!   replies `got <n>` or `error: <error>`;
+//! - `amplify-cas <bytes> <n>`: sets `big`, then keeps n compare-and-swap handles on it alive at once; replies
+//!   `held <n>` or `held <k>; error: <error>` for the first one refused;
+//! - `open-many <n>`: keeps n handles of the store alive at once; replies like `amplify-cas`.
+//!
 //! It uses the store linked as `default`.
 
 // A wasm32-wasip2 component only: empty on other targets, so `cargo build --workspace` builds on the host.
@@ -79,6 +85,37 @@ fn cas(bucket: &store::Bucket) -> Result<String, Error> {
     atomics::swap(retry, b"v3").map_err(fail("swap retry"))?;
     let last = text(bucket.get("k").map_err(fail("get"))?);
     Ok(format!("seen={seen};conflict-current={seen_retry};final={last}"))
+}
+
+/// The amplification commands: what the host must not hold for the guest past its per-invocation budget.
+fn amplify(bucket: &store::Bucket, command: &str) -> Option<Result<String, Error>> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let number = |i: usize| words.get(i).and_then(|w| w.parse::<usize>().ok()).unwrap_or(0);
+    let held = |n: usize, error: Option<store::Error>| match error {
+        None => format!("held {n}"),
+        Some(e) => format!("held {n}; error: {e:?}"),
+    };
+    let set_big = || bucket.set("big", &vec![b'x'; number(1)]).map_err(fail("set big"));
+    let result = match words.first().copied() {
+        Some("amplify-get-many") => {
+            set_big().map(|()| match batch::get_many(bucket, &vec!["big".to_string(); number(2)]) {
+                Ok(values) => format!("got {}", values.len()),
+                Err(e) => format!("error: {e:?}"),
+            })
+        }
+        Some("amplify-cas") => set_big().map(|()| {
+            let mut handles = Vec::new();
+            let error = (0..number(2)).find_map(|_| atomics::Cas::new(bucket, "big").map(|h| handles.push(h)).err());
+            held(handles.len(), error)
+        }),
+        Some("open-many") => {
+            let mut handles = Vec::new();
+            let error = (0..number(1)).find_map(|_| store::open("default").map(|h| handles.push(h)).err());
+            Ok(held(handles.len(), error))
+        }
+        _ => return None,
+    };
+    Some(result)
 }
 
 fn cas_increment(bucket: &store::Bucket) -> Result<String, Error> {
@@ -181,6 +218,9 @@ impl Guest for Probe {
             }
             _ => {
                 let bucket = store::open("default").map_err(fail("open"))?;
+                if let Some(answer) = amplify(&bucket, &command) {
+                    return request_reply::reply(&message, Message::new(answer?.as_bytes()));
+                }
                 match command.as_str() {
                     "batch" => batch(&bucket)?,
                     "cas" => cas(&bucket)?,
