@@ -43,8 +43,11 @@ pub enum ConnectError {
     /// Settings that only make sense together were given alone.
     #[error("{0}")]
     Incomplete(&'static str),
-    /// The inbox prefix is not a literal subject.
-    #[error("invalid NATS inbox prefix `{0}`: use dot-separated tokens without wildcards or spaces, e.g. _INBOX.web")]
+    /// The inbox prefix is not a literal subject under `_INBOX`.
+    #[error(
+        "invalid NATS inbox prefix `{0}`: use `_INBOX` followed by dot-separated tokens without wildcards or \
+         spaces, e.g. _INBOX.web (hosts answer only under _INBOX.)"
+    )]
     InboxPrefix(String),
     /// The creds file could not be read.
     #[error("cannot read NATS credentials file {path}")]
@@ -100,13 +103,19 @@ impl ConnectError {
 }
 
 /// An inbox prefix must be a literal subject: dot-separated tokens, none empty, without wildcards, spaces or
-/// control characters (async-nats would otherwise subscribe to a pattern or send an invalid command).
+/// control characters (async-nats would otherwise subscribe to a pattern or send an invalid command), and lie
+/// under `_INBOX`, since hosts answer only there ([`lattice_core::reply::check`]).
 fn check_inbox_prefix(prefix: &str) -> Result<(), ConnectError> {
     let literal = |token: &str| {
         !token.is_empty()
             && !token.bytes().any(|b| b == b'*' || b == b'>' || b.is_ascii_whitespace() || b.is_ascii_control())
     };
-    if prefix.split('.').all(literal) { Ok(()) } else { Err(ConnectError::InboxPrefix(prefix.to_owned())) }
+    let under_inbox = prefix.split('.').next() == Some(lattice_core::reply::INBOX_PREFIX);
+    if under_inbox && prefix.split('.').all(literal) {
+        Ok(())
+    } else {
+        Err(ConnectError::InboxPrefix(prefix.to_owned()))
+    }
 }
 
 /// How long a first connection attempt may take before it is reported as failed.
@@ -177,10 +186,10 @@ mod tests {
 
     #[test]
     fn inbox_prefixes_must_be_literal_subjects() {
-        for bad in ["", "_INBOX.", ".x", "a..b", "_INBOX.*", "_INBOX.>", "_INBOX.a b", "_INBOX.a\r\n"] {
+        for bad in ["", "_INBOX.", ".x", "a..b", "_INBOX.*", "_INBOX.>", "_INBOX.a b", "_INBOX.a\r\n", "replies.web_2", "_INBOXES.a"] {
             assert!(matches!(check_inbox_prefix(bad), Err(ConnectError::InboxPrefix(p)) if p == bad), "{bad:?}");
         }
-        for good in ["_INBOX", "_INBOX.web", "_INBOX.host-1", "replies.web_2"] {
+        for good in ["_INBOX", "_INBOX.web", "_INBOX.host-1"] {
             assert!(check_inbox_prefix(good).is_ok(), "{good:?}");
         }
     }

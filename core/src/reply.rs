@@ -8,19 +8,18 @@
 //!
 //! - a literal subject (no `*` or `>`, no empty token, no whitespace or control character) of at most
 //!   [`MAX_REPLY_SUBJECT`] bytes;
-//! - under `_INBOX.` (what NATS clients use by default), or under the extra inbox prefix the answerer was
-//!   configured with (a connection's custom inbox prefix), with at least one token after it;
-//! - never in a reserved namespace ([`crate::reserved`]: `lattice.>`, `$JS.>`, `$KV.>`, `$O.>`, `$SYS.>`…),
-//!   whatever the configured prefix says.
+//! - under `_INBOX.` (what NATS clients use by default, and where every custom inbox prefix a lattice client
+//!   accepts lies, e.g. `_INBOX.alice` from `lattice nats-config`), with at least one token after it;
+//! - never in a reserved namespace ([`crate::reserved`]: `lattice.>`, `$JS.>`, `$KV.>`, `$O.>`, `$SYS.>`…).
 //!
 //! ```
 //! use lattice_core::reply::check;
 //!
-//! assert!(check("_INBOX.k3x9.1", None).is_ok());
-//! assert!(check("_R_.alice.k3x9", Some("_R_.alice")).is_ok());
-//! assert!(check("$JS.API.STREAM.DELETE.KV_lattice_default", None).is_err());
-//! assert!(check("orders.reply", None).is_err());
-//! assert!(check("_INBOX.*", None).is_err());
+//! assert!(check("_INBOX.k3x9.1").is_ok());
+//! assert!(check("_INBOX.alice.k3x9").is_ok());
+//! assert!(check("$JS.API.STREAM.DELETE.KV_lattice_default").is_err());
+//! assert!(check("orders.reply").is_err());
+//! assert!(check("_INBOX.*").is_err());
 //! ```
 
 use crate::reserved::{self, RESERVED};
@@ -62,23 +61,17 @@ pub enum ReplyRefused {
         namespace: &'static str,
     },
     /// A literal subject, but no inbox.
-    #[error("reply subject `{subject}` is refused: replies go only to inboxes (`{INBOX_PREFIX}.>`{})", extra(.prefix))]
+    #[error("reply subject `{subject}` is refused: replies go only to inboxes (`{INBOX_PREFIX}.>`)")]
     NotInbox {
         /// The subject.
         subject: String,
-        /// The extra inbox prefix that was allowed, if any.
-        prefix: Option<String>,
     },
 }
 
-fn extra(prefix: &Option<String>) -> String {
-    prefix.as_ref().map(|p| format!(" or `{p}.>`")).unwrap_or_default()
-}
-
 /// Checks `subject` before an answer is published to it: `Ok` only for an inbox under `_INBOX.` or under
-/// `inbox_prefix` (given with or without its trailing `.`), outside every reserved namespace. Cost: one pass
+/// outside every reserved namespace. Cost: one pass
 /// over the subject's bytes and a comparison with each reserved namespace.
-pub fn check(subject: &str, inbox_prefix: Option<&str>) -> Result<(), ReplyRefused> {
+pub fn check(subject: &str) -> Result<(), ReplyRefused> {
     if subject.len() > MAX_REPLY_SUBJECT {
         return Err(ReplyRefused::TooLong { subject: sanitise(subject), len: subject.len() });
     }
@@ -92,12 +85,10 @@ pub fn check(subject: &str, inbox_prefix: Option<&str>) -> Result<(), ReplyRefus
     if let Some(namespace) = RESERVED.iter().find(|n| **n != inbox_namespace && reserved::overlaps(subject, n)) {
         return Err(ReplyRefused::Reserved { subject: sanitise(subject), namespace });
     }
-    let prefix = inbox_prefix.map(|p| p.strip_suffix('.').unwrap_or(p)).filter(|p| !p.is_empty());
-    let under = |prefix: &str| subject.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.'));
-    if under(INBOX_PREFIX) || prefix.is_some_and(under) {
+    if subject.strip_prefix(INBOX_PREFIX).is_some_and(|rest| rest.starts_with('.')) {
         return Ok(());
     }
-    Err(ReplyRefused::NotInbox { subject: sanitise(subject), prefix: prefix.map(sanitise) })
+    Err(ReplyRefused::NotInbox { subject: sanitise(subject) })
 }
 
 /// `text` fit for a log line or an event: control characters escaped, at most 80 characters.
@@ -144,56 +135,46 @@ mod tests {
     #[test]
     fn inboxes_are_accepted() {
         for subject in ["_INBOX.a", "_INBOX.k3x9Zq.17", "_INBOX.inmemory.7", "_INBOX.a.b.c.d"] {
-            assert_eq!(check(subject, None), Ok(()), "{subject}");
-        }
-        for prefix in ["_R_.alice", "_R_.alice."] {
-            assert_eq!(check("_R_.alice.x1", Some(prefix)), Ok(()), "{prefix}");
-            assert_eq!(check("_INBOX.x1", Some(prefix)), Ok(()), "the default inbox stays allowed");
+            assert_eq!(check(subject), Ok(()), "{subject}");
         }
     }
 
     #[test]
     fn everything_else_is_refused() {
-        // (subject, configured prefix, the variant expected)
-        let table: &[(&str, Option<&str>, &str)] = &[
-            ("$JS.API.STREAM.DELETE.KV_lattice_default", None, "reserved"),
-            ("$JS.API.STREAM.DELETE.OBJ_lattice_default_artifacts", None, "reserved"),
-            ("$KV.lattice_default.links.a.keyvalue.6b76", None, "reserved"),
-            ("$O.lattice_default_artifacts.C.x", None, "reserved"),
-            ("$SYS.REQ.SERVER.PING", None, "reserved"),
-            ("$JSC.R.x", None, "reserved"),
-            ("lattice.default.ctl.host.h.stop", None, "reserved"),
-            // A configured prefix never opens a reserved namespace.
-            ("$JS.API.STREAM.DELETE.x", Some("$JS.API"), "reserved"),
-            ("lattice.default.evt.x", Some("lattice"), "reserved"),
-            ("orders.reply", None, "not-inbox"),
-            ("_INBOX", None, "not-inbox"),
-            ("_INBOXES.x", None, "not-inbox"),
-            ("_inbox.x", None, "not-inbox"),
-            ("_R_.alice", Some("_R_.alice"), "not-inbox"),
-            ("_R_.alicex.y", Some("_R_.alice"), "not-inbox"),
-            ("_R_.bob.y", Some("_R_.alice"), "not-inbox"),
-            ("x.y", Some(""), "not-inbox"),
-            ("", None, "malformed"),
-            ("_INBOX.", None, "malformed"),
-            ("_INBOX..x", None, "malformed"),
-            ("_INBOX.*", None, "malformed"),
-            ("_INBOX.>", None, "malformed"),
-            ("_INBOX.a*b", None, "malformed"),
-            ("_INBOX.a b", None, "malformed"),
-            ("_INBOX.a\tb", None, "malformed"),
-            ("_INBOX.a\r\nPUB x 1", None, "malformed"),
-            ("_INBOX.a\0", None, "malformed"),
+        // (subject, the variant expected)
+        let table: &[(&str, &str)] = &[
+            ("$JS.API.STREAM.DELETE.KV_lattice_default", "reserved"),
+            ("$JS.API.STREAM.DELETE.OBJ_lattice_default_artifacts", "reserved"),
+            ("$KV.lattice_default.links.a.keyvalue.6b76", "reserved"),
+            ("$O.lattice_default_artifacts.C.x", "reserved"),
+            ("$SYS.REQ.SERVER.PING", "reserved"),
+            ("$JSC.R.x", "reserved"),
+            ("lattice.default.ctl.host.h.stop", "reserved"),
+            ("orders.reply", "not-inbox"),
+            ("_INBOX", "not-inbox"),
+            ("_INBOXES.x", "not-inbox"),
+            ("_inbox.x", "not-inbox"),
+            ("_R_.alice.x1", "not-inbox"),
+            ("", "malformed"),
+            ("_INBOX.", "malformed"),
+            ("_INBOX..x", "malformed"),
+            ("_INBOX.*", "malformed"),
+            ("_INBOX.>", "malformed"),
+            ("_INBOX.a*b", "malformed"),
+            ("_INBOX.a b", "malformed"),
+            ("_INBOX.a\tb", "malformed"),
+            ("_INBOX.a\r\nPUB x 1", "malformed"),
+            ("_INBOX.a\0", "malformed"),
         ];
-        for (subject, prefix, expected) in table {
-            let refused = check(subject, *prefix).expect_err(subject);
+        for (subject, expected) in table {
+            let refused = check(subject).expect_err(subject);
             let kind = match &refused {
                 ReplyRefused::TooLong { .. } => "too-long",
                 ReplyRefused::Malformed { .. } => "malformed",
                 ReplyRefused::Reserved { .. } => "reserved",
                 ReplyRefused::NotInbox { .. } => "not-inbox",
             };
-            assert_eq!(kind, *expected, "{subject:?} with {prefix:?}: {refused}");
+            assert_eq!(kind, *expected, "{subject:?}: {refused}");
             let message = refused.to_string();
             assert!(!message.chars().any(char::is_control), "unsanitised: {message:?}");
             assert!(message.starts_with("reply subject `"), "{message}");
@@ -203,10 +184,10 @@ mod tests {
     #[test]
     fn long_subjects_are_refused_and_shown_cut() {
         let long = format!("_INBOX.{}", "a".repeat(MAX_REPLY_SUBJECT));
-        let refused = check(&long, None).expect_err("too long");
+        let refused = check(&long).expect_err("too long");
         assert!(matches!(refused, ReplyRefused::TooLong { len, .. } if len == long.len()), "{refused:?}");
         assert!(refused.to_string().len() < 200, "{refused}");
-        assert_eq!(check(&long[..MAX_REPLY_SUBJECT], None), Ok(()));
+        assert_eq!(check(&long[..MAX_REPLY_SUBJECT]), Ok(()));
     }
 
     #[test]
@@ -222,7 +203,7 @@ mod tests {
             s.invoke(&host),
             s.ping(),
         ] {
-            assert!(matches!(check(&subject, None), Err(ReplyRefused::Reserved { .. })), "{subject}");
+            assert!(matches!(check(&subject), Err(ReplyRefused::Reserved { .. })), "{subject}");
         }
     }
 }

@@ -339,7 +339,7 @@ mod tests {
         for subject in subjects {
             assert!(check_publish(&subject).is_err(), "{subject}");
             assert!(check_subscribe(&subject).is_err(), "{subject}");
-            assert!(crate::reply::check(&subject, None).is_err(), "{subject}");
+            assert!(crate::reply::check(&subject).is_err(), "{subject}");
         }
     }
 }

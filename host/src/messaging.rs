@@ -301,7 +301,7 @@ fn to_wit(error: MsgError) -> types::Error {
 
 /// Refuses a reply subject that is no inbox ([`lattice_core::reply::check`], as for the host's own answers).
 fn check_reply_subject(actor: &str, subject: &str) -> Result<(), types::Error> {
-    lattice_core::reply::check(subject, None).map_err(|refused| {
+    lattice_core::reply::check(subject).map_err(|refused| {
         tracing::debug!(%actor, reason = %refused, "reply refused: no inbox");
         types::Error::PermissionDenied(refused.to_string())
     })

@@ -262,7 +262,7 @@ pub async fn serve_keyvalue_checked(
             let Some(reply) = message.reply.clone() else { continue };
             // Answers go only to inboxes: a reply subject such as `$JS.API.STREAM.DELETE.…` would have this
             // server act with its own permissions wherever the caller chose.
-            if let Err(refused) = lattice_core::reply::check(&reply, None) {
+            if let Err(refused) = lattice_core::reply::check(&reply) {
                 if let Some(suppressed) = warnings.may_warn(std::time::Instant::now()) {
                     tracing::warn!(%subject, reason = %refused, suppressed, "remote provider call refused unanswered");
                 }

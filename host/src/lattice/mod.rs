@@ -515,7 +515,7 @@ pub async fn start(config: HostConfig, runtime: Runtime) -> Result<RunningHost, 
         runtime,
         table: Table::spawn(labels, pool),
         // No custom inbox prefix is configured yet: answers go to `_INBOX.…` only.
-        replies: reply::Replies::new(client.clone(), events.clone(), None),
+        replies: reply::Replies::new(client.clone(), events.clone()),
         events,
         app_client,
         tracker: TaskTracker::new(),

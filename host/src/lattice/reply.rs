@@ -37,21 +37,20 @@ pub(crate) struct Refused;
 pub(crate) struct Replies {
     client: Client,
     events: Events,
-    inbox_prefix: Option<Arc<str>>,
     warnings: Arc<Mutex<Warnings>>,
 }
 
 impl Replies {
-    /// Answers on `client`, to `_INBOX.…` or `inbox_prefix.…` subjects only.
-    pub(crate) fn new(client: Client, events: Events, inbox_prefix: Option<&str>) -> Self {
-        Self { client, events, inbox_prefix: inbox_prefix.map(Arc::from), warnings: Arc::default() }
+    /// Answers on `client`, to `_INBOX.…` subjects only.
+    pub(crate) fn new(client: Client, events: Events) -> Self {
+        Self { client, events, warnings: Arc::default() }
     }
 
     /// Where the answer to `message` may go: `Ok(None)` when it has no reply subject, `Err` when its reply
     /// subject is refused (after the warning and the event).
     pub(crate) async fn inbox(&self, message: &Message) -> Result<Option<Inbox>, Refused> {
         let Some(reply) = &message.reply else { return Ok(None) };
-        let Err(refused) = lattice_core::reply::check(reply, self.inbox_prefix.as_deref()) else {
+        let Err(refused) = lattice_core::reply::check(reply) else {
             return Ok(Some(Inbox(reply.clone())));
         };
         let subject = lattice_core::reply::sanitise(&message.subject);
