@@ -186,7 +186,18 @@ mod tests {
 
     #[test]
     fn inbox_prefixes_must_be_literal_subjects() {
-        for bad in ["", "_INBOX.", ".x", "a..b", "_INBOX.*", "_INBOX.>", "_INBOX.a b", "_INBOX.a\r\n", "replies.web_2", "_INBOXES.a"] {
+        for bad in [
+            "",
+            "_INBOX.",
+            ".x",
+            "a..b",
+            "_INBOX.*",
+            "_INBOX.>",
+            "_INBOX.a b",
+            "_INBOX.a\r\n",
+            "replies.web_2",
+            "_INBOXES.a",
+        ] {
             assert!(matches!(check_inbox_prefix(bad), Err(ConnectError::InboxPrefix(p)) if p == bad), "{bad:?}");
         }
         for good in ["_INBOX", "_INBOX.web", "_INBOX.host-1"] {

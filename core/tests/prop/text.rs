@@ -21,8 +21,7 @@ fn check_subject(text: &str) -> Result<(), TestCaseError> {
     within_bound(text.len(), || {
         let _ = Name::new(text);
         let _ = ErrorCode::parse(text);
-        let _ =
-            (reserved::check_publish(text), reserved::check_subscribe(text), lattice_core::reply::check(text));
+        let _ = (reserved::check_publish(text), reserved::check_subscribe(text), lattice_core::reply::check(text));
         let _ = reserved::overlaps(text, "lattice.>");
         let subjects = Subjects::new(Name::new("l").unwrap());
         let _ = subjects.parse_host_verb(&Name::new("h1").unwrap(), text);

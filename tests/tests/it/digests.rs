@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use lattice_core::claims::{self, Policy, SignOptions};
-use lattice_core::control_auth::OperatorPolicy;
 use lattice_core::keys::{KeyKind, SeedKey};
 use lattice_core::subject::Name;
 use lattice_core::wire::{AppActor, AppSpec, ArtifactRef, ErrorCode, EventData, LimitsSpec, StartActor};
@@ -48,10 +47,10 @@ fn strict_runtime() -> Runtime {
         .unwrap_or_else(|e| panic!("building a runtime: {e}"))
 }
 
-/// A host that trusts the operator and the issuer, and signs its placements with the operator's key.
+/// A host that trusts the operator (with a credential it issued) and the issuer, and signs its placements with the
+/// operator's key.
 async fn guarded_host(lattice: &TestLattice, id: &str) -> Result<RunningHost> {
-    let mut config: HostConfig = lattice.host_config(id, &[]);
-    config.operators = OperatorPolicy { trusted: vec![operator().public_key()], require_signed_reads: false };
+    let mut config: HostConfig = crate::credentialed(lattice.host_config(id, &[]), &operator());
     config.operator_key = Some(operator());
     lattice::start(config, strict_runtime()).await.with_context(|| format!("starting host {id}"))
 }

@@ -276,35 +276,40 @@ async fn a_caller_cannot_make_the_host_reply_on_the_jetstream_api() -> Result<()
     let ops = accounts.client("ops").await?;
     let counter = name("counter");
     deploy(&ops, &host, &counter).await?;
-    // The probe answers an empty message with an empty reply (what a JetStream API request needs), then
-    // reports on `probe.out` in the APP account.
     let probe = name("probe");
     let mut request = start_request(&probe, ArtifactRef::Path(lattice_test_actors::MSG_PROBE.to_owned()));
     request.links = vec!["messaging:bus=nats".to_owned()];
     ops.start_actor(host.id(), &request).await?;
-    let app = accounts.app_nats("shop").connect("nats-accounts-app").await?;
-    let mut out = app.subscribe("probe.out").await?;
-    app.flush().await?;
     let links = ops.list_links().await?.len();
     let s = ops.subjects().clone();
+    let mut refusals = ops.nats().subscribe(s.event("reply.refused")).await?;
+    ops.nats().flush().await?;
 
-    // Item 1 through the server: invocations whose reply subject deletes the state bucket's stream, the
-    // artifact store's, or writes a link record. The caller may publish the invocation; the host's reply there
-    // is beyond the host's permissions.
-    let web = accounts.rogue("web").await?;
+    // Item 1, both layers. The hostile subjects: deleting the state bucket's stream, the artifact store's, and
+    // writing a link record.
     let planted = s.link_key(&counter, "keyvalue", "planted");
-    for reply in [
+    let hostile = [
         jetstream::delete(&jetstream::kv_stream(&s.state_bucket())),
         jetstream::delete(&jetstream::object_stream(&s.artifact_bucket())),
         jetstream::kv_keys(&s.state_bucket(), &planted),
-    ] {
-        web.client.publish_with_reply(s.invoke(&probe), reply, Bytes::new()).await?;
+    ];
+    // The host's own check: a caller may publish the invocations, and the host refuses each before it runs,
+    // saying so in a `reply.refused` event.
+    let web = accounts.rogue("web").await?;
+    for reply in &hostile {
+        web.client.publish_with_reply(s.invoke(&probe), reply.clone(), Bytes::new()).await?;
     }
     web.client.flush().await?;
-    // All three ran and replied (as far as the probe can tell: the server refuses the host's publish silently).
-    for n in 1..=3 {
-        let message = tokio::time::timeout(CALL_TIMEOUT, out.next()).await.context("the probe ran")?.context("open")?;
-        ensure!(message.payload.as_ref() == b"ok", "hostile invocation {n}: {:?}", message.payload);
+    for reply in &hostile {
+        let event =
+            tokio::time::timeout(CALL_TIMEOUT, refusals.next()).await.context("reply.refused")?.context("open")?;
+        let text = String::from_utf8_lossy(&event.payload).into_owned();
+        ensure!(hostile.iter().any(|h| text.contains(h.as_str())), "refusal of {reply}: {text}");
+    }
+    // Beneath it, the server's: with the host's own credentials, publishing there is refused anyway.
+    let mut as_host = accounts.rogue("host-1").await?;
+    for reply in &hostile {
+        as_host.publish_refused(reply).await?;
     }
     // The host still serves, and nothing of the lattice's state was touched.
     let caller = accounts.client("web").await?;

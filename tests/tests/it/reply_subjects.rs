@@ -11,7 +11,6 @@ use anyhow::{Context, Result, ensure};
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::Stream;
-use lattice_core::control_auth::OperatorPolicy;
 use lattice_core::keys::{KeyKind, SeedKey};
 use lattice_core::link::LinkSpec;
 use lattice_core::subject::HostVerb;
@@ -35,8 +34,7 @@ async fn target(lattice_name: &str, operators: bool) -> Result<Target> {
     let lattice = TestLattice::start(lattice_name).await?;
     let mut config = lattice.host_config("host-1", &[]);
     if operators {
-        let operator = SeedKey::from_seed_bytes(KeyKind::Operator, &[31; 32]);
-        config.operators = OperatorPolicy { trusted: vec![operator.public_key()], require_signed_reads: false };
+        config = crate::credentialed(config, &SeedKey::from_seed_bytes(KeyKind::Operator, &[31; 32]));
     }
     let host = lattice::start(config, runtime()).await.context("starting host-1")?;
     let client = lattice.client().await?;
