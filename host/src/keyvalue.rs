@@ -6,7 +6,7 @@
 //! the link's bucket (namespace). Provider failures become WIT error values, never traps.
 //!
 //! **Host memory.** What the guest makes the host hold takes from the invocation's one budget, shared with
-//! messaging (`crate::messaging::Budget`): open buckets and compare-and-swap handles count as resources
+//! messaging (`crate::budget::Budget`): open buckets and compare-and-swap handles count as resources
 //! ([`MAX_RESOURCES`](crate::MAX_RESOURCES)), the values handles hold as bytes, and a result (of `get`,
 //! `get-many`, `list-keys`) must fit in the bytes left while it is handed over. Past the budget a call returns
 //! `error::other("host resource limit exceeded: …")` and the host keeps nothing of it. `get-many` reads each
@@ -20,8 +20,8 @@ use lattice_provider_sdk::{CasOutcome, KeyValue, KvError};
 use wasmtime::component::Resource;
 
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
+use crate::budget::HostResourceLimit;
 use crate::links::KeyValueLink;
-use crate::messaging::HostResourceLimit;
 use crate::state::InvocationState;
 
 /// Distinct keys `get-many` asks the provider for at once: what the host may hold beyond the budget before it

@@ -33,6 +33,7 @@
 
 mod admission;
 mod bindings;
+mod budget;
 mod cache;
 mod deadletter;
 mod engine;
@@ -49,6 +50,7 @@ mod runtime;
 mod state;
 mod subscriptions;
 
+pub use budget::{MAX_RESOURCES, MIN_MESSAGE_BYTES, message_bytes_limit};
 pub use cache::CacheError;
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use engine::{EngineConfig, EngineError};
@@ -56,10 +58,7 @@ pub use lattice_keyvalue_inmemory::Quota as KeyValueQuota;
 pub use limits::{ActorLimits, LimitsError};
 pub use links::{LinkError, LinkSet, Providers, RemoteKeyValue};
 pub use logging::{ACTOR_LOG_TARGET, MAX_LOG_BYTES, MAX_LOG_CONTEXT_BYTES, MAX_LOG_LINE_BYTES};
-pub use messaging::{
-    DEFAULT_REQUEST_TIMEOUT, MAX_METADATA_ENTRIES, MAX_RESOURCES, MIN_MESSAGE_BYTES, ReplySubject, ReplyTo,
-    message_bytes_limit,
-};
+pub use messaging::{DEFAULT_REQUEST_TIMEOUT, MAX_METADATA_ENTRIES, ReplySubject, ReplyTo};
 pub use runtime::{
     Actor, ActorConfig, INMEMORY_PROVIDER, IncomingMessage, InvocationOutcome, InvokeError, LoadError, LoadReport,
     LogLine, LogSource, Reply, Runtime, RuntimeBuilder, RuntimeError,

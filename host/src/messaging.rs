@@ -39,7 +39,7 @@
 //! lattice's own subjects, where a guest cannot publish.
 //!
 //! **Host memory.** What the guest makes the host hold for it (messages, request options, clients) is bounded
-//! per invocation: [`MAX_RESOURCES`] resources alive, [`message_bytes_limit`] bytes of messages (data,
+//! per invocation: [`MAX_RESOURCES`](crate::MAX_RESOURCES) resources alive, [`message_bytes_limit`](crate::message_bytes_limit) bytes of messages (data,
 //! metadata, topic and content type), and [`MAX_METADATA_ENTRIES`] metadata entries set on one message. Where the WIT function returns a `result` (`connect`, `request`),
 //! exceeding a bound is an error value; where it does not (`message.new`, `set-data`, `add-metadata`,
 //! request-options' constructor…), the invocation traps with
@@ -58,87 +58,15 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Resource;
 
 use crate::bindings::wasi::messaging::{producer, request_reply, types};
+use crate::budget::HostResourceLimit;
 use crate::runtime::Reply;
 use crate::state::InvocationState;
 
 /// How long `request-reply.request` waits when the guest sets no timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Host resources (messages, request options, clients, key-value buckets and compare-and-swap handles) one
-/// invocation may hold at once.
-pub const MAX_RESOURCES: usize = 1024;
-
 /// Metadata entries one message may carry when the guest sets them (each `add-metadata` looks through them).
 pub const MAX_METADATA_ENTRIES: usize = 1024;
-
-/// The least [`message_bytes_limit`] is, whatever the actor's `max_reply_bytes`.
-pub const MIN_MESSAGE_BYTES: usize = 16 << 20;
-
-/// Bytes one invocation may make the host hold for it at once (messages' data, metadata, topic and content
-/// type; values held by compare-and-swap handles; and, while a call returns them, key-value results): four
-/// times the actor's `max_reply_bytes`, at least [`MIN_MESSAGE_BYTES`] (so a reply too large to send is still
-/// refused as [`InvokeError::ReplyTooLarge`](crate::InvokeError::ReplyTooLarge)).
-pub fn message_bytes_limit(max_reply_bytes: usize) -> usize {
-    max_reply_bytes.saturating_mul(4).max(MIN_MESSAGE_BYTES)
-}
-
-/// A per-invocation bound on host memory was exceeded by a call that cannot return an error value: the trap
-/// that ends the invocation (reported as [`InvokeError::HostResources`](crate::InvokeError::HostResources)).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("host resource limit exceeded: at most {limit} {bound} per invocation")]
-pub(crate) struct HostResourceLimit {
-    /// What is bounded.
-    pub(crate) bound: &'static str,
-    /// The bound.
-    pub(crate) limit: usize,
-}
-
-/// What the host holds for one invocation now (messaging and key-value resources, and their bytes), against
-/// the bounds: one budget per invocation, whichever interface takes from it.
-#[derive(Debug)]
-pub(crate) struct Budget {
-    alive: usize,
-    bytes: usize,
-    max_bytes: usize,
-    /// Set when a bound was exceeded by a call that traps.
-    pub(crate) exceeded: Option<HostResourceLimit>,
-}
-
-impl Budget {
-    pub(crate) fn new(max_reply_bytes: usize) -> Self {
-        Self { alive: 0, bytes: 0, max_bytes: message_bytes_limit(max_reply_bytes), exceeded: None }
-    }
-
-    /// Takes `count` more resources and `bytes` more bytes, or refuses (and takes nothing).
-    pub(crate) fn take(&mut self, count: usize, bytes: usize) -> Result<(), HostResourceLimit> {
-        if self.alive.saturating_add(count) > MAX_RESOURCES {
-            return Err(HostResourceLimit { bound: "host resources alive", limit: MAX_RESOURCES });
-        }
-        self.fits(bytes)?;
-        self.alive += count;
-        self.bytes += bytes;
-        Ok(())
-    }
-
-    /// Whether `bytes` more fit beside what is held, taking nothing (a result handed to the guest at once).
-    pub(crate) fn fits(&self, bytes: usize) -> Result<(), HostResourceLimit> {
-        if self.bytes.saturating_add(bytes) > self.max_bytes {
-            return Err(HostResourceLimit { bound: "bytes held for the guest", limit: self.max_bytes });
-        }
-        Ok(())
-    }
-
-    /// Takes them without checking (the invocation's own message, which the transport already bounded).
-    fn charge(&mut self, count: usize, bytes: usize) {
-        self.alive = self.alive.saturating_add(count);
-        self.bytes = self.bytes.saturating_add(bytes);
-    }
-
-    pub(crate) fn release(&mut self, count: usize, bytes: usize) {
-        self.alive = self.alive.saturating_sub(count);
-        self.bytes = self.bytes.saturating_sub(bytes);
-    }
-}
 
 /// A connected messaging client: the provider its link resolved to.
 pub struct ClientHandle {
@@ -559,7 +487,7 @@ impl request_reply::Host for InvocationState {
         let options = options.map(|options| self.delete_options(options)).transpose()?;
         let (timeout, expected) = RequestOptions::resolve(options.as_ref());
         // Never collect more replies than the invocation has room for (0 would mean "all within the timeout").
-        let room = u32::try_from(MAX_RESOURCES.saturating_sub(self.resources.alive)).unwrap_or(u32::MAX).max(1);
+        let room = u32::try_from(self.resources.resources_left()).unwrap_or(u32::MAX).max(1);
         let expected = if expected == 0 { room } else { expected.min(room) };
         let outbound = self.table.get(&message)?.outbound();
         let provider = match self.provider(&client, &topic)? {

@@ -20,11 +20,12 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::admission;
 use crate::bindings;
+use crate::budget::Budget;
 use crate::cache::{CacheError, CompiledCache};
 use crate::engine::{EngineConfig, EngineError, EpochTicker};
 use crate::limits::{ActorLimits, Limiter, LimitsError};
 use crate::links::{LinkError, LinkSet, Providers};
-use crate::messaging::{Budget, Message, ReplyTo};
+use crate::messaging::{Message, ReplyTo};
 use crate::output::CapturedOutput;
 use crate::state::InvocationState;
 use crate::subscriptions::{SubscribeError, Subscriptions};

@@ -6,10 +6,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::budget::Budget;
 use crate::http::OutgoingHttp;
 use crate::limits::Limiter;
 use crate::links::LinkSet;
-use crate::messaging::Budget;
 use crate::output::CapturedOutput;
 use crate::runtime::{LogLine, Reply};
 
